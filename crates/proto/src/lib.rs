@@ -1,0 +1,81 @@
+//! Sieve's public gRPC API, package `sieve.v1`, generated from `proto/` at build time.
+//!
+//! ```
+//! use sieve_proto::v1::{Document, Value};
+//!
+//! let doc = Document {
+//!     id: "doc-1".into(),
+//!     title: "Hello".into(),
+//!     text: "A first document.".into(),
+//!     metadata: [("year".to_string(), Value::from(2024_i64))].into(),
+//!     vector: vec![],
+//! };
+//! assert_eq!(doc.metadata["year"], Value::from(2024_i64));
+//! ```
+
+/// Generated messages, clients and servers of `sieve.v1`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("sieve.v1");
+}
+
+/// The encoded `FileDescriptorSet` of `sieve.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sieve_descriptor.bin"));
+
+use v1::value::Kind;
+
+impl From<&str> for v1::Value {
+    fn from(value: &str) -> Self {
+        Self { kind: Some(Kind::StringValue(value.to_owned())) }
+    }
+}
+
+impl From<String> for v1::Value {
+    fn from(value: String) -> Self {
+        Self { kind: Some(Kind::StringValue(value)) }
+    }
+}
+
+impl From<i64> for v1::Value {
+    fn from(value: i64) -> Self {
+        Self { kind: Some(Kind::IntValue(value)) }
+    }
+}
+
+impl From<f64> for v1::Value {
+    fn from(value: f64) -> Self {
+        Self { kind: Some(Kind::FloatValue(value)) }
+    }
+}
+
+impl From<bool> for v1::Value {
+    fn from(value: bool) -> Self {
+        Self { kind: Some(Kind::BoolValue(value)) }
+    }
+}
+
+impl v1::Filter {
+    /// `metadata[key] == value`.
+    pub fn equals(key: impl Into<String>, value: impl Into<v1::Value>) -> Self {
+        let clause = v1::Equals { key: key.into(), value: Some(value.into()) };
+        Self { clause: Some(v1::filter::Clause::Equals(clause)) }
+    }
+
+    /// `gte <= metadata[key] <= lte`.
+    pub fn range(key: impl Into<String>, gte: Option<f64>, lte: Option<f64>) -> Self {
+        let clause = v1::Range { key: key.into(), gte, lte };
+        Self { clause: Some(v1::filter::Clause::Range(clause)) }
+    }
+
+    /// `metadata[key]` is one of `values`.
+    pub fn any_of<V: Into<v1::Value>>(key: impl Into<String>, values: impl IntoIterator<Item = V>) -> Self {
+        let values = values.into_iter().map(Into::into).collect();
+        Self { clause: Some(v1::filter::Clause::AnyOf(v1::AnyOf { key: key.into(), values })) }
+    }
+
+    /// Every clause holds.
+    pub fn and(clauses: impl IntoIterator<Item = v1::Filter>) -> Self {
+        let clauses = clauses.into_iter().collect();
+        Self { clause: Some(v1::filter::Clause::And(v1::And { clauses })) }
+    }
+}

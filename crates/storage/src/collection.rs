@@ -1,0 +1,645 @@
+//! One collection: sled as the source of truth, the BM25 index and the HNSW graph derived from
+//! it, and the single writer that keeps all three in step.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::{Mutex, RwLock};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use crate::config::{CollectionConfig, DenseConfig, StoreOptions};
+use crate::document::{Document, Metadata};
+use crate::error::{Context, Error, Result};
+use crate::filter::Filter;
+use crate::graph::Graph;
+use crate::keyword::{KeywordIndex, KeywordWriter};
+use crate::record::{Op, decode_record, encode_record, key_seq, record_pid, seq_key};
+use crate::vectors::Vectors;
+use crate::{PointId, Score, Seq};
+
+const LAST_SEQ: &[u8] = b"last_seq";
+const NEXT_PID: &[u8] = b"next_pid";
+
+/// A first-stage match: which document, which version, how well it scored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// The caller's document id.
+    pub id: Arc<str>,
+    /// The matched version.
+    pub pid: PointId,
+    /// BM25 score, or vector similarity (higher is better).
+    pub score: Score,
+}
+
+/// A batch of writes, applied atomically: upserts first, then deletes.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBatch {
+    /// Documents to insert or replace.
+    pub upserts: Vec<Document>,
+    /// Ids to delete; unknown ids are ignored.
+    pub deletes: Vec<String>,
+}
+
+/// A document the batch refused, and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejected {
+    /// Position in [`WriteBatch::upserts`].
+    pub index: usize,
+    /// The document's id as sent.
+    pub id: String,
+    /// What is wrong, naming the field.
+    pub reason: String,
+}
+
+/// What a durable batch did.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WriteOutcome {
+    /// Ids written, in batch order.
+    pub accepted: Vec<String>,
+    /// Documents refused; the rest of the batch landed.
+    pub rejected: Vec<Rejected>,
+    /// Ids deleted (those that existed).
+    pub deleted: Vec<String>,
+    /// The collection's sequence number after the batch (durable).
+    pub sequence: Seq,
+}
+
+/// Counts for monitoring.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CollectionStats {
+    /// Live documents.
+    pub documents: u64,
+    /// Live documents with a vector.
+    pub vectors: u64,
+    /// Dead points still in the HNSW graph.
+    pub tombstones: u64,
+    /// Last durable sequence number.
+    pub sequence: Seq,
+}
+
+/// Document counts as each store sees them; equal when the indexes are in step with sled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexCounts {
+    /// Documents in sled.
+    pub sled: u64,
+    /// Documents visible in the BM25 index.
+    pub bm25: u64,
+    /// Live points in the HNSW graph (graph points minus tombstones).
+    pub graph_live: u64,
+    /// Live documents with a vector, per sled.
+    pub sled_vectors: u64,
+}
+
+struct Point {
+    id: Arc<str>,
+    metadata: Metadata,
+}
+
+/// Live document versions by point id: the authority on what searches may return.
+#[derive(Default)]
+struct Points(HashMap<PointId, Point>);
+
+impl Points {
+    fn visible(&self, pid: PointId, filter: Option<&Filter>) -> bool {
+        self.0.get(&pid).is_some_and(|p| filter.is_none_or(|f| f.matches(&p.metadata)))
+    }
+}
+
+struct Dense {
+    config: DenseConfig,
+    vectors: RwLock<Vectors>,
+    graph: RwLock<Arc<Graph>>,
+}
+
+struct Trees {
+    docs: sled::Tree,
+    oplog: sled::Tree,
+    meta: sled::Tree,
+}
+
+/// State only the writer touches.
+struct Writer {
+    /// `None` once the collection is closed or dropped.
+    keyword: Option<KeywordWriter>,
+    next_pid: PointId,
+    last_seq: Seq,
+    /// The op the HNSW dump on disk is current to.
+    graph_seq: Seq,
+}
+
+/// A planned op of the batch being written.
+enum Planned<'a> {
+    Upsert { doc: &'a Document, pid: PointId, replaced: Option<PointId>, vector: Option<Vec<f32>> },
+    Delete { id: &'a str, pid: PointId },
+}
+
+/// A named set of documents with its BM25 and HNSW indexes.
+pub struct Collection {
+    name: String,
+    config: CollectionConfig,
+    created_ms: u64,
+    options: StoreOptions,
+    db: sled::Db,
+    trees: Trees,
+    dir: PathBuf,
+    points: Arc<RwLock<Points>>,
+    keyword: KeywordIndex,
+    dense: Option<Dense>,
+    writer: Mutex<Writer>,
+    sequence: AtomicU64,
+}
+
+pub(crate) fn tree_prefix(uid: u64) -> String {
+    format!("c{uid}/")
+}
+
+impl Collection {
+    /// Opens (or initialises) a collection: loads live points from sled, then brings each
+    /// derived index up to sled's last sequence by op-log replay, or rebuilds it from sled.
+    pub(crate) fn open(
+        db: &sled::Db,
+        uid: u64,
+        name: &str,
+        config: CollectionConfig,
+        created_ms: u64,
+        dir: PathBuf,
+        options: StoreOptions,
+    ) -> Result<Collection> {
+        let tree = |suffix: &str| {
+            let tree_name = format!("{}{suffix}", tree_prefix(uid));
+            db.open_tree(&tree_name).context(format!("opening sled tree {tree_name}"))
+        };
+        let trees = Trees { docs: tree("docs")?, oplog: tree("oplog")?, meta: tree("meta")? };
+        let read_u64 = |key: &[u8]| -> Result<u64> {
+            match trees.meta.get(key).context("reading collection meta")? {
+                None => Ok(0),
+                Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
+                    Error::Corrupt(format!("collection '{name}' meta key {}", String::from_utf8_lossy(key)))
+                }),
+            }
+        };
+        let last_seq = read_u64(LAST_SEQ)?;
+        let next_pid = read_u64(NEXT_PID)?;
+        // Ops at or below the floor were truncated: an index older than that cannot catch up.
+        let floor = match trees.oplog.first().context("reading the op log")? {
+            Some((key, _)) => key_seq(&key)? - 1,
+            None => last_seq,
+        };
+        let usable = |what: &str, seq: Seq| {
+            let ok = (floor..=last_seq).contains(&seq);
+            if !ok {
+                tracing::warn!(collection = name, what, seq, floor, last_seq, "index out of range of the op log; rebuilding");
+            }
+            ok
+        };
+
+        let bm25_dir = dir.join("bm25");
+        let (keyword, mut keyword_writer, keyword_seq) = match KeywordIndex::open(&bm25_dir, config.analyzer)
+            .filter(|(_, _, seq)| usable("bm25", *seq))
+        {
+            Some((index, writer, seq)) => (index, writer, Some(seq)),
+            None => {
+                let (index, writer) = KeywordIndex::create(&bm25_dir, config.analyzer)?;
+                (index, writer, None)
+            }
+        };
+
+        let mut points = Points::default();
+        let mut vectors = config.dense.as_ref().map(|d| Vectors::new(d.dimension));
+        for entry in trees.docs.iter() {
+            let (key, value) = entry.context("scanning documents")?;
+            let (pid, doc) = decode_record(&key, &value)?;
+            if let (Some(vectors), Some(v), Some(dense)) = (vectors.as_mut(), &doc.vector, &config.dense) {
+                vectors.insert(pid, &dense.distance.prepare(v));
+            }
+            if keyword_seq.is_none() {
+                keyword_writer.upsert(&doc.id, pid, &doc.title, &doc.text)?;
+            }
+            points.0.insert(pid, Point { id: doc.id.into(), metadata: doc.metadata });
+        }
+        match keyword_seq {
+            None => {
+                tracing::info!(collection = name, documents = points.0.len(), "BM25 index rebuilt from sled");
+                keyword_writer.commit(last_seq, &keyword)?;
+            }
+            Some(seq) if seq < last_seq => {
+                for (_, op) in read_ops(&trees.oplog, seq)? {
+                    match op {
+                        Op::Upsert { id, pid } => match trees.docs.get(&id).context("reading a document")? {
+                            Some(bytes) if record_pid(&bytes)? == pid => {
+                                let (_, doc) = decode_record(id.as_bytes(), &bytes)?;
+                                keyword_writer.upsert(&id, pid, &doc.title, &doc.text)?;
+                            }
+                            _ => keyword_writer.delete(&id),
+                        },
+                        Op::Delete { id, .. } => keyword_writer.delete(&id),
+                    }
+                }
+                keyword_writer.commit(last_seq, &keyword)?;
+                tracing::info!(collection = name, from = seq, to = last_seq, "BM25 index caught up from the op log");
+            }
+            Some(_) => {}
+        }
+
+        let mut graph_seq = last_seq;
+        let dense = match (config.dense.clone(), vectors) {
+            (Some(dense_config), Some(vectors)) => {
+                let hnsw_dir = dir.join("hnsw");
+                let (distance, dimension) = (dense_config.distance, dense_config.dimension);
+                let graph = match Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension).filter(|(_, seq)| usable("hnsw", *seq)) {
+                    Some((graph, dump_seq)) => {
+                        let mut missing = Vec::new();
+                        for (_, op) in read_ops(&trees.oplog, dump_seq)? {
+                            if let Op::Upsert { pid, .. } = op {
+                                if let Some(v) = vectors.get(pid) {
+                                    missing.push((v, pid as usize));
+                                }
+                            }
+                        }
+                        graph.insert_many(&missing);
+                        graph_seq = dump_seq;
+                        tracing::info!(collection = name, replayed = missing.len(), "HNSW graph loaded");
+                        graph
+                    }
+                    None => {
+                        let graph = Graph::build(dense_config.hnsw, distance, &vectors);
+                        graph.dump(&hnsw_dir, last_seq, distance, dimension)?;
+                        tracing::info!(collection = name, vectors = vectors.len(), "HNSW graph built from sled");
+                        graph
+                    }
+                };
+                Some(Dense { config: dense_config, vectors: RwLock::new(vectors), graph: RwLock::new(Arc::new(graph)) })
+            }
+            _ => None,
+        };
+
+        let collection = Collection {
+            name: name.to_string(),
+            config,
+            created_ms,
+            options,
+            db: db.clone(),
+            trees,
+            dir,
+            points: Arc::new(RwLock::new(points)),
+            keyword,
+            dense,
+            writer: Mutex::new(Writer { keyword: Some(keyword_writer), next_pid, last_seq, graph_seq }),
+            sequence: AtomicU64::new(last_seq),
+        };
+        collection.truncate_oplog(&collection.writer.lock())?;
+        Ok(collection)
+    }
+
+    /// The collection's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its fixed settings.
+    pub fn config(&self) -> &CollectionConfig {
+        &self.config
+    }
+
+    /// Creation time, milliseconds since the Unix epoch.
+    pub fn created_ms(&self) -> u64 {
+        self.created_ms
+    }
+
+    /// Current counts.
+    pub fn stats(&self) -> CollectionStats {
+        let documents = self.points.read().0.len() as u64;
+        let (vectors, tombstones) = match &self.dense {
+            Some(dense) => {
+                let live = dense.vectors.read().len();
+                (live as u64, dense.graph.read().len().saturating_sub(live) as u64)
+            }
+            None => (0, 0),
+        };
+        CollectionStats { documents, vectors, tombstones, sequence: self.sequence.load(Ordering::Acquire) }
+    }
+
+    /// Document counts per store, for consistency checks.
+    pub fn index_counts(&self) -> IndexCounts {
+        let _no_writes = self.writer.lock();
+        let (graph_live, sled_vectors) = match &self.dense {
+            Some(dense) => {
+                let vectors = dense.vectors.read();
+                let graph = dense.graph.read().clone();
+                let live_in_graph = graph.count_accepted(&|pid| vectors.contains(pid as PointId));
+                (live_in_graph as u64, vectors.len() as u64)
+            }
+            None => (0, 0),
+        };
+        IndexCounts { sled: self.trees.docs.len() as u64, bm25: self.keyword.num_docs(), graph_live, sled_vectors }
+    }
+
+    /// Checks one document against the collection's settings.
+    fn check_document(&self, doc: &Document) -> Result<(), String> {
+        if doc.id.is_empty() {
+            return Err("id: must not be empty".to_string());
+        }
+        match (&doc.vector, &self.config.dense) {
+            (Some(_), None) => Err("vector: this collection has no dense settings, so documents cannot carry vectors".to_string()),
+            (Some(v), Some(dense)) => dense.distance.check(v, dense.dimension).map_err(|why| format!("vector: {why}")),
+            (None, _) => Ok(()),
+        }
+    }
+
+    /// Writes a batch durably (sled flushed), then applies it to both indexes before returning,
+    /// so a returned outcome is both durable and visible to searches.
+    pub fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        let mut w = self.writer.lock();
+        if w.keyword.is_none() {
+            return Err(Error::CollectionNotFound(self.name.clone()));
+        }
+        let mut outcome = WriteOutcome::default();
+        // Ids touched earlier in this batch, with their version after that op.
+        let mut touched: HashMap<&str, Option<PointId>> = HashMap::new();
+        let mut first_index: HashMap<&str, usize> = HashMap::new();
+        let mut planned = Vec::new();
+        let mut next_pid = w.next_pid;
+        for (index, doc) in batch.upserts.iter().enumerate() {
+            let reject = |reason: String| Rejected { index, id: doc.id.clone(), reason };
+            if let Err(reason) = self.check_document(doc) {
+                outcome.rejected.push(reject(reason));
+                continue;
+            }
+            if let Some(first) = first_index.get(doc.id.as_str()) {
+                outcome.rejected.push(reject(format!("id: '{}' already appears at position {first} of this batch", doc.id)));
+                continue;
+            }
+            first_index.insert(&doc.id, index);
+            let replaced = self.current_pid(&touched, &doc.id)?;
+            let pid = next_pid;
+            next_pid += 1;
+            touched.insert(&doc.id, Some(pid));
+            let vector = match (&doc.vector, &self.dense) {
+                (Some(v), Some(dense)) => Some(dense.config.distance.prepare(v)),
+                _ => None,
+            };
+            planned.push(Planned::Upsert { doc, pid, replaced, vector });
+            outcome.accepted.push(doc.id.clone());
+        }
+        for id in &batch.deletes {
+            if let Some(pid) = self.current_pid(&touched, id)? {
+                touched.insert(id, None);
+                planned.push(Planned::Delete { id, pid });
+                outcome.deleted.push(id.clone());
+            }
+        }
+        if planned.is_empty() {
+            outcome.sequence = w.last_seq;
+            return Ok(outcome);
+        }
+
+        let first_seq = w.last_seq + 1;
+        let last_seq = w.last_seq + planned.len() as u64;
+        let mut writes: Vec<(&str, Option<Vec<u8>>, [u8; 8], Vec<u8>)> = Vec::with_capacity(planned.len());
+        for (seq, op) in (first_seq..).zip(&planned) {
+            writes.push(match op {
+                Planned::Upsert { doc, pid, .. } => (
+                    doc.id.as_str(),
+                    Some(encode_record(*pid, doc)),
+                    seq_key(seq),
+                    Op::Upsert { id: doc.id.clone(), pid: *pid }.encode(),
+                ),
+                Planned::Delete { id, pid } => (id, None, seq_key(seq), Op::Delete { id: id.to_string(), pid: *pid }.encode()),
+            });
+        }
+        (&self.trees.docs, &self.trees.oplog, &self.trees.meta)
+            .transaction(|(docs, oplog, meta)| {
+                for (id, record, key, op) in &writes {
+                    match record {
+                        Some(record) => docs.insert(id.as_bytes(), record.as_slice())?,
+                        None => docs.remove(id.as_bytes())?,
+                    };
+                    oplog.insert(key, op.as_slice())?;
+                }
+                meta.insert(LAST_SEQ, &last_seq.to_be_bytes())?;
+                meta.insert(NEXT_PID, &next_pid.to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::io(format!("writing batch to collection '{}'", self.name), format!("{e:?}")))?;
+        self.db.flush().context(format!("flushing collection '{}'", self.name))?;
+        w.next_pid = next_pid;
+        w.last_seq = last_seq;
+        self.sequence.store(last_seq, Ordering::Release);
+
+        self.apply(&mut w, &planned, last_seq).map_err(|e| {
+            tracing::error!(collection = self.name, error = %e, "batch is durable but indexing failed; it will be replayed on restart");
+            e
+        })?;
+        self.maintain(&mut w)?;
+        outcome.sequence = last_seq;
+        Ok(outcome)
+    }
+
+    /// The live version of `id`, seeing earlier ops of the current batch first.
+    fn current_pid(&self, touched: &HashMap<&str, Option<PointId>>, id: &str) -> Result<Option<PointId>> {
+        if let Some(pid) = touched.get(id) {
+            return Ok(*pid);
+        }
+        match self.trees.docs.get(id).context("reading a document")? {
+            Some(bytes) => Ok(Some(record_pid(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Applies a durable batch to the BM25 index, the vector table, the graph and the point table.
+    fn apply(&self, w: &mut Writer, planned: &[Planned], last_seq: Seq) -> Result<()> {
+        let keyword = w.keyword.as_mut().expect("checked open at the start of write");
+        for op in planned {
+            match op {
+                Planned::Upsert { doc, pid, .. } => keyword.upsert(&doc.id, *pid, &doc.title, &doc.text)?,
+                Planned::Delete { id, .. } => keyword.delete(id),
+            }
+        }
+        keyword.commit(last_seq, &self.keyword)?;
+
+        if let Some(dense) = &self.dense {
+            let mut vectors = dense.vectors.write();
+            for op in planned {
+                match op {
+                    Planned::Upsert { pid, replaced, vector, .. } => {
+                        if let Some(old) = replaced {
+                            vectors.remove(*old);
+                        }
+                        if let Some(v) = vector {
+                            vectors.insert(*pid, v);
+                        }
+                    }
+                    Planned::Delete { pid, .. } => {
+                        vectors.remove(*pid);
+                    }
+                }
+            }
+            drop(vectors);
+            let items: Vec<(&[f32], usize)> = planned
+                .iter()
+                .filter_map(|op| match op {
+                    Planned::Upsert { pid, vector: Some(v), .. } => Some((v.as_slice(), *pid as usize)),
+                    _ => None,
+                })
+                .collect();
+            dense.graph.read().clone().insert_many(&items);
+        }
+
+        let mut points = self.points.write();
+        for op in planned {
+            match op {
+                Planned::Upsert { doc, pid, replaced, .. } => {
+                    if let Some(old) = replaced {
+                        points.0.remove(old);
+                    }
+                    points.0.insert(*pid, Point { id: doc.id.as_str().into(), metadata: doc.metadata.clone() });
+                }
+                Planned::Delete { pid, .. } => {
+                    points.0.remove(pid);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// After a batch: rebuild a tombstone-heavy graph, dump a stale one, trim the op log.
+    fn maintain(&self, w: &mut Writer) -> Result<()> {
+        if let Some(dense) = &self.dense {
+            let graph_points = dense.graph.read().len();
+            let live = dense.vectors.read().len();
+            let tombstones = graph_points.saturating_sub(live);
+            if tombstones as f64 > self.options.tombstone_ratio * graph_points as f64 {
+                let rebuilt = Graph::build(dense.config.hnsw, dense.config.distance, &dense.vectors.read());
+                *dense.graph.write() = Arc::new(rebuilt);
+                tracing::info!(collection = self.name, tombstones, live, "HNSW graph rebuilt without tombstones");
+                self.dump_graph(w)?;
+            } else if w.last_seq - w.graph_seq >= self.options.graph_dump_every {
+                self.dump_graph(w)?;
+            }
+        }
+        self.truncate_oplog(w)
+    }
+
+    fn dump_graph(&self, w: &mut Writer) -> Result<()> {
+        let Some(dense) = &self.dense else { return Ok(()) };
+        let graph = dense.graph.read().clone();
+        graph.dump(&self.dir.join("hnsw"), w.last_seq, dense.config.distance, dense.config.dimension)?;
+        w.graph_seq = w.last_seq;
+        Ok(())
+    }
+
+    /// Drops op-log entries every derived index has durably applied.
+    fn truncate_oplog(&self, w: &Writer) -> Result<()> {
+        let floor = if self.dense.is_some() { w.graph_seq.min(w.last_seq) } else { w.last_seq };
+        let mut batch = sled::Batch::default();
+        let mut any = false;
+        for entry in self.trees.oplog.range(..=seq_key(floor)) {
+            let (key, _) = entry.context("reading the op log")?;
+            batch.remove(key);
+            any = true;
+        }
+        if any {
+            self.trees.oplog.apply_batch(batch).context("trimming the op log")?;
+        }
+        Ok(())
+    }
+
+    /// Dumps what is not yet on disk and releases the index writer; later writes fail.
+    pub(crate) fn close(&self) -> Result<()> {
+        let mut w = self.writer.lock();
+        let Some(keyword) = w.keyword.take() else { return Ok(()) };
+        if self.dense.is_some() && w.graph_seq < w.last_seq {
+            self.dump_graph(&mut w)?;
+        }
+        self.truncate_oplog(&w)?;
+        keyword.finish()?;
+        self.db.flush().context("flushing sled")?;
+        Ok(())
+    }
+
+    /// Stops writes for good (the collection is being deleted).
+    pub(crate) fn retire(&self) {
+        if let Some(keyword) = self.writer.lock().keyword.take() {
+            if let Err(e) = keyword.finish() {
+                tracing::warn!(collection = self.name, error = %e, "finishing BM25 merges of a deleted collection");
+            }
+        }
+    }
+
+    /// The stored document with this id.
+    pub fn get(&self, id: &str) -> Result<Option<Document>> {
+        match self.trees.docs.get(id).context("reading a document")? {
+            Some(bytes) => Ok(Some(decode_record(id.as_bytes(), &bytes)?.1)),
+            None => Ok(None),
+        }
+    }
+
+    /// Top `k` BM25 matches that pass the filter, best first.
+    pub fn search_bm25(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<Candidate>> {
+        let points = Arc::clone(&self.points);
+        let owned_filter = filter.cloned();
+        let accept = Arc::new(move |pid: PointId| points.read().visible(pid, owned_filter.as_ref()));
+        let found = self.keyword.search(query, k, accept)?;
+        let points = self.points.read();
+        Ok(found
+            .into_iter()
+            .filter_map(|(pid, score)| points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score }))
+            .collect())
+    }
+
+    /// Top `k` vectors by similarity to `vector` that pass the filter, best first. Exact below
+    /// the store's threshold or when the filtered graph walk finds fewer than `k`.
+    pub fn search_dense(&self, vector: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<Candidate>> {
+        let Some(dense) = &self.dense else {
+            return Err(Error::InvalidArgument(format!(
+                "query_vector: collection '{}' has no dense settings",
+                self.name
+            )));
+        };
+        let distance = dense.config.distance;
+        distance
+            .check(vector, dense.config.dimension)
+            .map_err(|why| Error::InvalidArgument(format!("query_vector: {why}")))?;
+        let query = distance.prepare(vector);
+        let points = self.points.read();
+        let vectors = dense.vectors.read();
+        let accept = |pid: PointId| points.visible(pid, filter);
+        let exact = || vectors.exact_top_k(&query, k, distance, accept);
+        let mut found = if vectors.len() <= self.options.exact_search_threshold {
+            exact()
+        } else {
+            let graph = dense.graph.read().clone();
+            let pids = graph.search(&query, k, dense.config.hnsw.ef_search, &|pid: &usize| {
+                let pid = *pid as PointId;
+                vectors.contains(pid) && accept(pid)
+            });
+            if pids.len() < k.min(vectors.len()) {
+                exact()
+            } else {
+                pids.into_iter()
+                    .filter_map(|pid| vectors.get(pid).map(|v| (pid, distance.similarity(&query, v))))
+                    .collect()
+            }
+        };
+        found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(found
+            .into_iter()
+            .filter_map(|(pid, score)| points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score }))
+            .collect())
+    }
+}
+
+/// Op-log entries after `after`, in order.
+fn read_ops(oplog: &sled::Tree, after: Seq) -> Result<Vec<(Seq, Op)>> {
+    oplog
+        .range(seq_key(after + 1)..)
+        .map(|entry| {
+            let (key, value) = entry.context("reading the op log")?;
+            let seq = key_seq(&key)?;
+            Ok((seq, Op::decode(seq, &value)?))
+        })
+        .collect()
+}

@@ -1,0 +1,49 @@
+//! Storage errors, split by who must act: the caller (bad input, missing or duplicate
+//! collection) or the operator (I/O, corruption).
+
+use std::fmt;
+
+/// Why a storage call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A named collection does not exist.
+    #[error("collection '{0}' not found")]
+    CollectionNotFound(String),
+    /// A collection of that name exists already.
+    #[error("collection '{0}' already exists")]
+    CollectionExists(String),
+    /// The on-disk state cannot be trusted; the message says what was found.
+    #[error("corrupt data: {0}")]
+    Corrupt(String),
+    /// An I/O or embedded-engine failure.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// What went wrong underneath.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Result with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn io(context: impl fmt::Display, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Error::Io { context: context.to_string(), source: source.into() }
+    }
+}
+
+/// Attaches context to lower-level errors.
+pub(crate) trait Context<T> {
+    fn context(self, what: impl fmt::Display) -> Result<T>;
+}
+
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Context<T> for std::result::Result<T, E> {
+    fn context(self, what: impl fmt::Display) -> Result<T> {
+        self.map_err(|source| Error::io(what, source))
+    }
+}

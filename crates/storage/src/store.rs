@@ -1,0 +1,199 @@
+//! The store: one sled database for every collection, the catalog of collections, and their
+//! index directories under the data dir.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Mutex, RwLock};
+use serde::{Deserialize, Serialize};
+use sled::Transactional;
+use sled::transaction::ConflictableTransactionError;
+
+use crate::collection::{Collection, tree_prefix};
+use crate::config::{CollectionConfig, StoreOptions, check_collection_name};
+use crate::error::{Context, Error, Result};
+
+const NEXT_UID: &[u8] = b"next_uid";
+
+/// A collection as the catalog records it.
+#[derive(Serialize, Deserialize)]
+struct CatalogEntry {
+    uid: u64,
+    config: CollectionConfig,
+    created_ms: u64,
+}
+
+/// All collections under one data directory.
+pub struct Store {
+    db: sled::Db,
+    dir: PathBuf,
+    options: StoreOptions,
+    catalog: sled::Tree,
+    store_meta: sled::Tree,
+    collections: RwLock<BTreeMap<String, Arc<Collection>>>,
+    /// Serialises create and delete.
+    ddl: Mutex<()>,
+}
+
+impl Store {
+    /// Opens the store at `dir` (created if missing), opening every collection and removing
+    /// leftovers of collections deleted mid-way. A store whose sled data cannot be read is an
+    /// error: serving part of the data is worse than not serving.
+    pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
+        std::fs::create_dir_all(dir).context(format!("creating data directory {}", dir.display()))?;
+        let sled_dir = dir.join("sled");
+        let db = sled::Config::new()
+            .path(&sled_dir)
+            .cache_capacity(options.cache_bytes)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => {
+                    Error::Corrupt(format!("sled database at {} is corrupt: {e}", sled_dir.display()))
+                }
+                other => Error::io(format!("opening sled database at {}", sled_dir.display()), other),
+            })?;
+        let catalog = db.open_tree("catalog").context("opening the catalog")?;
+        let store_meta = db.open_tree("store").context("opening store metadata")?;
+        let mut collections = BTreeMap::new();
+        let mut uids = Vec::new();
+        for entry in catalog.iter() {
+            let (key, value) = entry.context("reading the catalog")?;
+            let name = String::from_utf8(key.to_vec()).map_err(|_| Error::Corrupt("catalog name is not UTF-8".into()))?;
+            let entry: CatalogEntry = serde_json::from_slice(&value)
+                .map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
+            let collection = Collection::open(
+                &db,
+                entry.uid,
+                &name,
+                entry.config,
+                entry.created_ms,
+                collection_dir(dir, entry.uid),
+                options.clone(),
+            )?;
+            tracing::info!(collection = name, documents = collection.stats().documents, "collection opened");
+            uids.push(entry.uid);
+            collections.insert(name, Arc::new(collection));
+        }
+        let store = Store {
+            db,
+            dir: dir.to_path_buf(),
+            options,
+            catalog,
+            store_meta,
+            collections: RwLock::new(collections),
+            ddl: Mutex::new(()),
+        };
+        store.remove_orphans(&uids)?;
+        Ok(store)
+    }
+
+    /// Removes trees and directories of collections no longer in the catalog.
+    fn remove_orphans(&self, live: &[u64]) -> Result<()> {
+        let live_prefixes: Vec<String> = live.iter().map(|&uid| tree_prefix(uid)).collect();
+        for name in self.db.tree_names() {
+            let name = String::from_utf8_lossy(&name).into_owned();
+            if name.starts_with('c') && name.contains('/') && !live_prefixes.iter().any(|p| name.starts_with(p)) {
+                self.db.drop_tree(&name).context(format!("dropping orphan tree {name}"))?;
+            }
+        }
+        let root = self.dir.join("collections");
+        if let Ok(entries) = std::fs::read_dir(&root) {
+            for entry in entries.flatten() {
+                let uid = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+                if uid.is_some_and(|uid| !live.contains(&uid)) {
+                    std::fs::remove_dir_all(entry.path()).context(format!("removing {}", entry.path().display()))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The store's tuning.
+    pub fn options(&self) -> &StoreOptions {
+        &self.options
+    }
+
+    /// Creates an empty collection.
+    pub fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+        check_collection_name(name)?;
+        config.check(self.options.max_dimension)?;
+        let _ddl = self.ddl.lock();
+        if self.collections.read().contains_key(name) {
+            return Err(Error::CollectionExists(name.to_string()));
+        }
+        let uid = match self.store_meta.get(NEXT_UID).context("reading store metadata")? {
+            Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| Error::Corrupt("next_uid".into()))?,
+            None => 1,
+        };
+        let created_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let entry = CatalogEntry { uid, config: config.clone(), created_ms };
+        let entry_bytes = serde_json::to_vec(&entry).expect("catalog entries serialise");
+        (&self.catalog, &self.store_meta)
+            .transaction(|(catalog, meta)| {
+                catalog.insert(name.as_bytes(), entry_bytes.as_slice())?;
+                meta.insert(NEXT_UID, &(uid + 1).to_be_bytes())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| Error::io(format!("recording collection '{name}'"), format!("{e:?}")))?;
+        self.db.flush().context("flushing the catalog")?;
+        let dir = collection_dir(&self.dir, uid);
+        let collection =
+            Arc::new(Collection::open(&self.db, uid, name, config, created_ms, dir, self.options.clone())?);
+        self.collections.write().insert(name.to_string(), Arc::clone(&collection));
+        tracing::info!(collection = name, uid, "collection created");
+        Ok(collection)
+    }
+
+    /// The named collection.
+    pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
+        self.collections.read().get(name).cloned().ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+    }
+
+    /// Every collection, by name.
+    pub fn collections(&self) -> Vec<Arc<Collection>> {
+        self.collections.read().values().cloned().collect()
+    }
+
+    /// Deletes a collection and all its data. The catalog entry goes first, so a crash
+    /// mid-way leaves only orphans that the next open removes.
+    pub fn delete_collection(&self, name: &str) -> Result<()> {
+        let _ddl = self.ddl.lock();
+        let collection = self.collection(name)?;
+        let uid = self.uid_of(name)?;
+        self.catalog.remove(name).context("removing the catalog entry")?;
+        self.db.flush().context("flushing the catalog")?;
+        self.collections.write().remove(name);
+        collection.retire();
+        for suffix in ["docs", "oplog", "meta"] {
+            self.db.drop_tree(format!("{}{suffix}", tree_prefix(uid))).context("dropping a collection tree")?;
+        }
+        let dir = collection_dir(&self.dir, uid);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).context(format!("removing {}", dir.display()))?;
+        }
+        tracing::info!(collection = name, uid, "collection deleted");
+        Ok(())
+    }
+
+    fn uid_of(&self, name: &str) -> Result<u64> {
+        let bytes = self.catalog.get(name).context("reading the catalog")?.ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+        let entry: CatalogEntry =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
+        Ok(entry.uid)
+    }
+
+    /// Persists every derived index and flushes sled. Call once, at shutdown.
+    pub fn close(&self) -> Result<()> {
+        for collection in self.collections() {
+            collection.close()?;
+        }
+        self.db.flush().context("flushing sled")?;
+        Ok(())
+    }
+}
+
+fn collection_dir(root: &Path, uid: u64) -> PathBuf {
+    root.join("collections").join(uid.to_string())
+}

@@ -1,0 +1,318 @@
+//! Storage behaviour through the public API: upserts and deletes reach both indexes, graphs
+//! rebuild, indexes survive reopen and are rebuilt from sled when lost, filters run inside
+//! both retrievers.
+
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use sieve_storage::{
+    Collection, CollectionConfig, DenseConfig, Distance, Document, Filter, HnswParams, Store, StoreOptions, Value,
+    WriteBatch,
+};
+
+const DIM: usize = 16;
+
+fn options(exact_search_threshold: usize) -> StoreOptions {
+    StoreOptions { exact_search_threshold, ..StoreOptions::default() }
+}
+
+fn dense_config(distance: Distance) -> CollectionConfig {
+    CollectionConfig {
+        dense: Some(DenseConfig { dimension: DIM, distance, embedder: None, hnsw: HnswParams::default() }),
+        ..CollectionConfig::default()
+    }
+}
+
+fn random_vector(rng: &mut StdRng) -> Vec<f32> {
+    (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
+/// Document `i`: a unique word `uniq{i}`, a shared word, a bucket for filters, a random vector.
+fn doc(i: usize, rng: &mut StdRng) -> Document {
+    Document {
+        id: format!("doc-{i}"),
+        title: format!("Title {i}"),
+        text: format!("shared words about retrieval uniq{i}"),
+        metadata: [
+            ("bucket".to_string(), Value::Int((i % 100) as i64)),
+            ("parity".to_string(), Value::String(if i % 2 == 0 { "even" } else { "odd" }.into())),
+        ]
+        .into(),
+        vector: Some(random_vector(rng)),
+    }
+}
+
+fn fill(collection: &Collection, n: usize, seed: u64) -> Vec<Document> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let docs: Vec<Document> = (0..n).map(|i| doc(i, &mut rng)).collect();
+    for chunk in docs.chunks(500) {
+        let outcome = collection.write(&WriteBatch { upserts: chunk.to_vec(), deletes: vec![] }).unwrap();
+        assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
+        assert_eq!(outcome.accepted.len(), chunk.len());
+    }
+    docs
+}
+
+fn ids(candidates: &[sieve_storage::Candidate]) -> Vec<String> {
+    candidates.iter().map(|c| c.id.to_string()).collect()
+}
+
+fn open(dir: &Path, exact_search_threshold: usize) -> Store {
+    Store::open(dir, options(exact_search_threshold)).unwrap()
+}
+
+#[test]
+fn upsert_replaces_text_and_vector_in_both_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+    let docs = fill(&c, 300, 1);
+
+    let mut replacement = docs[42].clone();
+    replacement.text = "completely different zeppelin".into();
+    replacement.vector = docs[7].vector.iter().map(|v| v.iter().map(|x| -x).collect()).next();
+    let outcome = c.write(&WriteBatch { upserts: vec![replacement.clone()], deletes: vec![] }).unwrap();
+    assert_eq!(outcome.accepted, vec!["doc-42"]);
+    assert_eq!(outcome.sequence, 301);
+
+    assert!(c.search_bm25("uniq42", 10, None).unwrap().is_empty(), "old text is gone from BM25");
+    assert_eq!(ids(&c.search_bm25("zeppelin", 10, None).unwrap()), vec!["doc-42"]);
+    let old_vector = docs[42].vector.clone().unwrap();
+    assert_ne!(ids(&c.search_dense(&old_vector, 1, None).unwrap()), vec!["doc-42"], "old vector is a tombstone");
+    let new_vector = replacement.vector.clone().unwrap();
+    let top = c.search_dense(&new_vector, 1, None).unwrap();
+    assert_eq!(ids(&top), vec!["doc-42"]);
+    assert!((top[0].score - 1.0).abs() < 1e-5, "cosine with itself is 1, got {}", top[0].score);
+    assert_eq!(c.get("doc-42").unwrap().unwrap(), replacement);
+    let stats = c.stats();
+    assert_eq!((stats.documents, stats.vectors, stats.tombstones), (300, 300, 1));
+}
+
+#[test]
+fn delete_removes_from_both_indexes_and_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::L2)).unwrap();
+    let docs = fill(&c, 200, 2);
+    let outcome =
+        c.write(&WriteBatch { upserts: vec![], deletes: vec!["doc-5".into(), "doc-5".into(), "nope".into()] }).unwrap();
+    assert_eq!(outcome.deleted, vec!["doc-5"]);
+    assert_eq!(outcome.sequence, 201);
+    assert!(c.search_bm25("uniq5", 10, None).unwrap().is_empty());
+    let v = docs[5].vector.clone().unwrap();
+    let nearest = c.search_dense(&v, 200, None).unwrap();
+    assert_eq!(nearest.len(), 199);
+    assert!(!ids(&nearest).contains(&"doc-5".to_string()));
+    assert_eq!(c.get("doc-5").unwrap(), None);
+    let counts = c.index_counts();
+    assert_eq!((counts.sled, counts.bm25, counts.graph_live, counts.sled_vectors), (199, 199, 199, 199));
+}
+
+#[test]
+fn upsert_then_delete_in_one_batch_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::Dot)).unwrap();
+    let mut rng = StdRng::seed_from_u64(3);
+    let batch = WriteBatch { upserts: vec![doc(1, &mut rng), doc(1, &mut rng)], deletes: vec!["doc-1".into()] };
+    let outcome = c.write(&batch).unwrap();
+    assert_eq!(outcome.accepted, vec!["doc-1"]);
+    assert_eq!(outcome.rejected[0].index, 1);
+    assert_eq!(outcome.rejected[0].reason, "id: 'doc-1' already appears at position 0 of this batch");
+    assert_eq!(outcome.deleted, vec!["doc-1"]);
+    assert_eq!(outcome.sequence, 2);
+    assert_eq!(c.stats().documents, 0);
+    assert!(c.search_bm25("uniq1", 10, None).unwrap().is_empty());
+}
+
+#[test]
+fn bad_documents_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+    let mut rng = StdRng::seed_from_u64(4);
+    let good = doc(1, &mut rng);
+    let mut short = doc(2, &mut rng);
+    short.vector = Some(vec![1.0; 3]);
+    let mut nan = doc(3, &mut rng);
+    nan.vector.as_mut().unwrap()[4] = f32::NAN;
+    let mut zero = doc(4, &mut rng);
+    zero.vector = Some(vec![0.0; DIM]);
+    let unnamed = Document { id: String::new(), ..good.clone() };
+    let batch = WriteBatch { upserts: vec![short, good, nan, zero, unnamed], deletes: vec![] };
+    let outcome = c.write(&batch).unwrap();
+    assert_eq!(outcome.accepted, vec!["doc-1"]);
+    let reasons: Vec<(usize, &str)> = outcome.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            (0, "vector: has 3 dimensions, the collection has 16"),
+            (2, "vector: component 4 is NaN (must be finite)"),
+            (3, "vector: is all zeros, which has no cosine similarity"),
+            (4, "id: must not be empty"),
+        ]
+    );
+    assert_eq!(c.stats().documents, 1);
+}
+
+#[test]
+fn tombstone_heavy_graph_is_rebuilt_and_answers_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+    let docs = fill(&c, 1000, 5);
+    // 150 replacements: 13 % tombstones, under the 20 % threshold.
+    let mut rng = StdRng::seed_from_u64(6);
+    let replaced: Vec<Document> =
+        docs[..150].iter().map(|d| Document { vector: Some(random_vector(&mut rng)), ..d.clone() }).collect();
+    c.write(&WriteBatch { upserts: replaced.clone(), deletes: vec![] }).unwrap();
+    assert_eq!(c.stats().tombstones, 150);
+    // 150 more: 300 of 1300 points would be dead, so the graph is rebuilt.
+    let deletes = (500..650).map(|i| format!("doc-{i}")).collect();
+    c.write(&WriteBatch { upserts: vec![], deletes }).unwrap();
+    let stats = c.stats();
+    assert_eq!((stats.documents, stats.vectors, stats.tombstones), (850, 850, 0));
+    for d in replaced.iter().take(50).chain(&docs[650..700]) {
+        let top = c.search_dense(d.vector.as_ref().unwrap(), 1, None).unwrap();
+        assert_eq!(top[0].id.as_ref(), d.id, "own vector ranks first");
+    }
+    let counts = c.index_counts();
+    assert_eq!((counts.sled, counts.bm25, counts.graph_live), (850, 850, 850));
+}
+
+#[test]
+fn reopened_collection_answers_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let queries: Vec<Vec<f32>> = {
+        let mut rng = StdRng::seed_from_u64(8);
+        (0..20).map(|_| random_vector(&mut rng)).collect()
+    };
+    let answers = |c: &Collection| {
+        let dense: Vec<Vec<String>> = queries.iter().map(|q| ids(&c.search_dense(q, 10, None).unwrap())).collect();
+        let bm25 = ids(&c.search_bm25("uniq17 uniq400 retrieval", 20, None).unwrap());
+        (dense, bm25)
+    };
+    let before = {
+        let store = open(dir.path(), 0);
+        let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+        fill(&c, 1200, 7);
+        let before = answers(&c);
+        store.close().unwrap();
+        before
+    };
+    let store = open(dir.path(), 0);
+    let c = store.collection("c").unwrap();
+    assert_eq!(c.stats().sequence, 1200);
+    assert_eq!(answers(&c), before);
+    assert_eq!(&before.1[..2], ["doc-17", "doc-400"]);
+}
+
+#[test]
+fn unclean_stop_replays_the_op_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = {
+        let store = open(dir.path(), 0);
+        let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+        let docs = fill(&c, 600, 9);
+        // No close(): the graph dump on disk is the empty one from creation.
+        drop(c);
+        drop(store);
+        docs
+    };
+    let store = open(dir.path(), 0);
+    let c = store.collection("c").unwrap();
+    let counts = c.index_counts();
+    assert_eq!((counts.sled, counts.bm25, counts.graph_live), (600, 600, 600));
+    for d in docs.iter().step_by(37) {
+        assert_eq!(c.search_dense(d.vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(), d.id);
+    }
+}
+
+#[test]
+fn lost_or_corrupt_derived_indexes_are_rebuilt_from_sled() {
+    let dir = tempfile::tempdir().unwrap();
+    let docs = {
+        let store = open(dir.path(), 0);
+        let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+        let docs = fill(&c, 700, 10);
+        store.close().unwrap();
+        docs
+    };
+    let collection_dir = dir.path().join("collections/1");
+    std::fs::remove_dir_all(collection_dir.join("bm25")).unwrap();
+    std::fs::write(collection_dir.join("hnsw/graph.hnsw.graph"), b"garbage").unwrap();
+
+    let store = open(dir.path(), 0);
+    let c = store.collection("c").unwrap();
+    let counts = c.index_counts();
+    assert_eq!((counts.sled, counts.bm25, counts.graph_live), (700, 700, 700));
+    assert_eq!(ids(&c.search_bm25("uniq321", 5, None).unwrap()), vec!["doc-321"]);
+    assert_eq!(c.search_dense(docs[321].vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(), "doc-321");
+}
+
+#[test]
+fn selective_filter_still_fills_top_k_in_both_retrievers() {
+    let dir = tempfile::tempdir().unwrap();
+    // Threshold 100: 5,000 vectors go through the HNSW graph, not brute force.
+    let store = open(dir.path(), 100);
+    let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+    fill(&c, 5000, 11);
+    // bucket 37 holds 1 % of the documents (50).
+    let filter = Filter::Equals { key: "bucket".into(), value: Value::Int(37) };
+    let in_bucket = |id: &str| id.trim_start_matches("doc-").parse::<usize>().unwrap() % 100 == 37;
+
+    let bm25 = c.search_bm25("retrieval", 10, Some(&filter)).unwrap();
+    assert_eq!(bm25.len(), 10);
+    assert!(bm25.iter().all(|h| in_bucket(&h.id)));
+
+    let mut rng = StdRng::seed_from_u64(12);
+    for _ in 0..5 {
+        let query = random_vector(&mut rng);
+        let dense = c.search_dense(&query, 10, Some(&filter)).unwrap();
+        assert_eq!(dense.len(), 10);
+        assert!(dense.iter().all(|h| in_bucket(&h.id)));
+        // Best first, and truly the best 10 of the 50 in the bucket.
+        let exact = {
+            let all = c.search_dense(&query, 5000, None).unwrap();
+            all.into_iter().filter(|h| in_bucket(&h.id)).take(10).map(|h| h.id.to_string()).collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&dense), exact);
+    }
+
+    let conjunction = Filter::And(vec![
+        Filter::Range { key: "bucket".into(), gte: Some(10.0), lte: Some(11.0) },
+        Filter::AnyOf { key: "parity".into(), values: vec![Value::String("odd".into())] },
+    ]);
+    let hits = c.search_bm25("shared", 100, Some(&conjunction)).unwrap();
+    assert_eq!(hits.len(), 50, "bucket 11 is the odd one of 10..=11: 50 documents");
+    assert!(hits.iter().all(|h| h.id.trim_start_matches("doc-").parse::<usize>().unwrap() % 100 == 11));
+}
+
+#[test]
+fn collections_are_created_listed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 0);
+        store.create_collection("kept", CollectionConfig::default()).unwrap();
+        let gone = store.create_collection("gone", dense_config(Distance::L2)).unwrap();
+        fill(&gone, 10, 13);
+        assert!(matches!(
+            store.create_collection("kept", CollectionConfig::default()),
+            Err(sieve_storage::Error::CollectionExists(_))
+        ));
+        assert!(matches!(
+            store.create_collection("bad name", CollectionConfig::default()),
+            Err(sieve_storage::Error::InvalidArgument(_))
+        ));
+        store.delete_collection("gone").unwrap();
+        assert!(matches!(store.collection("gone"), Err(sieve_storage::Error::CollectionNotFound(_))));
+        store.close().unwrap();
+    }
+    let store = open(dir.path(), 0);
+    let names: Vec<String> = store.collections().iter().map(|c| c.name().to_string()).collect();
+    assert_eq!(names, vec!["kept"]);
+    assert!(!dir.path().join("collections/2").exists(), "the deleted collection's files are gone");
+    let again = store.create_collection("gone", CollectionConfig::default()).unwrap();
+    assert_eq!(again.stats().documents, 0, "a new collection of the same name starts empty");
+}
