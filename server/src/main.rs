@@ -1,1 +1,218 @@
-fn main(){}
+//! `sieve-server`: Sieve's retrieval engine over gRPC, on embedded storage.
+//!
+//! Configuration comes from defaults, a TOML file (`--config`), `SIEVE_*` environment variables
+//! and flags, in rising order of precedence. On SIGINT or SIGTERM the server stops accepting
+//! connections, lets in-flight requests finish (ingest streams end after their current batch),
+//! writes its derived indexes to disk and flushes sled.
+
+mod config;
+mod convert;
+mod demo;
+mod service;
+mod status;
+
+use std::io::{IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Parser;
+use sieve_proto::v1::collections_server::CollectionsServer;
+use sieve_proto::v1::documents_server::DocumentsServer;
+use sieve_proto::v1::info_server::InfoServer;
+use sieve_proto::v1::search_server::SearchServer;
+use sieve_storage::{Store, StoreOptions};
+use tokio::sync::watch;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::config::{Cli, Config, LogFormat};
+use crate::service::{CollectionsService, DocumentsService, InfoService, SearchService, State};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::load(cli.config.as_deref(), &cli.overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("sieve-server: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.print_config {
+        print!("{}", toml::to_string(&config).expect("the configuration serialises"));
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = init_tracing(&config) {
+        eprintln!("sieve-server: {e:#}");
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("sieve-server: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, cli.demo)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sieve-server: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(config: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
+        .with_context(|| format!("log_level '{}' is not a valid filter", config.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match config.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+    let options = StoreOptions {
+        cache_bytes: config.cache_mb << 20,
+        exact_search_threshold: config.exact_search_threshold,
+        graph_dump_every: config.graph_dump_every,
+        max_dimension: config.max_dimension,
+        ..StoreOptions::default()
+    };
+    let data_dir = config.data_dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, options))
+        .await?
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let store = Arc::new(store);
+
+    let incoming = TcpIncoming::bind(config.listen)
+        .with_context(|| format!("listening on {}", config.listen))?
+        .with_nodelay(Some(true));
+    let addr = incoming.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let state = Arc::new(State {
+        store: Arc::clone(&store),
+        config: config.clone(),
+        shutdown: shutdown_rx.clone(),
+    });
+
+    let (health, health_service) = tonic_health::server::health_reporter();
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(sieve_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let limit = config.max_message_bytes;
+    let router = Server::builder()
+        .add_service(health_service)
+        .add_service(reflection().build_v1()?)
+        .add_service(reflection().build_v1alpha()?)
+        .add_service(
+            CollectionsServer::new(CollectionsService(Arc::clone(&state)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            DocumentsServer::new(DocumentsService(Arc::clone(&state)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            SearchServer::new(SearchService(Arc::clone(&state)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        )
+        .add_service(
+            InfoServer::new(InfoService(Arc::clone(&state)))
+                .max_decoding_message_size(limit)
+                .max_encoding_message_size(limit),
+        );
+    let services = service_names();
+    for name in services {
+        health.set_service_status(name, ServingStatus::Serving).await;
+    }
+
+    let mut stop = shutdown_rx.clone();
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = stop.wait_for(|stopping| *stopping).await;
+    }));
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("sieve-server listening on {addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving");
+    if demo {
+        tokio::spawn(demo::run(addr));
+    }
+
+    tokio::select! {
+        signal = shutdown_signal() => tracing::info!(signal, "shutting down: no new connections, finishing in-flight requests"),
+        result = &mut server => {
+            result.context("server task")?.context("gRPC server")?;
+            anyhow::bail!("gRPC server stopped unexpectedly");
+        }
+    }
+    for name in services {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let _ = shutdown_tx.send(true);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(result) => result.context("server task")?.context("gRPC server")?,
+        Err(_) => {
+            tracing::warn!(
+                grace_secs = config.shutdown_grace_secs,
+                "requests still running after the grace period; closing anyway"
+            );
+            server.abort();
+        }
+    }
+    tokio::task::spawn_blocking(move || store.close()).await?.context("closing the store")?;
+    tracing::info!("stopped cleanly: indexes written, sled flushed");
+    Ok(())
+}
+
+/// Names reported by `grpc.health.v1`; "" is the whole server.
+fn service_names() -> [&'static str; 5] {
+    use tonic::server::NamedService;
+    [
+        "",
+        <CollectionsServer<CollectionsService> as NamedService>::NAME,
+        <DocumentsServer<DocumentsService> as NamedService>::NAME,
+        <SearchServer<SearchService> as NamedService>::NAME,
+        <InfoServer<InfoService> as NamedService>::NAME,
+    ]
+}
+
+async fn shutdown_signal() -> &'static str {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = ctrl_c => name,
+        name = terminate => name,
+    }
+}

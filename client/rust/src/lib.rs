@@ -1,1 +1,209 @@
-//! x
+//! A typed async client for Sieve's gRPC API (`sieve.v1`), and the `sieve` command-line tool.
+//!
+//! ```no_run
+//! use sieve_client::{Client, proto};
+//!
+//! # async fn demo() -> Result<(), sieve_client::Error> {
+//! let client = Client::connect("http://127.0.0.1:7700").await?;
+//! client.create_collection("notes", proto::CollectionConfig::default()).await?;
+//! let doc = proto::Document { id: "1".into(), text: "Hello, Sieve".into(), ..Default::default() };
+//! let ack = client.upsert("notes", vec![doc]).await?;
+//! assert_eq!(ack.accepted, ["1"]);
+//! let answer = client.search(proto::SearchRequest::new("notes", "hello").with_top_k(5)).await?;
+//! println!("{}", answer.hits()[0].id);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod jsonl;
+
+use futures::{Stream, StreamExt};
+use proto::collections_client::CollectionsClient;
+use proto::documents_client::DocumentsClient;
+use proto::info_client::InfoClient;
+use proto::search_client::SearchClient;
+pub use sieve_proto::v1 as proto;
+use tonic::Streaming;
+use tonic::transport::{Channel, Endpoint};
+
+/// Largest message the client sends or accepts (the server's default limit).
+const MAX_MESSAGE_BYTES: usize = 64 << 20;
+
+/// Why a call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server could not be reached.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// Address as given.
+        address: String,
+        /// Transport failure.
+        source: tonic::transport::Error,
+    },
+    /// The server answered with an error status.
+    #[error("{}: {}", .0.code(), .0.message())]
+    Status(#[from] tonic::Status),
+    /// The server's answer broke the protocol.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+}
+
+/// A connection to one Sieve server; cheap to clone, safe to share.
+#[derive(Clone, Debug)]
+pub struct Client {
+    collections: CollectionsClient<Channel>,
+    documents: DocumentsClient<Channel>,
+    search: SearchClient<Channel>,
+    info: InfoClient<Channel>,
+}
+
+impl Client {
+    /// Connects to `address` (`http://host:port`, or `host:port`).
+    pub async fn connect(address: impl AsRef<str>) -> Result<Client, Error> {
+        let address = address.as_ref();
+        let uri =
+            if address.contains("://") { address.to_string() } else { format!("http://{address}") };
+        let connect_error = |source| Error::Connect { address: address.to_string(), source };
+        let channel = Endpoint::from_shared(uri)
+            .map_err(connect_error)?
+            .connect()
+            .await
+            .map_err(connect_error)?;
+        Ok(Self::from_channel(channel))
+    }
+
+    /// Wraps an existing channel (for custom TLS, timeouts or interceptors).
+    pub fn from_channel(channel: Channel) -> Client {
+        Client {
+            collections: CollectionsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            documents: DocumentsClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            search: SearchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            info: InfoClient::new(channel),
+        }
+    }
+
+    /// Server version, build and limits.
+    pub async fn info(&self) -> Result<proto::GetInfoResponse, Error> {
+        Ok(self.info.clone().get_info(proto::GetInfoRequest {}).await?.into_inner())
+    }
+
+    /// Creates a collection.
+    pub async fn create_collection(
+        &self,
+        name: impl Into<String>,
+        config: proto::CollectionConfig,
+    ) -> Result<proto::Collection, Error> {
+        let request = proto::CreateCollectionRequest { name: name.into(), config: Some(config) };
+        Ok(self.collections.clone().create_collection(request).await?.into_inner())
+    }
+
+    /// A collection's settings and counts.
+    pub async fn collection(&self, name: impl Into<String>) -> Result<proto::Collection, Error> {
+        let request = proto::GetCollectionRequest { name: name.into() };
+        Ok(self.collections.clone().get_collection(request).await?.into_inner())
+    }
+
+    /// Every collection.
+    pub async fn list_collections(&self) -> Result<Vec<proto::Collection>, Error> {
+        let response =
+            self.collections.clone().list_collections(proto::ListCollectionsRequest {}).await?;
+        Ok(response.into_inner().collections)
+    }
+
+    /// Deletes a collection and its documents.
+    pub async fn delete_collection(&self, name: impl Into<String>) -> Result<(), Error> {
+        let request = proto::DeleteCollectionRequest { name: name.into() };
+        self.collections.clone().delete_collection(request).await?;
+        Ok(())
+    }
+
+    /// Streams batches in; the server answers each with an ack, in order, once it is durable.
+    pub async fn ingest(
+        &self,
+        batches: impl Stream<Item = proto::IngestRequest> + Send + 'static,
+    ) -> Result<Streaming<proto::IngestAck>, Error> {
+        Ok(self.documents.clone().ingest(batches).await?.into_inner())
+    }
+
+    /// Writes one batch of documents and waits for its ack.
+    pub async fn upsert(
+        &self,
+        collection: impl Into<String>,
+        documents: Vec<proto::Document>,
+    ) -> Result<proto::IngestAck, Error> {
+        let request = proto::IngestRequest {
+            collection: collection.into(),
+            documents,
+            delete_ids: Vec::new(),
+        };
+        let mut acks = self.ingest(futures::stream::iter([request])).await?;
+        match acks.message().await? {
+            Some(ack) => Ok(ack),
+            None => Err(Error::Protocol("ingest stream closed without an ack".into())),
+        }
+    }
+
+    /// Documents by id.
+    pub async fn get(
+        &self,
+        collection: impl Into<String>,
+        ids: Vec<String>,
+        include_vectors: bool,
+    ) -> Result<proto::GetResponse, Error> {
+        let request = proto::GetRequest { collection: collection.into(), ids, include_vectors };
+        Ok(self.documents.clone().get(request).await?.into_inner())
+    }
+
+    /// Deletes documents by id.
+    pub async fn delete(
+        &self,
+        collection: impl Into<String>,
+        ids: Vec<String>,
+    ) -> Result<proto::DeleteResponse, Error> {
+        let request = proto::DeleteRequest { collection: collection.into(), ids };
+        Ok(self.documents.clone().delete(request).await?.into_inner())
+    }
+
+    /// Runs a search and gathers its events: every stage's hits and the closing summary.
+    pub async fn search(
+        &self,
+        request: proto::SearchRequest,
+    ) -> Result<proto::SearchResponse, Error> {
+        let mut events = self.search_events(request).await?;
+        let mut response = proto::SearchResponse::default();
+        while let Some(event) = events.message().await? {
+            match event.event {
+                Some(proto::search_event::Event::Hits(stage)) => response.stages.push(stage),
+                Some(proto::search_event::Event::Done(done)) => response.done = Some(done),
+                None => return Err(Error::Protocol("empty search event".into())),
+            }
+        }
+        if response.done.is_none() {
+            return Err(Error::Protocol("search stream ended without `done`".into()));
+        }
+        Ok(response)
+    }
+
+    /// Runs a search and returns its events as they arrive.
+    pub async fn search_events(
+        &self,
+        request: proto::SearchRequest,
+    ) -> Result<Streaming<proto::SearchEvent>, Error> {
+        Ok(self.search.clone().search(request).await?.into_inner())
+    }
+
+    /// Runs many searches on one stream; results arrive in request order.
+    pub async fn search_stream(
+        &self,
+        requests: impl Stream<Item = proto::SearchRequest> + Send + 'static,
+    ) -> Result<impl Stream<Item = Result<proto::SearchResult, Error>>, Error> {
+        let results = self.search.clone().search_stream(requests).await?.into_inner();
+        Ok(results.map(|r| r.map_err(Error::from)))
+    }
+}

@@ -75,13 +75,24 @@ mod tests {
     use super::*;
 
     fn ranking(weight: f64, ids: &[&str]) -> Ranking {
-        Ranking { weight, entries: ids.iter().enumerate().map(|(i, id)| (Arc::from(*id), 10.0 - i as f32)).collect() }
+        Ranking {
+            weight,
+            entries: ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (Arc::from(*id), 10.0 - i as f32))
+                .collect(),
+        }
     }
 
     #[test]
     fn rrf_matches_a_hand_computed_example() {
         // k = 10; weights 1, 2, 0.5.
-        let lists = [ranking(1.0, &["a", "b", "c"]), ranking(2.0, &["b", "d"]), ranking(0.5, &["c", "a", "d"])];
+        let lists = [
+            ranking(1.0, &["a", "b", "c"]),
+            ranking(2.0, &["b", "d"]),
+            ranking(0.5, &["c", "a", "d"]),
+        ];
         let fused = reciprocal_rank_fusion(&lists, 10.0);
         let got: Vec<(&str, f64, Vec<Option<u32>>)> =
             fused.iter().map(|f| (&*f.id, f.score, f.ranks.clone())).collect();
@@ -118,7 +129,8 @@ mod tests {
             weight: 1.0,
             entries: vec![(Arc::from("a"), 12.0), (Arc::from("b"), 8.0), (Arc::from("c"), 2.0)],
         };
-        let dense = Ranking { weight: 0.5, entries: vec![(Arc::from("c"), 0.9), (Arc::from("a"), 0.5)] };
+        let dense =
+            Ranking { weight: 0.5, entries: vec![(Arc::from("c"), 0.9), (Arc::from("a"), 0.5)] };
         let fused = linear_fusion(&[bm25, dense]);
         let got: Vec<(&str, f64)> = fused.iter().map(|f| (&*f.id, f.score)).collect();
         // a: 1.0 + 0.5*0 = 1.0; c: 0 + 0.5*1 = 0.5; b: 0.6.

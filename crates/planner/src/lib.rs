@@ -169,7 +169,10 @@ impl Query {
         let has_text = !self.text.trim().is_empty();
         let has_dense = collection.config().dense.is_some();
         if self.vector.is_some() && !has_dense {
-            return invalid(format!("query_vector: collection '{}' has no dense settings", collection.name()));
+            return invalid(format!(
+                "query_vector: collection '{}' has no dense settings",
+                collection.name()
+            ));
         }
         let mode = match self.plan.mode {
             Some(mode) => mode,
@@ -188,7 +191,10 @@ impl Query {
                     collection.name()
                 )
             } else {
-                format!("plan.mode: collection '{}' has no dense settings; use BM25", collection.name())
+                format!(
+                    "plan.mode: collection '{}' has no dense settings; use BM25",
+                    collection.name()
+                )
             });
         }
         Ok(mode)
@@ -207,7 +213,9 @@ fn check_weight(name: &str, weight: Option<f32>) -> Result<f64, SearchError> {
     match weight {
         None => Ok(1.0),
         Some(w) if w.is_finite() && w >= 0.0 => Ok(f64::from(w)),
-        Some(w) => Err(SearchError::InvalidArgument(format!("plan.{name}: must be a finite number >= 0, got {w}"))),
+        Some(w) => Err(SearchError::InvalidArgument(format!(
+            "plan.{name}: must be a finite number >= 0, got {w}"
+        ))),
     }
 }
 
@@ -223,12 +231,17 @@ pub fn search(collection: &Collection, query: &Query) -> Result<SearchOutcome, S
 
     let run_bm25 = || -> Result<(Vec<Candidate>, Duration), SearchError> {
         let t = Instant::now();
-        let k = plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES).max(top_k_if_alone(mode, Mode::Bm25, top_k));
+        let k =
+            plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES).max(top_k_if_alone(mode, Mode::Bm25, top_k));
         Ok((collection.search_bm25(&query.text, k, filter)?, t.elapsed()))
     };
     let run_dense = || -> Result<(Vec<Candidate>, Duration), SearchError> {
         let t = Instant::now();
-        let k = plan.dense_k.unwrap_or(DEFAULT_CANDIDATES).max(top_k_if_alone(mode, Mode::Dense, top_k));
+        let k = plan.dense_k.unwrap_or(DEFAULT_CANDIDATES).max(top_k_if_alone(
+            mode,
+            Mode::Dense,
+            top_k,
+        ));
         let vector = query.vector.as_deref().expect("resolve_mode checked the vector");
         Ok((collection.search_dense(vector, k, filter)?, t.elapsed()))
     };
@@ -254,7 +267,9 @@ pub fn search(collection: &Collection, query: &Query) -> Result<SearchOutcome, S
     };
     let lists = [to_ranking(bm25_weight, &bm25), to_ranking(dense_weight, &dense)];
     let fused = match plan.fusion {
-        Fusion::Rrf => reciprocal_rank_fusion(&lists, f64::from(plan.rrf_k.unwrap_or(DEFAULT_RRF_K))),
+        Fusion::Rrf => {
+            reciprocal_rank_fusion(&lists, f64::from(plan.rrf_k.unwrap_or(DEFAULT_RRF_K)))
+        }
         Fusion::Linear => linear_fusion(&lists),
     };
     let fusion_time = fusion_started.elapsed();

@@ -1,15 +1,30 @@
 //! Planner behaviour on a real collection: modes, fusion of both retrievers, payload fetch.
 
 use sieve_planner::{Fusion, Mode, Plan, Query, SearchError, search};
-use sieve_storage::{CollectionConfig, DenseConfig, Distance, Document, HnswParams, Store, StoreOptions, WriteBatch};
+use sieve_storage::{
+    CollectionConfig, DenseConfig, Distance, Document, HnswParams, Store, StoreOptions, WriteBatch,
+};
 
 fn doc(id: &str, text: &str, vector: [f32; 3]) -> Document {
-    Document { id: id.into(), title: String::new(), text: text.into(), vector: Some(vector.to_vec()), ..Default::default() }
+    Document {
+        id: id.into(),
+        title: String::new(),
+        text: text.into(),
+        vector: Some(vector.to_vec()),
+        ..Default::default()
+    }
 }
 
 fn corpus(store: &Store) -> std::sync::Arc<sieve_storage::Collection> {
-    let dense = DenseConfig { dimension: 3, distance: Distance::Dot, embedder: None, hnsw: HnswParams::default() };
-    let c = store.create_collection("c", CollectionConfig { dense: Some(dense), ..Default::default() }).unwrap();
+    let dense = DenseConfig {
+        dimension: 3,
+        distance: Distance::Dot,
+        embedder: None,
+        hnsw: HnswParams::default(),
+    };
+    let c = store
+        .create_collection("c", CollectionConfig { dense: Some(dense), ..Default::default() })
+        .unwrap();
     let docs = vec![
         doc("kw", "zebra zebra zebra", [0.0, 0.0, 0.1]),
         doc("both", "zebra", [0.9, 0.0, 0.0]),
@@ -25,10 +40,18 @@ fn hybrid_fuses_both_retrievers_with_their_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
-    let query = Query { text: "zebra".into(), vector: Some(vec![1.0, 0.0, 0.0]), top_k: Some(3), ..Query::default() };
+    let query = Query {
+        text: "zebra".into(),
+        vector: Some(vec![1.0, 0.0, 0.0]),
+        top_k: Some(3),
+        ..Query::default()
+    };
     let outcome = search(&c, &query).unwrap();
     assert_eq!(outcome.mode, Mode::Hybrid);
-    assert_eq!((outcome.bm25_candidates, outcome.dense_candidates, outcome.fused_candidates), (2, 4, 4));
+    assert_eq!(
+        (outcome.bm25_candidates, outcome.dense_candidates, outcome.fused_candidates),
+        (2, 4, 4)
+    );
     let ids: Vec<&str> = outcome.hits.iter().map(|h| &*h.id).collect();
     // both: bm25 rank 2, dense rank 2 → 2/62; vec: dense 1 → 1/61; kw: bm25 1, dense 3 → 1/61 + 1/63.
     assert_eq!(ids, vec!["kw", "both", "vec"]);
@@ -51,12 +74,20 @@ fn weights_and_linear_fusion_change_the_order() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
     let plan = Plan { bm25_weight: Some(0.0), ..Plan::default() };
-    let query = Query { text: "zebra".into(), vector: Some(vec![1.0, 0.0, 0.0]), plan, ..Query::default() };
-    let ids: Vec<String> = search(&c, &query).unwrap().hits.iter().map(|h| h.id.to_string()).collect();
+    let query =
+        Query { text: "zebra".into(), vector: Some(vec![1.0, 0.0, 0.0]), plan, ..Query::default() };
+    let ids: Vec<String> =
+        search(&c, &query).unwrap().hits.iter().map(|h| h.id.to_string()).collect();
     assert_eq!(&ids[..2], ["vec", "both"], "with BM25 weighted 0 the dense order wins");
 
     let plan = Plan { fusion: Fusion::Linear, ..Plan::default() };
-    let query = Query { text: "zebra".into(), vector: Some(vec![1.0, 0.0, 0.0]), plan, omit_text: true, ..Query::default() };
+    let query = Query {
+        text: "zebra".into(),
+        vector: Some(vec![1.0, 0.0, 0.0]),
+        plan,
+        omit_text: true,
+        ..Query::default()
+    };
     let outcome = search(&c, &query).unwrap();
     let scored: Vec<(&str, f64)> = outcome.hits.iter().map(|h| (&*h.id, h.score)).collect();
     // BM25 normalises to kw 1, both 0; dense (range 0..1) to vec 1, both 0.9, kw 0, none 0.
@@ -79,12 +110,29 @@ fn modes_resolve_and_refuse_what_cannot_run() {
     assert_eq!(text_only.resolve_mode(&c).unwrap(), Mode::Bm25);
     let vector_only = Query { vector: Some(vec![1.0, 0.0, 0.0]), ..Query::default() };
     assert_eq!(vector_only.resolve_mode(&c).unwrap(), Mode::Dense);
-    let hybrid_without_vector = Query { text: "zebra".into(), plan: Plan { mode: Some(Mode::Hybrid), ..Plan::default() }, ..Query::default() };
+    let hybrid_without_vector = Query {
+        text: "zebra".into(),
+        plan: Plan { mode: Some(Mode::Hybrid), ..Plan::default() },
+        ..Query::default()
+    };
     let err = search(&c, &hybrid_without_vector).unwrap_err();
     assert!(matches!(err, SearchError::InvalidArgument(_)));
-    assert_eq!(err.to_string(), "query_vector: required for hybrid search (collection 'c' has no built-in embedder)");
+    assert_eq!(
+        err.to_string(),
+        "query_vector: required for hybrid search (collection 'c' has no built-in embedder)"
+    );
     let empty = Query::default();
-    assert_eq!(search(&c, &empty).unwrap_err().to_string(), "query: must not be empty for BM25 search");
-    let bad_weight = Query { text: "zebra".into(), plan: Plan { dense_weight: Some(-1.0), ..Plan::default() }, ..Query::default() };
-    assert_eq!(search(&c, &bad_weight).unwrap_err().to_string(), "plan.dense_weight: must be a finite number >= 0, got -1");
+    assert_eq!(
+        search(&c, &empty).unwrap_err().to_string(),
+        "query: must not be empty for BM25 search"
+    );
+    let bad_weight = Query {
+        text: "zebra".into(),
+        plan: Plan { dense_weight: Some(-1.0), ..Plan::default() },
+        ..Query::default()
+    };
+    assert_eq!(
+        search(&c, &bad_weight).unwrap_err().to_string(),
+        "plan.dense_weight: must be a finite number >= 0, got -1"
+    );
 }

@@ -20,7 +20,8 @@ pub mod v1 {
 }
 
 /// The encoded `FileDescriptorSet` of `sieve.v1`, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sieve_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/sieve_descriptor.bin"));
 
 use v1::value::Kind;
 
@@ -68,7 +69,10 @@ impl v1::Filter {
     }
 
     /// `metadata[key]` is one of `values`.
-    pub fn any_of<V: Into<v1::Value>>(key: impl Into<String>, values: impl IntoIterator<Item = V>) -> Self {
+    pub fn any_of<V: Into<v1::Value>>(
+        key: impl Into<String>,
+        values: impl IntoIterator<Item = V>,
+    ) -> Self {
         let values = values.into_iter().map(Into::into).collect();
         Self { clause: Some(v1::filter::Clause::AnyOf(v1::AnyOf { key: key.into(), values })) }
     }
@@ -77,5 +81,43 @@ impl v1::Filter {
     pub fn and(clauses: impl IntoIterator<Item = v1::Filter>) -> Self {
         let clauses = clauses.into_iter().collect();
         Self { clause: Some(v1::filter::Clause::And(v1::And { clauses })) }
+    }
+}
+
+impl v1::SearchRequest {
+    /// A search for `query` in `collection`, with every other setting at its default.
+    pub fn new(collection: impl Into<String>, query: impl Into<String>) -> Self {
+        Self { collection: collection.into(), query: query.into(), ..Self::default() }
+    }
+
+    /// Returns `k` hits.
+    pub fn with_top_k(mut self, k: u32) -> Self {
+        self.top_k = k;
+        self
+    }
+
+    /// Adds a query vector for dense retrieval.
+    pub fn with_vector(mut self, vector: Vec<f32>) -> Self {
+        self.query_vector = vector;
+        self
+    }
+
+    /// Keeps only documents that pass `filter`.
+    pub fn with_filter(mut self, filter: v1::Filter) -> Self {
+        self.filter = Some(filter);
+        self
+    }
+
+    /// Runs these retrievers.
+    pub fn with_mode(mut self, mode: v1::Mode) -> Self {
+        self.plan.get_or_insert_with(Default::default).mode = mode as i32;
+        self
+    }
+}
+
+impl v1::SearchResponse {
+    /// The answer: the last stage's hits.
+    pub fn hits(&self) -> &[v1::Hit] {
+        self.stages.last().map_or(&[], |stage| &stage.hits)
     }
 }

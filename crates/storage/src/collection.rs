@@ -130,6 +130,15 @@ struct Writer {
     graph_seq: Seq,
 }
 
+/// One op of a batch, encoded for sled.
+struct Staged<'a> {
+    id: &'a str,
+    /// The new record; `None` for a delete.
+    record: Option<Vec<u8>>,
+    key: [u8; 8],
+    op: Vec<u8>,
+}
+
 /// A planned op of the batch being written.
 enum Planned<'a> {
     Upsert { doc: &'a Document, pid: PointId, replaced: Option<PointId>, vector: Option<Vec<f32>> },
@@ -177,7 +186,10 @@ impl Collection {
             match trees.meta.get(key).context("reading collection meta")? {
                 None => Ok(0),
                 Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| {
-                    Error::Corrupt(format!("collection '{name}' meta key {}", String::from_utf8_lossy(key)))
+                    Error::Corrupt(format!(
+                        "collection '{name}' meta key {}",
+                        String::from_utf8_lossy(key)
+                    ))
                 }),
             }
         };
@@ -191,28 +203,38 @@ impl Collection {
         let usable = |what: &str, seq: Seq| {
             let ok = (floor..=last_seq).contains(&seq);
             if !ok {
-                tracing::warn!(collection = name, what, seq, floor, last_seq, "index out of range of the op log; rebuilding");
+                tracing::warn!(
+                    collection = name,
+                    what,
+                    seq,
+                    floor,
+                    last_seq,
+                    "index out of range of the op log; rebuilding"
+                );
             }
             ok
         };
 
         let bm25_dir = dir.join("bm25");
-        let (keyword, mut keyword_writer, keyword_seq) = match KeywordIndex::open(&bm25_dir, config.analyzer)
-            .filter(|(_, _, seq)| usable("bm25", *seq))
-        {
-            Some((index, writer, seq)) => (index, writer, Some(seq)),
-            None => {
-                let (index, writer) = KeywordIndex::create(&bm25_dir, config.analyzer)?;
-                (index, writer, None)
-            }
-        };
+        let (keyword, mut keyword_writer, keyword_seq) =
+            match KeywordIndex::open(&bm25_dir, config.analyzer)
+                .filter(|(_, _, seq)| usable("bm25", *seq))
+            {
+                Some((index, writer, seq)) => (index, writer, Some(seq)),
+                None => {
+                    let (index, writer) = KeywordIndex::create(&bm25_dir, config.analyzer)?;
+                    (index, writer, None)
+                }
+            };
 
         let mut points = Points::default();
         let mut vectors = config.dense.as_ref().map(|d| Vectors::new(d.dimension));
         for entry in trees.docs.iter() {
             let (key, value) = entry.context("scanning documents")?;
             let (pid, doc) = decode_record(&key, &value)?;
-            if let (Some(vectors), Some(v), Some(dense)) = (vectors.as_mut(), &doc.vector, &config.dense) {
+            if let (Some(vectors), Some(v), Some(dense)) =
+                (vectors.as_mut(), &doc.vector, &config.dense)
+            {
                 vectors.insert(pid, &dense.distance.prepare(v));
             }
             if keyword_seq.is_none() {
@@ -222,24 +244,37 @@ impl Collection {
         }
         match keyword_seq {
             None => {
-                tracing::info!(collection = name, documents = points.0.len(), "BM25 index rebuilt from sled");
                 keyword_writer.commit(last_seq, &keyword)?;
+                if last_seq > 0 {
+                    tracing::info!(
+                        collection = name,
+                        documents = points.0.len(),
+                        "BM25 index rebuilt from sled"
+                    );
+                }
             }
             Some(seq) if seq < last_seq => {
                 for (_, op) in read_ops(&trees.oplog, seq)? {
                     match op {
-                        Op::Upsert { id, pid } => match trees.docs.get(&id).context("reading a document")? {
-                            Some(bytes) if record_pid(&bytes)? == pid => {
-                                let (_, doc) = decode_record(id.as_bytes(), &bytes)?;
-                                keyword_writer.upsert(&id, pid, &doc.title, &doc.text)?;
+                        Op::Upsert { id, pid } => {
+                            match trees.docs.get(&id).context("reading a document")? {
+                                Some(bytes) if record_pid(&bytes)? == pid => {
+                                    let (_, doc) = decode_record(id.as_bytes(), &bytes)?;
+                                    keyword_writer.upsert(&id, pid, &doc.title, &doc.text)?;
+                                }
+                                _ => keyword_writer.delete(&id),
                             }
-                            _ => keyword_writer.delete(&id),
-                        },
+                        }
                         Op::Delete { id, .. } => keyword_writer.delete(&id),
                     }
                 }
                 keyword_writer.commit(last_seq, &keyword)?;
-                tracing::info!(collection = name, from = seq, to = last_seq, "BM25 index caught up from the op log");
+                tracing::info!(
+                    collection = name,
+                    from = seq,
+                    to = last_seq,
+                    "BM25 index caught up from the op log"
+                );
             }
             Some(_) => {}
         }
@@ -249,29 +284,45 @@ impl Collection {
             (Some(dense_config), Some(vectors)) => {
                 let hnsw_dir = dir.join("hnsw");
                 let (distance, dimension) = (dense_config.distance, dense_config.dimension);
-                let graph = match Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension).filter(|(_, seq)| usable("hnsw", *seq)) {
+                let graph = match Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension)
+                    .filter(|(_, seq)| usable("hnsw", *seq))
+                {
                     Some((graph, dump_seq)) => {
                         let mut missing = Vec::new();
                         for (_, op) in read_ops(&trees.oplog, dump_seq)? {
-                            if let Op::Upsert { pid, .. } = op {
-                                if let Some(v) = vectors.get(pid) {
-                                    missing.push((v, pid as usize));
-                                }
+                            if let Op::Upsert { pid, .. } = op
+                                && let Some(v) = vectors.get(pid)
+                            {
+                                missing.push((v, pid as usize));
                             }
                         }
                         graph.insert_many(&missing);
                         graph_seq = dump_seq;
-                        tracing::info!(collection = name, replayed = missing.len(), "HNSW graph loaded");
+                        tracing::info!(
+                            collection = name,
+                            replayed = missing.len(),
+                            "HNSW graph loaded"
+                        );
                         graph
                     }
                     None => {
                         let graph = Graph::build(dense_config.hnsw, distance, &vectors);
                         graph.dump(&hnsw_dir, last_seq, distance, dimension)?;
-                        tracing::info!(collection = name, vectors = vectors.len(), "HNSW graph built from sled");
+                        if last_seq > 0 {
+                            tracing::info!(
+                                collection = name,
+                                vectors = vectors.len(),
+                                "HNSW graph rebuilt from sled"
+                            );
+                        }
                         graph
                     }
                 };
-                Some(Dense { config: dense_config, vectors: RwLock::new(vectors), graph: RwLock::new(Arc::new(graph)) })
+                Some(Dense {
+                    config: dense_config,
+                    vectors: RwLock::new(vectors),
+                    graph: RwLock::new(Arc::new(graph)),
+                })
             }
             _ => None,
         };
@@ -287,7 +338,12 @@ impl Collection {
             points: Arc::new(RwLock::new(points)),
             keyword,
             dense,
-            writer: Mutex::new(Writer { keyword: Some(keyword_writer), next_pid, last_seq, graph_seq }),
+            writer: Mutex::new(Writer {
+                keyword: Some(keyword_writer),
+                next_pid,
+                last_seq,
+                graph_seq,
+            }),
             sequence: AtomicU64::new(last_seq),
         };
         collection.truncate_oplog(&collection.writer.lock())?;
@@ -319,7 +375,12 @@ impl Collection {
             }
             None => (0, 0),
         };
-        CollectionStats { documents, vectors, tombstones, sequence: self.sequence.load(Ordering::Acquire) }
+        CollectionStats {
+            documents,
+            vectors,
+            tombstones,
+            sequence: self.sequence.load(Ordering::Acquire),
+        }
     }
 
     /// Document counts per store, for consistency checks.
@@ -334,7 +395,12 @@ impl Collection {
             }
             None => (0, 0),
         };
-        IndexCounts { sled: self.trees.docs.len() as u64, bm25: self.keyword.num_docs(), graph_live, sled_vectors }
+        IndexCounts {
+            sled: self.trees.docs.len() as u64,
+            bm25: self.keyword.num_docs(),
+            graph_live,
+            sled_vectors,
+        }
     }
 
     /// Checks one document against the collection's settings.
@@ -343,8 +409,13 @@ impl Collection {
             return Err("id: must not be empty".to_string());
         }
         match (&doc.vector, &self.config.dense) {
-            (Some(_), None) => Err("vector: this collection has no dense settings, so documents cannot carry vectors".to_string()),
-            (Some(v), Some(dense)) => dense.distance.check(v, dense.dimension).map_err(|why| format!("vector: {why}")),
+            (Some(_), None) => Err(
+                "vector: this collection has no dense settings, so documents cannot carry vectors"
+                    .to_string(),
+            ),
+            (Some(v), Some(dense)) => {
+                dense.distance.check(v, dense.dimension).map_err(|why| format!("vector: {why}"))
+            }
             (None, _) => Ok(()),
         }
     }
@@ -369,7 +440,10 @@ impl Collection {
                 continue;
             }
             if let Some(first) = first_index.get(doc.id.as_str()) {
-                outcome.rejected.push(reject(format!("id: '{}' already appears at position {first} of this batch", doc.id)));
+                outcome.rejected.push(reject(format!(
+                    "id: '{}' already appears at position {first} of this batch",
+                    doc.id
+                )));
                 continue;
             }
             first_index.insert(&doc.id, index);
@@ -398,21 +472,27 @@ impl Collection {
 
         let first_seq = w.last_seq + 1;
         let last_seq = w.last_seq + planned.len() as u64;
-        let mut writes: Vec<(&str, Option<Vec<u8>>, [u8; 8], Vec<u8>)> = Vec::with_capacity(planned.len());
-        for (seq, op) in (first_seq..).zip(&planned) {
-            writes.push(match op {
-                Planned::Upsert { doc, pid, .. } => (
-                    doc.id.as_str(),
-                    Some(encode_record(*pid, doc)),
-                    seq_key(seq),
-                    Op::Upsert { id: doc.id.clone(), pid: *pid }.encode(),
-                ),
-                Planned::Delete { id, pid } => (id, None, seq_key(seq), Op::Delete { id: id.to_string(), pid: *pid }.encode()),
-            });
-        }
+        // Encoded outside the transaction, which sled may run more than once.
+        let staged: Vec<Staged> = (first_seq..)
+            .zip(&planned)
+            .map(|(seq, op)| match op {
+                Planned::Upsert { doc, pid, .. } => Staged {
+                    id: &doc.id,
+                    record: Some(encode_record(*pid, doc)),
+                    key: seq_key(seq),
+                    op: Op::Upsert { id: doc.id.clone(), pid: *pid }.encode(),
+                },
+                Planned::Delete { id, pid } => Staged {
+                    id,
+                    record: None,
+                    key: seq_key(seq),
+                    op: Op::Delete { id: id.to_string(), pid: *pid }.encode(),
+                },
+            })
+            .collect();
         (&self.trees.docs, &self.trees.oplog, &self.trees.meta)
             .transaction(|(docs, oplog, meta)| {
-                for (id, record, key, op) in &writes {
+                for Staged { id, record, key, op } in &staged {
                     match record {
                         Some(record) => docs.insert(id.as_bytes(), record.as_slice())?,
                         None => docs.remove(id.as_bytes())?,
@@ -423,7 +503,9 @@ impl Collection {
                 meta.insert(NEXT_PID, &next_pid.to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| Error::io(format!("writing batch to collection '{}'", self.name), format!("{e:?}")))?;
+            .map_err(|e| {
+                Error::io(format!("writing batch to collection '{}'", self.name), format!("{e:?}"))
+            })?;
         self.db.flush().context(format!("flushing collection '{}'", self.name))?;
         w.next_pid = next_pid;
         w.last_seq = last_seq;
@@ -439,7 +521,11 @@ impl Collection {
     }
 
     /// The live version of `id`, seeing earlier ops of the current batch first.
-    fn current_pid(&self, touched: &HashMap<&str, Option<PointId>>, id: &str) -> Result<Option<PointId>> {
+    fn current_pid(
+        &self,
+        touched: &HashMap<&str, Option<PointId>>,
+        id: &str,
+    ) -> Result<Option<PointId>> {
         if let Some(pid) = touched.get(id) {
             return Ok(*pid);
         }
@@ -454,7 +540,9 @@ impl Collection {
         let keyword = w.keyword.as_mut().expect("checked open at the start of write");
         for op in planned {
             match op {
-                Planned::Upsert { doc, pid, .. } => keyword.upsert(&doc.id, *pid, &doc.title, &doc.text)?,
+                Planned::Upsert { doc, pid, .. } => {
+                    keyword.upsert(&doc.id, *pid, &doc.title, &doc.text)?
+                }
                 Planned::Delete { id, .. } => keyword.delete(id),
             }
         }
@@ -481,7 +569,9 @@ impl Collection {
             let items: Vec<(&[f32], usize)> = planned
                 .iter()
                 .filter_map(|op| match op {
-                    Planned::Upsert { pid, vector: Some(v), .. } => Some((v.as_slice(), *pid as usize)),
+                    Planned::Upsert { pid, vector: Some(v), .. } => {
+                        Some((v.as_slice(), *pid as usize))
+                    }
                     _ => None,
                 })
                 .collect();
@@ -495,7 +585,10 @@ impl Collection {
                     if let Some(old) = replaced {
                         points.0.remove(old);
                     }
-                    points.0.insert(*pid, Point { id: doc.id.as_str().into(), metadata: doc.metadata.clone() });
+                    points.0.insert(
+                        *pid,
+                        Point { id: doc.id.as_str().into(), metadata: doc.metadata.clone() },
+                    );
                 }
                 Planned::Delete { pid, .. } => {
                     points.0.remove(pid);
@@ -512,9 +605,15 @@ impl Collection {
             let live = dense.vectors.read().len();
             let tombstones = graph_points.saturating_sub(live);
             if tombstones as f64 > self.options.tombstone_ratio * graph_points as f64 {
-                let rebuilt = Graph::build(dense.config.hnsw, dense.config.distance, &dense.vectors.read());
+                let rebuilt =
+                    Graph::build(dense.config.hnsw, dense.config.distance, &dense.vectors.read());
                 *dense.graph.write() = Arc::new(rebuilt);
-                tracing::info!(collection = self.name, tombstones, live, "HNSW graph rebuilt without tombstones");
+                tracing::info!(
+                    collection = self.name,
+                    tombstones,
+                    live,
+                    "HNSW graph rebuilt without tombstones"
+                );
                 self.dump_graph(w)?;
             } else if w.last_seq - w.graph_seq >= self.options.graph_dump_every {
                 self.dump_graph(w)?;
@@ -526,7 +625,12 @@ impl Collection {
     fn dump_graph(&self, w: &mut Writer) -> Result<()> {
         let Some(dense) = &self.dense else { return Ok(()) };
         let graph = dense.graph.read().clone();
-        graph.dump(&self.dir.join("hnsw"), w.last_seq, dense.config.distance, dense.config.dimension)?;
+        graph.dump(
+            &self.dir.join("hnsw"),
+            w.last_seq,
+            dense.config.distance,
+            dense.config.dimension,
+        )?;
         w.graph_seq = w.last_seq;
         Ok(())
     }
@@ -562,10 +666,10 @@ impl Collection {
 
     /// Stops writes for good (the collection is being deleted).
     pub(crate) fn retire(&self) {
-        if let Some(keyword) = self.writer.lock().keyword.take() {
-            if let Err(e) = keyword.finish() {
-                tracing::warn!(collection = self.name, error = %e, "finishing BM25 merges of a deleted collection");
-            }
+        if let Some(keyword) = self.writer.lock().keyword.take()
+            && let Err(e) = keyword.finish()
+        {
+            tracing::warn!(collection = self.name, error = %e, "finishing BM25 merges of a deleted collection");
         }
     }
 
@@ -578,21 +682,34 @@ impl Collection {
     }
 
     /// Top `k` BM25 matches that pass the filter, best first.
-    pub fn search_bm25(&self, query: &str, k: usize, filter: Option<&Filter>) -> Result<Vec<Candidate>> {
+    pub fn search_bm25(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Candidate>> {
         let points = Arc::clone(&self.points);
         let owned_filter = filter.cloned();
-        let accept = Arc::new(move |pid: PointId| points.read().visible(pid, owned_filter.as_ref()));
+        let accept =
+            Arc::new(move |pid: PointId| points.read().visible(pid, owned_filter.as_ref()));
         let found = self.keyword.search(query, k, accept)?;
         let points = self.points.read();
         Ok(found
             .into_iter()
-            .filter_map(|(pid, score)| points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score }))
+            .filter_map(|(pid, score)| {
+                points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
+            })
             .collect())
     }
 
     /// Top `k` vectors by similarity to `vector` that pass the filter, best first. Exact below
     /// the store's threshold or when the filtered graph walk finds fewer than `k`.
-    pub fn search_dense(&self, vector: &[f32], k: usize, filter: Option<&Filter>) -> Result<Vec<Candidate>> {
+    pub fn search_dense(
+        &self,
+        vector: &[f32],
+        k: usize,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<Candidate>> {
         let Some(dense) = &self.dense else {
             return Err(Error::InvalidArgument(format!(
                 "query_vector: collection '{}' has no dense settings",
@@ -620,14 +737,18 @@ impl Collection {
                 exact()
             } else {
                 pids.into_iter()
-                    .filter_map(|pid| vectors.get(pid).map(|v| (pid, distance.similarity(&query, v))))
+                    .filter_map(|pid| {
+                        vectors.get(pid).map(|v| (pid, distance.similarity(&query, v)))
+                    })
                     .collect()
             }
         };
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         Ok(found
             .into_iter()
-            .filter_map(|(pid, score)| points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score }))
+            .filter_map(|(pid, score)| {
+                points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
+            })
             .collect())
     }
 }

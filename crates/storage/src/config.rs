@@ -111,7 +111,10 @@ impl CollectionConfig {
         }
         let HnswParams { m, ef_construction, ef_search } = dense.hnsw;
         if !(2..=HnswParams::MAX_M).contains(&m) {
-            return invalid(format!("config.dense.hnsw.m: must be between 2 and {}, got {m}", HnswParams::MAX_M));
+            return invalid(format!(
+                "config.dense.hnsw.m: must be between 2 and {}, got {m}",
+                HnswParams::MAX_M
+            ));
         }
         if ef_construction < m || ef_construction > HnswParams::MAX_EF {
             return invalid(format!(

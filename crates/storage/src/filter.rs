@@ -37,7 +37,9 @@ impl Filter {
     /// Whether a document with this metadata passes.
     pub fn matches(&self, metadata: &Metadata) -> bool {
         match self {
-            Filter::Equals { key, value } => metadata.get(key).is_some_and(|v| v.loosely_equals(value)),
+            Filter::Equals { key, value } => {
+                metadata.get(key).is_some_and(|v| v.loosely_equals(value))
+            }
             Filter::Range { key, gte, lte } => {
                 metadata.get(key).and_then(Value::as_number).is_some_and(|x| {
                     gte.is_none_or(|low| x >= low) && lte.is_none_or(|high| x <= high)
@@ -63,9 +65,9 @@ impl Filter {
             if key.is_empty() { Err(format!("{path}.key: must not be empty")) } else { Ok(()) }
         };
         let check_scalar = |value: &Value, path: &str| match value {
-            Value::Float(_) => Err(format!(
-                "{path}: float values cannot be matched exactly; use a range filter"
-            )),
+            Value::Float(_) => {
+                Err(format!("{path}: float values cannot be matched exactly; use a range filter"))
+            }
             _ => Ok(()),
         };
         match self {
@@ -136,12 +138,17 @@ mod tests {
 
     #[test]
     fn range_any_of_and_conjunction() {
-        let m = meta(&[("year", Value::Int(2020)), ("score", Value::Float(0.5)), ("ok", Value::Bool(true))]);
+        let m = meta(&[
+            ("year", Value::Int(2020)),
+            ("score", Value::Float(0.5)),
+            ("ok", Value::Bool(true)),
+        ]);
         let range = |gte, lte| Filter::Range { key: "year".into(), gte, lte };
         assert!(range(Some(2020.0), Some(2020.0)).matches(&m));
-        assert!(range(None, Some(2019.5)).matches(&m) == false);
+        assert!(!range(None, Some(2019.5)).matches(&m));
         assert!(range(Some(2019.5), None).matches(&m));
-        let any = Filter::AnyOf { key: "ok".into(), values: vec![Value::Bool(false), Value::Bool(true)] };
+        let any =
+            Filter::AnyOf { key: "ok".into(), values: vec![Value::Bool(false), Value::Bool(true)] };
         assert!(any.matches(&m));
         let both = Filter::And(vec![any.clone(), range(Some(2021.0), None)]);
         assert!(!both.matches(&m));
@@ -155,11 +162,15 @@ mod tests {
             Filter::Equals { key: "a".into(), value: Value::Int(1) },
             Filter::Range { key: "b".into(), gte: Some(5.0), lte: Some(3.0) },
         ]);
-        assert_eq!(bad.check(8), Err("filter.and.clauses[1].range: gte 5 is greater than lte 3".into()));
+        assert_eq!(
+            bad.check(8),
+            Err("filter.and.clauses[1].range: gte 5 is greater than lte 3".into())
+        );
         let float_eq = Filter::Equals { key: "x".into(), value: Value::Float(1.5) };
         assert_eq!(
             float_eq.check(8),
-            Err("filter.equals.value: float values cannot be matched exactly; use a range filter".into())
+            Err("filter.equals.value: float values cannot be matched exactly; use a range filter"
+                .into())
         );
         let mut deep = Filter::Equals { key: "a".into(), value: Value::Int(1) };
         for _ in 0..3 {

@@ -34,14 +34,21 @@ pub(crate) struct Graph {
 
 impl Graph {
     pub(crate) fn new(params: HnswParams, distance: Distance, capacity: usize) -> Self {
-        let hnsw = Hnsw::new(params.m, capacity.max(1024), MAX_LAYER, params.ef_construction, GraphMetric(distance));
+        let hnsw = Hnsw::new(
+            params.m,
+            capacity.max(1024),
+            MAX_LAYER,
+            params.ef_construction,
+            GraphMetric(distance),
+        );
         Self { hnsw }
     }
 
     /// A fresh graph over every vector in the table (parallel insertion).
     pub(crate) fn build(params: HnswParams, distance: Distance, vectors: &Vectors) -> Self {
         let graph = Self::new(params, distance, vectors.len());
-        let items: Vec<(&[f32], usize)> = vectors.iter().map(|(pid, v)| (v, pid as usize)).collect();
+        let items: Vec<(&[f32], usize)> =
+            vectors.iter().map(|(pid, v)| (v, pid as usize)).collect();
         graph.insert_many(&items);
         graph
     }
@@ -68,13 +75,25 @@ impl Graph {
     }
 
     /// Up to `k` nearest accepted points, best first; the filter is applied during the walk.
-    pub(crate) fn search(&self, query: &[f32], k: usize, ef: usize, accept: &dyn Fn(&usize) -> bool) -> Vec<PointId> {
+    pub(crate) fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        accept: &dyn Fn(&usize) -> bool,
+    ) -> Vec<PointId> {
         let found = self.hnsw.search_filter(query, k, ef.max(k), Some(&accept));
         found.into_iter().map(|n| n.d_id as PointId).collect()
     }
 
     /// Writes the graph to `dir` (replacing what is there) as of op `seq`.
-    pub(crate) fn dump(&self, dir: &Path, seq: Seq, distance: Distance, dimension: usize) -> Result<()> {
+    pub(crate) fn dump(
+        &self,
+        dir: &Path,
+        seq: Seq,
+        distance: Distance,
+        dimension: usize,
+    ) -> Result<()> {
         let tmp = sibling(dir, "tmp");
         let old = sibling(dir, "old");
         if tmp.exists() {
@@ -86,7 +105,10 @@ impl Graph {
             None
         } else {
             let basename = self.hnsw.file_dump(&tmp, "graph").map_err(|e| {
-                crate::Error::io(format!("dumping the HNSW graph to {}", tmp.display()), e.to_string())
+                crate::Error::io(
+                    format!("dumping the HNSW graph to {}", tmp.display()),
+                    e.to_string(),
+                )
             })?;
             Some(DumpFiles {
                 graph: FileSum::of(&tmp.join(format!("{basename}.hnsw.graph")))?,
@@ -94,8 +116,16 @@ impl Graph {
                 basename,
             })
         };
-        let manifest = Manifest { format: MANIFEST_FORMAT, seq, points: self.len(), dimension, distance, files };
-        let mut file = fs::File::create(tmp.join(MANIFEST)).context("writing the graph manifest")?;
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            seq,
+            points: self.len(),
+            dimension,
+            distance,
+            files,
+        };
+        let mut file =
+            fs::File::create(tmp.join(MANIFEST)).context("writing the graph manifest")?;
         file.write_all(&serde_json::to_vec_pretty(&manifest).expect("manifest serialises"))
             .and_then(|()| file.sync_all())
             .context("writing the graph manifest")?;
@@ -118,7 +148,12 @@ impl Graph {
 
     /// Loads the newest intact dump at `dir` (or its previous copy, if a swap was cut short).
     /// `Ok(None)`, with the reason logged, when there is none that matches these settings.
-    pub(crate) fn load(dir: &Path, params: HnswParams, distance: Distance, dimension: usize) -> Option<(Graph, Seq)> {
+    pub(crate) fn load(
+        dir: &Path,
+        params: HnswParams,
+        distance: Distance,
+        dimension: usize,
+    ) -> Option<(Graph, Seq)> {
         for candidate in [dir.to_path_buf(), sibling(dir, "old")] {
             if !candidate.join(MANIFEST).exists() {
                 continue;
@@ -140,7 +175,8 @@ impl Graph {
         dimension: usize,
     ) -> Result<(Graph, Seq), String> {
         let bytes = fs::read(dir.join(MANIFEST)).map_err(|e| format!("reading manifest: {e}"))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| format!("manifest: {e}"))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| format!("manifest: {e}"))?;
         if manifest.format != MANIFEST_FORMAT {
             return Err(format!("dump format {} (expected {MANIFEST_FORMAT})", manifest.format));
         }
@@ -154,15 +190,23 @@ impl Graph {
             let path = dir.join(format!("{}.hnsw.{ext}", files.basename));
             let actual = FileSum::of(&path).map_err(|e| e.to_string())?;
             if actual != *sum {
-                return Err(format!("{} fails its checksum (truncated or overwritten)", path.display()));
+                return Err(format!(
+                    "{} fails its checksum (truncated or overwritten)",
+                    path.display()
+                ));
             }
         }
         // The loaded graph borrows its loader for its whole life; one small loader per load is
         // leaked on purpose so the graph can be owned.
         let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, &files.basename)));
-        let hnsw = io.load_hnsw_with_dist(GraphMetric(distance)).map_err(|e| format!("hnsw_rs: {e}"))?;
+        let hnsw =
+            io.load_hnsw_with_dist(GraphMetric(distance)).map_err(|e| format!("hnsw_rs: {e}"))?;
         if hnsw.get_nb_point() != manifest.points {
-            return Err(format!("{} points loaded, manifest says {}", hnsw.get_nb_point(), manifest.points));
+            return Err(format!(
+                "{} points loaded, manifest says {}",
+                hnsw.get_nb_point(),
+                manifest.points
+            ));
         }
         Ok((Graph { hnsw }, manifest.seq))
     }
@@ -199,7 +243,9 @@ struct FileSum {
 impl FileSum {
     fn of(path: &Path) -> Result<Self> {
         let bytes = fs::read(path).context(format!("reading {}", path.display()))?;
-        fs::File::open(path).and_then(|f| f.sync_all()).context(format!("syncing {}", path.display()))?;
+        fs::File::open(path)
+            .and_then(|f| f.sync_all())
+            .context(format!("syncing {}", path.display()))?;
         Ok(Self { len: bytes.len() as u64, crc32: crc32fast::hash(&bytes) })
     }
 }
@@ -222,7 +268,10 @@ mod tests {
         let mut v = Vectors::new(4);
         for i in 0..n {
             let x = i as f32;
-            v.insert(i as PointId, &Distance::Cosine.prepare(&[1.0 + x, (x * 0.37).sin(), (x * 0.11).cos(), 0.5]));
+            v.insert(
+                i as PointId,
+                &Distance::Cosine.prepare(&[1.0 + x, (x * 0.37).sin(), (x * 0.11).cos(), 0.5]),
+            );
         }
         v
     }
@@ -235,15 +284,22 @@ mod tests {
         let graph = Graph::build(HnswParams::default(), Distance::Cosine, &vectors);
         graph.dump(&dir, 42, Distance::Cosine, 4).unwrap();
         let query = vectors.get(7).unwrap().to_vec();
-        let (loaded, seq) = Graph::load(&dir, HnswParams::default(), Distance::Cosine, 4).expect("dump loads");
+        let (loaded, seq) =
+            Graph::load(&dir, HnswParams::default(), Distance::Cosine, 4).expect("dump loads");
         assert_eq!(seq, 42);
         assert_eq!(loaded.len(), 300);
         assert_eq!(loaded.search(&query, 1, 50, &|_| true), vec![7]);
 
-        assert!(Graph::load(&dir, HnswParams::default(), Distance::L2, 4).is_none(), "other settings are refused");
+        assert!(
+            Graph::load(&dir, HnswParams::default(), Distance::L2, 4).is_none(),
+            "other settings are refused"
+        );
         let data = dir.join("graph.hnsw.data");
         let len = fs::metadata(&data).unwrap().len();
         fs::OpenOptions::new().write(true).open(&data).unwrap().set_len(len / 2).unwrap();
-        assert!(Graph::load(&dir, HnswParams::default(), Distance::Cosine, 4).is_none(), "a truncated dump is refused");
+        assert!(
+            Graph::load(&dir, HnswParams::default(), Distance::Cosine, 4).is_none(),
+            "a truncated dump is refused"
+        );
     }
 }

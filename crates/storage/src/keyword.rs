@@ -77,7 +77,10 @@ pub(crate) struct KeywordWriter {
 impl KeywordIndex {
     /// Opens the index at `dir` with the op sequence it was last committed at. `None` (reason
     /// logged) when it is missing, unreadable, fails its checksums or has another schema.
-    pub(crate) fn open(dir: &Path, analyzer: Analyzer) -> Option<(KeywordIndex, KeywordWriter, Seq)> {
+    pub(crate) fn open(
+        dir: &Path,
+        analyzer: Analyzer,
+    ) -> Option<(KeywordIndex, KeywordWriter, Seq)> {
         if !dir.join("meta.json").exists() {
             return None;
         }
@@ -90,7 +93,10 @@ impl KeywordIndex {
         }
     }
 
-    fn open_checked(dir: &Path, analyzer: Analyzer) -> Result<(KeywordIndex, KeywordWriter, Seq), String> {
+    fn open_checked(
+        dir: &Path,
+        analyzer: Analyzer,
+    ) -> Result<(KeywordIndex, KeywordWriter, Seq), String> {
         let index = Index::open_in_dir(dir).map_err(|e| e.to_string())?;
         if index.schema() != schema(analyzer) {
             return Err("schema differs from the collection's settings".to_string());
@@ -101,7 +107,9 @@ impl KeywordIndex {
         }
         let meta = index.load_metas().map_err(|e| e.to_string())?;
         let seq = match meta.payload.as_deref() {
-            Some(payload) => payload.parse().map_err(|_| format!("commit payload {payload:?} is not a sequence"))?,
+            Some(payload) => payload
+                .parse()
+                .map_err(|_| format!("commit payload {payload:?} is not a sequence"))?,
             None => 0,
         };
         let (index, writer) = Self::attach(index).map_err(|e| e.to_string())?;
@@ -114,7 +122,8 @@ impl KeywordIndex {
             std::fs::remove_dir_all(dir).context(format!("removing {}", dir.display()))?;
         }
         std::fs::create_dir_all(dir).context(format!("creating {}", dir.display()))?;
-        let index = Index::create_in_dir(dir, schema(analyzer)).context("creating the BM25 index")?;
+        let index =
+            Index::create_in_dir(dir, schema(analyzer)).context("creating the BM25 index")?;
         Self::attach(index)
     }
 
@@ -128,7 +137,9 @@ impl KeywordIndex {
             .reload_policy(ReloadPolicy::Manual)
             .try_into()
             .context("opening a BM25 index reader")?;
-        let writer = index.writer_with_num_threads(1, WRITER_MEMORY).context("opening the BM25 index writer")?;
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .context("opening the BM25 index writer")?;
         Ok((KeywordIndex { index, reader, fields }, KeywordWriter { writer, fields }))
     }
 
@@ -144,7 +155,8 @@ impl KeywordIndex {
         k: usize,
         accept: Arc<dyn Fn(PointId) -> bool + Send + Sync>,
     ) -> Result<Vec<(PointId, Score)>> {
-        let mut analyzer = self.index.tokenizer_for_field(self.fields.body).context("BM25 analyzer")?;
+        let mut analyzer =
+            self.index.tokenizer_for_field(self.fields.body).context("BM25 analyzer")?;
         let mut terms = Vec::new();
         let mut stream = analyzer.token_stream(query);
         while stream.advance() {
@@ -154,13 +166,20 @@ impl KeywordIndex {
             return Ok(Vec::new());
         }
         let query = BooleanQuery::new_multiterms_query(terms);
-        let collector =
-            FilterCollector::new("pid".to_string(), move |pid: u64| accept(pid), TopDocs::with_limit(k).order_by_score());
+        let collector = FilterCollector::new(
+            "pid".to_string(),
+            move |pid: u64| accept(pid),
+            TopDocs::with_limit(k).order_by_score(),
+        );
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &collector).context("BM25 search")?;
         top.into_iter()
             .map(|(score, address)| {
-                let pids = searcher.segment_reader(address.segment_ord).fast_fields().u64("pid").context("pid column")?;
+                let pids = searcher
+                    .segment_reader(address.segment_ord)
+                    .fast_fields()
+                    .u64("pid")
+                    .context("pid column")?;
                 let pid = pids.first(address.doc_id).unwrap_or(PointId::MAX);
                 Ok((pid, score))
             })

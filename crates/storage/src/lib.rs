@@ -32,8 +32,13 @@ mod record;
 mod store;
 mod vectors;
 
-pub use collection::{Candidate, Collection, CollectionStats, IndexCounts, Rejected, WriteBatch, WriteOutcome};
-pub use config::{Analyzer, CollectionConfig, DenseConfig, Distance, HnswParams, StoreOptions, check_collection_name};
+pub use collection::{
+    Candidate, Collection, CollectionStats, IndexCounts, Rejected, WriteBatch, WriteOutcome,
+};
+pub use config::{
+    Analyzer, CollectionConfig, DenseConfig, Distance, HnswParams, StoreOptions,
+    check_collection_name,
+};
 pub use document::{Document, Metadata, Value};
 pub use error::{Error, Result};
 pub use filter::Filter;

@@ -39,14 +39,18 @@ pub(crate) fn record_pid(bytes: &[u8]) -> Result<PointId> {
         [RECORD_FORMAT, rest @ ..] if rest.len() >= 8 => {
             Ok(PointId::from_be_bytes(rest[..8].try_into().expect("8 bytes")))
         }
-        _ => Err(Error::Corrupt(format!("document record of {} bytes has an unknown format", bytes.len()))),
+        _ => Err(Error::Corrupt(format!(
+            "document record of {} bytes has an unknown format",
+            bytes.len()
+        ))),
     }
 }
 
 /// Decodes a stored record back into its point id and document.
 pub(crate) fn decode_record(id: &[u8], bytes: &[u8]) -> Result<(PointId, Document)> {
     let pid = record_pid(bytes)?;
-    let id = String::from_utf8(id.to_vec()).map_err(|_| Error::Corrupt("document id is not UTF-8".into()))?;
+    let id = String::from_utf8(id.to_vec())
+        .map_err(|_| Error::Corrupt("document id is not UTF-8".into()))?;
     let body: Body = postcard::from_bytes(&bytes[9..])
         .map_err(|e| Error::Corrupt(format!("document '{id}' does not decode: {e}")))?;
     let Body { title, text, metadata, vector } = body;

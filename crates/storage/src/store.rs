@@ -42,17 +42,21 @@ impl Store {
     /// leftovers of collections deleted mid-way. A store whose sled data cannot be read is an
     /// error: serving part of the data is worse than not serving.
     pub fn open(dir: &Path, options: StoreOptions) -> Result<Store> {
-        std::fs::create_dir_all(dir).context(format!("creating data directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .context(format!("creating data directory {}", dir.display()))?;
         let sled_dir = dir.join("sled");
         let db = sled::Config::new()
             .path(&sled_dir)
             .cache_capacity(options.cache_bytes)
             .open()
             .map_err(|e| match e {
-                sled::Error::Corruption { .. } => {
-                    Error::Corrupt(format!("sled database at {} is corrupt: {e}", sled_dir.display()))
+                sled::Error::Corruption { .. } => Error::Corrupt(format!(
+                    "sled database at {} is corrupt: {e}",
+                    sled_dir.display()
+                )),
+                other => {
+                    Error::io(format!("opening sled database at {}", sled_dir.display()), other)
                 }
-                other => Error::io(format!("opening sled database at {}", sled_dir.display()), other),
             })?;
         let catalog = db.open_tree("catalog").context("opening the catalog")?;
         let store_meta = db.open_tree("store").context("opening store metadata")?;
@@ -60,7 +64,8 @@ impl Store {
         let mut uids = Vec::new();
         for entry in catalog.iter() {
             let (key, value) = entry.context("reading the catalog")?;
-            let name = String::from_utf8(key.to_vec()).map_err(|_| Error::Corrupt("catalog name is not UTF-8".into()))?;
+            let name = String::from_utf8(key.to_vec())
+                .map_err(|_| Error::Corrupt("catalog name is not UTF-8".into()))?;
             let entry: CatalogEntry = serde_json::from_slice(&value)
                 .map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
             let collection = Collection::open(
@@ -72,7 +77,11 @@ impl Store {
                 collection_dir(dir, entry.uid),
                 options.clone(),
             )?;
-            tracing::info!(collection = name, documents = collection.stats().documents, "collection opened");
+            tracing::info!(
+                collection = name,
+                documents = collection.stats().documents,
+                "collection opened"
+            );
             uids.push(entry.uid);
             collections.insert(name, Arc::new(collection));
         }
@@ -94,7 +103,10 @@ impl Store {
         let live_prefixes: Vec<String> = live.iter().map(|&uid| tree_prefix(uid)).collect();
         for name in self.db.tree_names() {
             let name = String::from_utf8_lossy(&name).into_owned();
-            if name.starts_with('c') && name.contains('/') && !live_prefixes.iter().any(|p| name.starts_with(p)) {
+            if name.starts_with('c')
+                && name.contains('/')
+                && !live_prefixes.iter().any(|p| name.starts_with(p))
+            {
                 self.db.drop_tree(&name).context(format!("dropping orphan tree {name}"))?;
             }
         }
@@ -103,7 +115,8 @@ impl Store {
             for entry in entries.flatten() {
                 let uid = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
                 if uid.is_some_and(|uid| !live.contains(&uid)) {
-                    std::fs::remove_dir_all(entry.path()).context(format!("removing {}", entry.path().display()))?;
+                    std::fs::remove_dir_all(entry.path())
+                        .context(format!("removing {}", entry.path().display()))?;
                 }
             }
         }
@@ -116,7 +129,11 @@ impl Store {
     }
 
     /// Creates an empty collection.
-    pub fn create_collection(&self, name: &str, config: CollectionConfig) -> Result<Arc<Collection>> {
+    pub fn create_collection(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+    ) -> Result<Arc<Collection>> {
         check_collection_name(name)?;
         config.check(self.options.max_dimension)?;
         let _ddl = self.ddl.lock();
@@ -124,10 +141,15 @@ impl Store {
             return Err(Error::CollectionExists(name.to_string()));
         }
         let uid = match self.store_meta.get(NEXT_UID).context("reading store metadata")? {
-            Some(v) => v.as_ref().try_into().map(u64::from_be_bytes).map_err(|_| Error::Corrupt("next_uid".into()))?,
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt("next_uid".into()))?,
             None => 1,
         };
-        let created_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let created_ms =
+            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let entry = CatalogEntry { uid, config: config.clone(), created_ms };
         let entry_bytes = serde_json::to_vec(&entry).expect("catalog entries serialise");
         (&self.catalog, &self.store_meta)
@@ -139,8 +161,15 @@ impl Store {
             .map_err(|e| Error::io(format!("recording collection '{name}'"), format!("{e:?}")))?;
         self.db.flush().context("flushing the catalog")?;
         let dir = collection_dir(&self.dir, uid);
-        let collection =
-            Arc::new(Collection::open(&self.db, uid, name, config, created_ms, dir, self.options.clone())?);
+        let collection = Arc::new(Collection::open(
+            &self.db,
+            uid,
+            name,
+            config,
+            created_ms,
+            dir,
+            self.options.clone(),
+        )?);
         self.collections.write().insert(name.to_string(), Arc::clone(&collection));
         tracing::info!(collection = name, uid, "collection created");
         Ok(collection)
@@ -148,7 +177,11 @@ impl Store {
 
     /// The named collection.
     pub fn collection(&self, name: &str) -> Result<Arc<Collection>> {
-        self.collections.read().get(name).cloned().ok_or_else(|| Error::CollectionNotFound(name.to_string()))
+        self.collections
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))
     }
 
     /// Every collection, by name.
@@ -167,7 +200,9 @@ impl Store {
         self.collections.write().remove(name);
         collection.retire();
         for suffix in ["docs", "oplog", "meta"] {
-            self.db.drop_tree(format!("{}{suffix}", tree_prefix(uid))).context("dropping a collection tree")?;
+            self.db
+                .drop_tree(format!("{}{suffix}", tree_prefix(uid)))
+                .context("dropping a collection tree")?;
         }
         let dir = collection_dir(&self.dir, uid);
         if dir.exists() {
@@ -178,9 +213,13 @@ impl Store {
     }
 
     fn uid_of(&self, name: &str) -> Result<u64> {
-        let bytes = self.catalog.get(name).context("reading the catalog")?.ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
-        let entry: CatalogEntry =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
+        let bytes = self
+            .catalog
+            .get(name)
+            .context("reading the catalog")?
+            .ok_or_else(|| Error::CollectionNotFound(name.to_string()))?;
+        let entry: CatalogEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
         Ok(entry.uid)
     }
 

@@ -136,7 +136,10 @@ impl Vectors {
         let last = self.pids.len() - 1;
         if slot != last {
             let moved = self.pids[last];
-            self.data.copy_within(last * self.dimension..(last + 1) * self.dimension, slot * self.dimension);
+            self.data.copy_within(
+                last * self.dimension..(last + 1) * self.dimension,
+                slot * self.dimension,
+            );
             self.pids[slot] = moved;
             self.slots.insert(moved, slot);
         }
@@ -211,7 +214,8 @@ mod tests {
         assert_eq!(dot(&a, &b), 165.0);
         assert_eq!(Distance::Dot.similarity(&a, &b), 165.0);
         assert_eq!(Distance::L2.similarity(&[0.0, 0.0], &[3.0, 4.0]), -5.0);
-        let (pa, pb) = (Distance::Cosine.prepare(&[3.0, 4.0]), Distance::Cosine.prepare(&[4.0, 3.0]));
+        let (pa, pb) =
+            (Distance::Cosine.prepare(&[3.0, 4.0]), Distance::Cosine.prepare(&[4.0, 3.0]));
         assert!((Distance::Cosine.similarity(&pa, &pb) - 0.96).abs() < 1e-6);
         assert!((Distance::Cosine.graph_distance(&pa, &pb) - 0.04).abs() < 1e-6);
     }
@@ -220,15 +224,22 @@ mod tests {
     fn dot_graph_distance_is_positive_and_order_preserving() {
         let q = [1.0, 0.0];
         let scores = [-50.0f32, -1.0, 0.0, 0.5, 1.0, 30.0];
-        let dists: Vec<f32> = scores.iter().map(|&s| Distance::Dot.graph_distance(&q, &[s, 0.0])).collect();
+        let dists: Vec<f32> =
+            scores.iter().map(|&s| Distance::Dot.graph_distance(&q, &[s, 0.0])).collect();
         assert!(dists.iter().all(|&d| d >= 0.0 && d.is_finite()));
         assert!(dists.windows(2).all(|w| w[0] > w[1]), "{dists:?}");
     }
 
     #[test]
     fn check_rejects_bad_vectors_with_reasons() {
-        assert_eq!(Distance::L2.check(&[1.0], 2), Err("has 1 dimensions, the collection has 2".into()));
-        assert_eq!(Distance::L2.check(&[1.0, f32::NAN], 2), Err("component 1 is NaN (must be finite)".into()));
+        assert_eq!(
+            Distance::L2.check(&[1.0], 2),
+            Err("has 1 dimensions, the collection has 2".into())
+        );
+        assert_eq!(
+            Distance::L2.check(&[1.0, f32::NAN], 2),
+            Err("component 1 is NaN (must be finite)".into())
+        );
         assert_eq!(
             Distance::Cosine.check(&[0.0, 0.0], 2),
             Err("is all zeros, which has no cosine similarity".into())

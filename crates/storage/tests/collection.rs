@@ -7,8 +7,8 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sieve_storage::{
-    Collection, CollectionConfig, DenseConfig, Distance, Document, Filter, HnswParams, Store, StoreOptions, Value,
-    WriteBatch,
+    Collection, CollectionConfig, DenseConfig, Distance, Document, Filter, HnswParams, Store,
+    StoreOptions, Value, WriteBatch,
 };
 
 const DIM: usize = 16;
@@ -19,7 +19,12 @@ fn options(exact_search_threshold: usize) -> StoreOptions {
 
 fn dense_config(distance: Distance) -> CollectionConfig {
     CollectionConfig {
-        dense: Some(DenseConfig { dimension: DIM, distance, embedder: None, hnsw: HnswParams::default() }),
+        dense: Some(DenseConfig {
+            dimension: DIM,
+            distance,
+            embedder: None,
+            hnsw: HnswParams::default(),
+        }),
         ..CollectionConfig::default()
     }
 }
@@ -36,7 +41,10 @@ fn doc(i: usize, rng: &mut StdRng) -> Document {
         text: format!("shared words about retrieval uniq{i}"),
         metadata: [
             ("bucket".to_string(), Value::Int((i % 100) as i64)),
-            ("parity".to_string(), Value::String(if i % 2 == 0 { "even" } else { "odd" }.into())),
+            (
+                "parity".to_string(),
+                Value::String(if i.is_multiple_of(2) { "even" } else { "odd" }.into()),
+            ),
         ]
         .into(),
         vector: Some(random_vector(rng)),
@@ -47,7 +55,8 @@ fn fill(collection: &Collection, n: usize, seed: u64) -> Vec<Document> {
     let mut rng = StdRng::seed_from_u64(seed);
     let docs: Vec<Document> = (0..n).map(|i| doc(i, &mut rng)).collect();
     for chunk in docs.chunks(500) {
-        let outcome = collection.write(&WriteBatch { upserts: chunk.to_vec(), deletes: vec![] }).unwrap();
+        let outcome =
+            collection.write(&WriteBatch { upserts: chunk.to_vec(), deletes: vec![] }).unwrap();
         assert!(outcome.rejected.is_empty(), "{:?}", outcome.rejected);
         assert_eq!(outcome.accepted.len(), chunk.len());
     }
@@ -72,14 +81,19 @@ fn upsert_replaces_text_and_vector_in_both_indexes() {
     let mut replacement = docs[42].clone();
     replacement.text = "completely different zeppelin".into();
     replacement.vector = docs[7].vector.iter().map(|v| v.iter().map(|x| -x).collect()).next();
-    let outcome = c.write(&WriteBatch { upserts: vec![replacement.clone()], deletes: vec![] }).unwrap();
+    let outcome =
+        c.write(&WriteBatch { upserts: vec![replacement.clone()], deletes: vec![] }).unwrap();
     assert_eq!(outcome.accepted, vec!["doc-42"]);
     assert_eq!(outcome.sequence, 301);
 
     assert!(c.search_bm25("uniq42", 10, None).unwrap().is_empty(), "old text is gone from BM25");
     assert_eq!(ids(&c.search_bm25("zeppelin", 10, None).unwrap()), vec!["doc-42"]);
     let old_vector = docs[42].vector.clone().unwrap();
-    assert_ne!(ids(&c.search_dense(&old_vector, 1, None).unwrap()), vec!["doc-42"], "old vector is a tombstone");
+    assert_ne!(
+        ids(&c.search_dense(&old_vector, 1, None).unwrap()),
+        vec!["doc-42"],
+        "old vector is a tombstone"
+    );
     let new_vector = replacement.vector.clone().unwrap();
     let top = c.search_dense(&new_vector, 1, None).unwrap();
     assert_eq!(ids(&top), vec!["doc-42"]);
@@ -95,8 +109,12 @@ fn delete_removes_from_both_indexes_and_sled() {
     let store = open(dir.path(), 0);
     let c = store.create_collection("c", dense_config(Distance::L2)).unwrap();
     let docs = fill(&c, 200, 2);
-    let outcome =
-        c.write(&WriteBatch { upserts: vec![], deletes: vec!["doc-5".into(), "doc-5".into(), "nope".into()] }).unwrap();
+    let outcome = c
+        .write(&WriteBatch {
+            upserts: vec![],
+            deletes: vec!["doc-5".into(), "doc-5".into(), "nope".into()],
+        })
+        .unwrap();
     assert_eq!(outcome.deleted, vec!["doc-5"]);
     assert_eq!(outcome.sequence, 201);
     assert!(c.search_bm25("uniq5", 10, None).unwrap().is_empty());
@@ -106,7 +124,10 @@ fn delete_removes_from_both_indexes_and_sled() {
     assert!(!ids(&nearest).contains(&"doc-5".to_string()));
     assert_eq!(c.get("doc-5").unwrap(), None);
     let counts = c.index_counts();
-    assert_eq!((counts.sled, counts.bm25, counts.graph_live, counts.sled_vectors), (199, 199, 199, 199));
+    assert_eq!(
+        (counts.sled, counts.bm25, counts.graph_live, counts.sled_vectors),
+        (199, 199, 199, 199)
+    );
 }
 
 #[test]
@@ -115,11 +136,17 @@ fn upsert_then_delete_in_one_batch_leaves_nothing() {
     let store = open(dir.path(), 0);
     let c = store.create_collection("c", dense_config(Distance::Dot)).unwrap();
     let mut rng = StdRng::seed_from_u64(3);
-    let batch = WriteBatch { upserts: vec![doc(1, &mut rng), doc(1, &mut rng)], deletes: vec!["doc-1".into()] };
+    let batch = WriteBatch {
+        upserts: vec![doc(1, &mut rng), doc(1, &mut rng)],
+        deletes: vec!["doc-1".into()],
+    };
     let outcome = c.write(&batch).unwrap();
     assert_eq!(outcome.accepted, vec!["doc-1"]);
     assert_eq!(outcome.rejected[0].index, 1);
-    assert_eq!(outcome.rejected[0].reason, "id: 'doc-1' already appears at position 0 of this batch");
+    assert_eq!(
+        outcome.rejected[0].reason,
+        "id: 'doc-1' already appears at position 0 of this batch"
+    );
     assert_eq!(outcome.deleted, vec!["doc-1"]);
     assert_eq!(outcome.sequence, 2);
     assert_eq!(c.stats().documents, 0);
@@ -143,7 +170,8 @@ fn bad_documents_fail_alone() {
     let batch = WriteBatch { upserts: vec![short, good, nan, zero, unnamed], deletes: vec![] };
     let outcome = c.write(&batch).unwrap();
     assert_eq!(outcome.accepted, vec!["doc-1"]);
-    let reasons: Vec<(usize, &str)> = outcome.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
+    let reasons: Vec<(usize, &str)> =
+        outcome.rejected.iter().map(|r| (r.index, r.reason.as_str())).collect();
     assert_eq!(
         reasons,
         vec![
@@ -164,8 +192,10 @@ fn tombstone_heavy_graph_is_rebuilt_and_answers_exactly() {
     let docs = fill(&c, 1000, 5);
     // 150 replacements: 13 % tombstones, under the 20 % threshold.
     let mut rng = StdRng::seed_from_u64(6);
-    let replaced: Vec<Document> =
-        docs[..150].iter().map(|d| Document { vector: Some(random_vector(&mut rng)), ..d.clone() }).collect();
+    let replaced: Vec<Document> = docs[..150]
+        .iter()
+        .map(|d| Document { vector: Some(random_vector(&mut rng)), ..d.clone() })
+        .collect();
     c.write(&WriteBatch { upserts: replaced.clone(), deletes: vec![] }).unwrap();
     assert_eq!(c.stats().tombstones, 150);
     // 150 more: 300 of 1300 points would be dead, so the graph is rebuilt.
@@ -189,7 +219,8 @@ fn reopened_collection_answers_as_before() {
         (0..20).map(|_| random_vector(&mut rng)).collect()
     };
     let answers = |c: &Collection| {
-        let dense: Vec<Vec<String>> = queries.iter().map(|q| ids(&c.search_dense(q, 10, None).unwrap())).collect();
+        let dense: Vec<Vec<String>> =
+            queries.iter().map(|q| ids(&c.search_dense(q, 10, None).unwrap())).collect();
         let bm25 = ids(&c.search_bm25("uniq17 uniq400 retrieval", 20, None).unwrap());
         (dense, bm25)
     };
@@ -225,7 +256,10 @@ fn unclean_stop_replays_the_op_log() {
     let counts = c.index_counts();
     assert_eq!((counts.sled, counts.bm25, counts.graph_live), (600, 600, 600));
     for d in docs.iter().step_by(37) {
-        assert_eq!(c.search_dense(d.vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(), d.id);
+        assert_eq!(
+            c.search_dense(d.vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(),
+            d.id
+        );
     }
 }
 
@@ -248,7 +282,10 @@ fn lost_or_corrupt_derived_indexes_are_rebuilt_from_sled() {
     let counts = c.index_counts();
     assert_eq!((counts.sled, counts.bm25, counts.graph_live), (700, 700, 700));
     assert_eq!(ids(&c.search_bm25("uniq321", 5, None).unwrap()), vec!["doc-321"]);
-    assert_eq!(c.search_dense(docs[321].vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(), "doc-321");
+    assert_eq!(
+        c.search_dense(docs[321].vector.as_ref().unwrap(), 1, None).unwrap()[0].id.as_ref(),
+        "doc-321"
+    );
 }
 
 #[test]
@@ -275,7 +312,11 @@ fn selective_filter_still_fills_top_k_in_both_retrievers() {
         // Best first, and truly the best 10 of the 50 in the bucket.
         let exact = {
             let all = c.search_dense(&query, 5000, None).unwrap();
-            all.into_iter().filter(|h| in_bucket(&h.id)).take(10).map(|h| h.id.to_string()).collect::<Vec<_>>()
+            all.into_iter()
+                .filter(|h| in_bucket(&h.id))
+                .take(10)
+                .map(|h| h.id.to_string())
+                .collect::<Vec<_>>()
         };
         assert_eq!(ids(&dense), exact);
     }
@@ -286,7 +327,9 @@ fn selective_filter_still_fills_top_k_in_both_retrievers() {
     ]);
     let hits = c.search_bm25("shared", 100, Some(&conjunction)).unwrap();
     assert_eq!(hits.len(), 50, "bucket 11 is the odd one of 10..=11: 50 documents");
-    assert!(hits.iter().all(|h| h.id.trim_start_matches("doc-").parse::<usize>().unwrap() % 100 == 11));
+    assert!(
+        hits.iter().all(|h| h.id.trim_start_matches("doc-").parse::<usize>().unwrap() % 100 == 11)
+    );
 }
 
 #[test]
@@ -306,7 +349,10 @@ fn collections_are_created_listed_and_deleted() {
             Err(sieve_storage::Error::InvalidArgument(_))
         ));
         store.delete_collection("gone").unwrap();
-        assert!(matches!(store.collection("gone"), Err(sieve_storage::Error::CollectionNotFound(_))));
+        assert!(matches!(
+            store.collection("gone"),
+            Err(sieve_storage::Error::CollectionNotFound(_))
+        ));
         store.close().unwrap();
     }
     let store = open(dir.path(), 0);

@@ -1,0 +1,223 @@
+//! `sieve ingest FILE`: streams a JSON-lines corpus in batches, with a progress bar, and
+//! reports what landed and what did not.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use sieve_client::{Client, Error, jsonl, proto};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::collections::{AnalyzerArg, DistanceArg, config};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// JSON lines: {"_id", "title", "text", "metadata", "vector"}; `.gz` is decompressed.
+    file: PathBuf,
+    /// Collection.
+    #[arg(short, long, env = "SIEVE_COLLECTION")]
+    collection: String,
+    /// Documents per batch.
+    #[arg(long, default_value_t = 256)]
+    batch_size: usize,
+    /// Create the collection if it does not exist (dense when the first document has a vector,
+    /// with its dimension).
+    #[arg(long)]
+    create: bool,
+    /// Vector similarity for --create.
+    #[arg(long, value_enum, default_value_t = DistanceArg::Cosine)]
+    distance: DistanceArg,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+/// How many failures are printed; the rest are counted.
+const SHOWN_FAILURES: usize = 10;
+
+fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
+        Box::new(flate2::read::MultiGzDecoder::new(file))
+    } else {
+        Box::new(file)
+    };
+    Ok(Box::new(BufReader::with_capacity(1 << 20, reader)))
+}
+
+/// A batch read from the file, and the lines that did not parse.
+struct Chunk {
+    documents: Vec<proto::Document>,
+    unreadable: Vec<String>,
+}
+
+/// Reads the file on a blocking thread, a batch at a time.
+fn read_batches(
+    path: PathBuf,
+    batch_size: usize,
+) -> anyhow::Result<mpsc::Receiver<anyhow::Result<Chunk>>> {
+    let reader = open(&path)?;
+    let (tx, rx) = mpsc::channel(4);
+    std::thread::spawn(move || {
+        let mut chunk = Chunk { documents: Vec::with_capacity(batch_size), unreadable: Vec::new() };
+        for (number, line) in reader.lines().enumerate() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ =
+                        tx.blocking_send(Err(anyhow::anyhow!("reading {}: {e}", path.display())));
+                    return;
+                }
+            };
+            if line.trim().is_empty() {
+                continue;
+            }
+            match jsonl::parse_document(&line) {
+                Ok(doc) => chunk.documents.push(doc),
+                Err(why) => chunk.unreadable.push(format!("line {}: {why}", number + 1)),
+            }
+            if chunk.documents.len() == batch_size {
+                let full = std::mem::replace(
+                    &mut chunk,
+                    Chunk { documents: Vec::with_capacity(batch_size), unreadable: Vec::new() },
+                );
+                if tx.blocking_send(Ok(full)).is_err() {
+                    return;
+                }
+            }
+        }
+        if !chunk.documents.is_empty() || !chunk.unreadable.is_empty() {
+            let _ = tx.blocking_send(Ok(chunk));
+        }
+    });
+    Ok(rx)
+}
+
+fn count_lines(path: &Path) -> anyhow::Result<u64> {
+    let mut reader = open(path)?;
+    let mut count = 0;
+    let mut buf = Vec::new();
+    while reader.read_until(b'\n', &mut buf)? > 0 {
+        if !buf.trim_ascii().is_empty() {
+            count += 1;
+        }
+        buf.clear();
+    }
+    Ok(count)
+}
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    let total = count_lines(&args.file)?;
+    let mut chunks = read_batches(args.file.clone(), args.batch_size)?;
+    let Some(first) = chunks.recv().await.transpose()? else {
+        println!("{} holds no documents", args.file.display());
+        return Ok(ExitCode::SUCCESS);
+    };
+    if args.create {
+        ensure_collection(client, &args, first.documents.first()).await?;
+    }
+
+    let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    progress.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec}  eta {eta}  {msg}")
+            .expect("valid template"),
+    );
+    let (requests_tx, requests_rx) = mpsc::channel::<proto::IngestRequest>(2);
+    let collection = args.collection.clone();
+    let feeder = {
+        let progress = progress.clone();
+        tokio::spawn(async move {
+            let mut unreadable = Vec::new();
+            let mut next = Some(Ok(first));
+            while let Some(chunk) = next {
+                let chunk: Chunk = chunk?;
+                progress.inc(chunk.unreadable.len() as u64);
+                unreadable.extend(chunk.unreadable);
+                let request = proto::IngestRequest {
+                    collection: collection.clone(),
+                    documents: chunk.documents,
+                    delete_ids: Vec::new(),
+                };
+                if requests_tx.send(request).await.is_err() {
+                    break;
+                }
+                next = chunks.recv().await;
+            }
+            anyhow::Ok(unreadable)
+        })
+    };
+
+    let started = Instant::now();
+    let mut acks = client.ingest(ReceiverStream::new(requests_rx)).await?;
+    let (mut accepted, mut rejected) = (0u64, Vec::new());
+    let mut sequence = 0;
+    let mut failure = None;
+    while let Some(ack) = acks.next().await {
+        match ack {
+            Ok(ack) => {
+                accepted += ack.accepted.len() as u64;
+                progress.inc((ack.accepted.len() + ack.errors.len()) as u64);
+                rejected.extend(ack.errors.into_iter().map(|e| {
+                    format!("{}: {}", e.id, e.error.map(|e| e.message).unwrap_or_default())
+                }));
+                sequence = ack.sequence;
+            }
+            Err(status) => {
+                failure = Some(Error::from(status));
+                break;
+            }
+        }
+    }
+    progress.finish_and_clear();
+    let unreadable = feeder.await??;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!(
+        "{}: accepted {accepted}, rejected by the server {}, unreadable {} in {elapsed:.1} s ({:.0} docs/s), durable at sequence {sequence}",
+        args.collection,
+        rejected.len(),
+        unreadable.len(),
+        accepted as f64 / elapsed.max(1e-9),
+    );
+    for line in rejected.iter().chain(&unreadable).take(SHOWN_FAILURES) {
+        eprintln!("  failed: {line}");
+    }
+    let failed = rejected.len() + unreadable.len();
+    if failed > SHOWN_FAILURES {
+        eprintln!("  ... and {} more", failed - SHOWN_FAILURES);
+    }
+    if let Some(error) = failure {
+        return Err(anyhow::Error::from(error).context("ingest stopped"));
+    }
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+async fn ensure_collection(
+    client: &Client,
+    args: &Args,
+    first: Option<&proto::Document>,
+) -> anyhow::Result<()> {
+    match client.collection(&args.collection).await {
+        Ok(_) => return Ok(()),
+        Err(Error::Status(s)) if s.code() == tonic::Code::NotFound => {}
+        Err(e) => return Err(e.into()),
+    }
+    let dimension = first.map(|d| d.vector.len() as u32).filter(|&d| d > 0);
+    let config =
+        config(dimension, args.distance, AnalyzerArg::English, proto::HnswParams::default());
+    client.create_collection(&args.collection, config).await?;
+    match dimension {
+        Some(d) => eprintln!("created collection '{}' ({d}-dimensional vectors)", args.collection),
+        None => eprintln!(
+            "created collection '{}' (keyword only: the first document has no vector)",
+            args.collection
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Commands of the `sieve` tool.
+
+mod collections;
+mod ingest;
+mod output;
+mod search;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sieve_client::Client;
+
+/// Command-line client for a Sieve retrieval server.
+#[derive(Debug, Parser)]
+#[command(name = "sieve", version)]
+pub struct Cli {
+    /// Server address.
+    #[arg(long, global = true, env = "SIEVE_ADDR", default_value = "http://127.0.0.1:7700")]
+    addr: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Server version, build and limits.
+    Info,
+    /// Create, list, inspect and delete collections.
+    #[command(subcommand)]
+    Collections(collections::Command),
+    /// Stream documents from a JSON-lines file (`.gz` accepted) into a collection.
+    Ingest(ingest::Args),
+    /// Print documents by id.
+    Get {
+        /// Collection.
+        #[arg(short, long, env = "SIEVE_COLLECTION")]
+        collection: String,
+        /// Document ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+        /// Include vectors.
+        #[arg(long)]
+        vectors: bool,
+    },
+    /// Delete documents by id.
+    Delete {
+        /// Collection.
+        #[arg(short, long, env = "SIEVE_COLLECTION")]
+        collection: String,
+        /// Document ids.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Search a collection.
+    Search(search::Args),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let client = Client::connect(&cli.addr).await?;
+    match cli.command {
+        Command::Info => {
+            let info = client.info().await?;
+            println!("{}", serde_json::to_string_pretty(&output::info(&info))?);
+        }
+        Command::Collections(command) => collections::run(&client, command).await?,
+        Command::Ingest(args) => return ingest::run(&client, args).await,
+        Command::Get { collection, ids, vectors } => {
+            let response = client.get(collection, ids, vectors).await?;
+            for doc in &response.documents {
+                println!("{}", serde_json::to_string(&output::document(doc))?);
+            }
+            for id in &response.missing {
+                eprintln!("not found: {id}");
+            }
+            if !response.missing.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Delete { collection, ids } => {
+            let response = client.delete(collection, ids).await?;
+            println!("deleted {} (sequence {})", response.deleted.len(), response.sequence);
+            for id in &response.missing {
+                eprintln!("not found: {id}");
+            }
+        }
+        Command::Search(args) => search::run(&client, args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,113 @@
+//! JSON views of API messages for `--json` output.
+
+use serde_json::{Value as Json, json};
+use sieve_client::proto;
+
+pub fn value(value: &proto::Value) -> Json {
+    use proto::value::Kind;
+    match &value.kind {
+        Some(Kind::StringValue(s)) => json!(s),
+        Some(Kind::IntValue(n)) => json!(n),
+        Some(Kind::FloatValue(x)) => json!(x),
+        Some(Kind::BoolValue(b)) => json!(b),
+        None => Json::Null,
+    }
+}
+
+fn metadata(metadata: &std::collections::HashMap<String, proto::Value>) -> Json {
+    let sorted: std::collections::BTreeMap<&String, Json> =
+        metadata.iter().map(|(k, v)| (k, value(v))).collect();
+    json!(sorted)
+}
+
+pub fn document(doc: &proto::Document) -> Json {
+    let mut out = json!({"id": doc.id, "title": doc.title, "text": doc.text, "metadata": metadata(&doc.metadata)});
+    if !doc.vector.is_empty() {
+        out["vector"] = json!(doc.vector);
+    }
+    out
+}
+
+pub fn collection(c: &proto::Collection) -> Json {
+    let config = c.config.clone().unwrap_or_default();
+    let stats = c.stats.unwrap_or_default();
+    let dense = config.dense.map(|d| {
+        let hnsw = d.hnsw.unwrap_or_default();
+        json!({
+            "dimension": d.dimension,
+            "distance": proto::Distance::try_from(d.distance).map(|d| d.as_str_name()).unwrap_or("?"),
+            "embedder": d.embedder,
+            "hnsw": {"m": hnsw.m, "ef_construction": hnsw.ef_construction, "ef_search": hnsw.ef_search},
+        })
+    });
+    json!({
+        "name": c.name,
+        "dense": dense,
+        "analyzer": config.keyword.map(|k| k.analyzer).unwrap_or_default(),
+        "documents": stats.documents,
+        "vectors": stats.vectors,
+        "tombstones": stats.tombstones,
+        "sequence": stats.sequence,
+        "created_unix_ms": c.created_unix_ms,
+    })
+}
+
+pub fn info(info: &proto::GetInfoResponse) -> Json {
+    let l = info.limits.unwrap_or_default();
+    json!({
+        "version": info.version,
+        "build": info.build,
+        "collections": info.collections,
+        "limits": {
+            "max_message_bytes": l.max_message_bytes,
+            "max_batch_documents": l.max_batch_documents,
+            "max_text_bytes": l.max_text_bytes,
+            "max_id_bytes": l.max_id_bytes,
+            "max_metadata_entries": l.max_metadata_entries,
+            "max_dimension": l.max_dimension,
+            "max_top_k": l.max_top_k,
+            "max_candidates": l.max_candidates,
+            "max_filter_depth": l.max_filter_depth,
+            "max_query_bytes": l.max_query_bytes,
+            "max_ids_per_request": l.max_ids_per_request,
+        },
+    })
+}
+
+fn placement(p: &Option<proto::RetrieverHit>) -> Json {
+    p.map_or(Json::Null, |p| json!({"rank": p.rank, "score": p.score}))
+}
+
+pub fn search(response: &proto::SearchResponse) -> Json {
+    let stages: Vec<Json> = response
+        .stages
+        .iter()
+        .map(|stage| {
+            let hits: Vec<Json> = stage
+                .hits
+                .iter()
+                .map(|h| {
+                    json!({
+                        "id": h.id, "score": h.score, "title": h.title, "text": h.text,
+                        "metadata": metadata(&h.metadata), "bm25": placement(&h.bm25), "dense": placement(&h.dense),
+                    })
+                })
+                .collect();
+            json!({"stage": stage.stage, "hits": hits})
+        })
+        .collect();
+    let done = response.done.clone().unwrap_or_default();
+    let timings: serde_json::Map<String, Json> =
+        done.timings.iter().map(|t| (t.phase.clone(), json!(t.micros))).collect();
+    json!({
+        "stages": stages,
+        "done": {
+            "mode": proto::Mode::try_from(done.mode).map(|m| m.as_str_name()).unwrap_or("?"),
+            "bm25_candidates": done.bm25_candidates,
+            "dense_candidates": done.dense_candidates,
+            "fused_candidates": done.fused_candidates,
+            "returned": done.returned,
+            "timings_micros": timings,
+        },
+    })
+}

@@ -1,0 +1,346 @@
+//! Proto messages to domain types and back. Every inbound field is checked here, against the
+//! configured limits, with messages that name the field.
+
+use sieve_planner::{Fusion, Hit, Mode, Plan, Query, SearchOutcome};
+use sieve_proto::v1;
+use sieve_storage::{
+    Analyzer, Collection, CollectionConfig, DenseConfig, Distance, Document, Filter, HnswParams,
+    Metadata, Value,
+};
+use tonic::Status;
+
+use crate::config::Config;
+
+/// A message for a client that sent something wrong.
+pub type Invalid = String;
+
+pub fn value(value: v1::Value, field: &str) -> Result<Value, Invalid> {
+    use v1::value::Kind;
+    match value.kind {
+        Some(Kind::StringValue(s)) => Ok(Value::String(s)),
+        Some(Kind::IntValue(n)) => Ok(Value::Int(n)),
+        Some(Kind::FloatValue(x)) if x.is_finite() => Ok(Value::Float(x)),
+        Some(Kind::FloatValue(x)) => Err(format!("{field}: float must be finite, got {x}")),
+        Some(Kind::BoolValue(b)) => Ok(Value::Bool(b)),
+        None => Err(format!(
+            "{field}: no value set (one of string_value, int_value, float_value, bool_value)"
+        )),
+    }
+}
+
+pub fn value_to_proto(value: Value) -> v1::Value {
+    match value {
+        Value::String(s) => s.into(),
+        Value::Int(n) => n.into(),
+        Value::Float(x) => x.into(),
+        Value::Bool(b) => b.into(),
+    }
+}
+
+pub fn metadata_to_proto(metadata: Metadata) -> std::collections::HashMap<String, v1::Value> {
+    metadata.into_iter().map(|(k, v)| (k, value_to_proto(v))).collect()
+}
+
+/// Checks an id sent by a client.
+pub fn id(id: &str, field: &str, config: &Config) -> Result<(), Invalid> {
+    if id.is_empty() {
+        Err(format!("{field}: must not be empty"))
+    } else if id.len() > config.max_id_bytes {
+        Err(format!(
+            "{field}: {} bytes exceeds the limit of {} (max_id_bytes)",
+            id.len(),
+            config.max_id_bytes
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// One ingested document; the message names fields relative to the document.
+pub fn document(doc: v1::Document, config: &Config) -> Result<Document, Invalid> {
+    id(&doc.id, "id", config)?;
+    if doc.metadata.len() > config.max_metadata_entries {
+        return Err(format!(
+            "metadata: {} entries exceeds the limit of {} (max_metadata_entries)",
+            doc.metadata.len(),
+            config.max_metadata_entries
+        ));
+    }
+    let mut text_bytes = doc.title.len() + doc.text.len();
+    let mut metadata = Metadata::new();
+    for (key, v) in doc.metadata {
+        if key.is_empty() || key.len() > 256 {
+            return Err(format!("metadata: key of {} bytes (must be 1 to 256)", key.len()));
+        }
+        let v = value(v, &format!("metadata[{key:?}]"))?;
+        if let Value::String(s) = &v {
+            text_bytes += s.len();
+        }
+        metadata.insert(key, v);
+    }
+    if text_bytes > config.max_text_bytes {
+        return Err(format!(
+            "text: title, text and metadata strings total {text_bytes} bytes, over the limit of {} (max_text_bytes)",
+            config.max_text_bytes
+        ));
+    }
+    let vector = (!doc.vector.is_empty()).then_some(doc.vector);
+    Ok(Document { id: doc.id, title: doc.title, text: doc.text, metadata, vector })
+}
+
+pub fn document_to_proto(doc: Document, include_vector: bool) -> v1::Document {
+    v1::Document {
+        id: doc.id,
+        title: doc.title,
+        text: doc.text,
+        metadata: metadata_to_proto(doc.metadata),
+        vector: if include_vector { doc.vector.unwrap_or_default() } else { Vec::new() },
+    }
+}
+
+/// A filter; depth is checked while converting so a hostile nesting cannot exhaust the stack.
+pub fn filter(filter: v1::Filter, config: &Config) -> Result<Filter, Invalid> {
+    let converted = filter_at(filter, "filter", 1, config.max_filter_depth)?;
+    converted.check(config.max_filter_depth)?;
+    Ok(converted)
+}
+
+fn filter_at(
+    filter: v1::Filter,
+    path: &str,
+    depth: usize,
+    max_depth: usize,
+) -> Result<Filter, Invalid> {
+    use v1::filter::Clause;
+    if depth > max_depth {
+        return Err(format!(
+            "{path}: filter nesting exceeds the limit of {max_depth} levels (max_filter_depth)"
+        ));
+    }
+    match filter.clause {
+        None => Err(format!("{path}: no clause set (one of equals, range, any_of, and)")),
+        Some(Clause::Equals(eq)) => {
+            let v = eq.value.ok_or_else(|| format!("{path}.equals.value: missing"))?;
+            Ok(Filter::Equals { value: value(v, &format!("{path}.equals.value"))?, key: eq.key })
+        }
+        Some(Clause::Range(r)) => Ok(Filter::Range { key: r.key, gte: r.gte, lte: r.lte }),
+        Some(Clause::AnyOf(any)) => {
+            let values = any
+                .values
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| value(v, &format!("{path}.any_of.values[{i}]")))
+                .collect::<Result<_, _>>()?;
+            Ok(Filter::AnyOf { key: any.key, values })
+        }
+        Some(Clause::And(and)) => {
+            let clauses = and
+                .clauses
+                .into_iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    filter_at(c, &format!("{path}.and.clauses[{i}]"), depth + 1, max_depth)
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(Filter::And(clauses))
+        }
+    }
+}
+
+pub fn collection_config(
+    config: Option<v1::CollectionConfig>,
+) -> Result<CollectionConfig, Invalid> {
+    let config = config.unwrap_or_default();
+    let analyzer_name = config.keyword.map(|k| k.analyzer).unwrap_or_default();
+    let analyzer = Analyzer::from_name(&analyzer_name).ok_or_else(|| {
+        format!("config.keyword.analyzer: '{analyzer_name}' is not an analyzer (english, simple)")
+    })?;
+    let dense = match config.dense {
+        None => None,
+        Some(dense) => {
+            let distance = match v1::Distance::try_from(dense.distance) {
+                Ok(v1::Distance::Unspecified | v1::Distance::Cosine) => Distance::Cosine,
+                Ok(v1::Distance::Dot) => Distance::Dot,
+                Ok(v1::Distance::L2) => Distance::L2,
+                Err(_) => {
+                    return Err(format!("config.dense.distance: unknown value {}", dense.distance));
+                }
+            };
+            let defaults = HnswParams::default();
+            let hnsw = dense.hnsw.unwrap_or_default();
+            let or_default =
+                |value: u32, default: usize| if value == 0 { default } else { value as usize };
+            Some(DenseConfig {
+                dimension: dense.dimension as usize,
+                distance,
+                embedder: (!dense.embedder.is_empty()).then_some(dense.embedder),
+                hnsw: HnswParams {
+                    m: or_default(hnsw.m, defaults.m),
+                    ef_construction: or_default(hnsw.ef_construction, defaults.ef_construction),
+                    ef_search: or_default(hnsw.ef_search, defaults.ef_search),
+                },
+            })
+        }
+    };
+    Ok(CollectionConfig { dense, analyzer })
+}
+
+pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
+    let config = collection.config();
+    let dense = config.dense.as_ref().map(|d| v1::DenseConfig {
+        dimension: d.dimension as u32,
+        distance: match d.distance {
+            Distance::Cosine => v1::Distance::Cosine,
+            Distance::Dot => v1::Distance::Dot,
+            Distance::L2 => v1::Distance::L2,
+        } as i32,
+        embedder: d.embedder.clone().unwrap_or_default(),
+        hnsw: Some(v1::HnswParams {
+            m: d.hnsw.m as u32,
+            ef_construction: d.hnsw.ef_construction as u32,
+            ef_search: d.hnsw.ef_search as u32,
+        }),
+    });
+    let stats = collection.stats();
+    v1::Collection {
+        name: collection.name().to_string(),
+        config: Some(v1::CollectionConfig {
+            dense,
+            keyword: Some(v1::KeywordConfig { analyzer: config.analyzer.name().to_string() }),
+        }),
+        stats: Some(v1::CollectionStats {
+            documents: stats.documents,
+            vectors: stats.vectors,
+            tombstones: stats.tombstones,
+            sequence: stats.sequence,
+        }),
+        created_unix_ms: collection.created_ms(),
+    }
+}
+
+/// A search request: the collection name and the query to run on it.
+pub fn search_request(
+    request: v1::SearchRequest,
+    config: &Config,
+) -> Result<(String, Query), Status> {
+    let invalid = |msg: String| Err(Status::invalid_argument(msg));
+    if request.collection.is_empty() {
+        return invalid("collection: must not be empty".into());
+    }
+    if request.query.len() > config.max_query_bytes {
+        return invalid(format!(
+            "query: {} bytes exceeds the limit of {} (max_query_bytes)",
+            request.query.len(),
+            config.max_query_bytes
+        ));
+    }
+    let top_k = match request.top_k as usize {
+        0 => None,
+        k if k > config.max_top_k => {
+            return invalid(format!(
+                "top_k: {k} exceeds the limit of {} (max_top_k)",
+                config.max_top_k
+            ));
+        }
+        k => Some(k),
+    };
+    let plan = request.plan.unwrap_or_default();
+    let candidates = |value: u32, field: &str| match value as usize {
+        0 => Ok(None),
+        k if k > config.max_candidates => Err(Status::invalid_argument(format!(
+            "plan.{field}: {k} exceeds the limit of {} (max_candidates)",
+            config.max_candidates
+        ))),
+        k => Ok(Some(k)),
+    };
+    let mode = match v1::Mode::try_from(plan.mode) {
+        Ok(v1::Mode::Unspecified) => None,
+        Ok(v1::Mode::Bm25) => Some(Mode::Bm25),
+        Ok(v1::Mode::Dense) => Some(Mode::Dense),
+        Ok(v1::Mode::Hybrid) => Some(Mode::Hybrid),
+        Err(_) => return invalid(format!("plan.mode: unknown value {}", plan.mode)),
+    };
+    let fusion = match v1::Fusion::try_from(plan.fusion) {
+        Ok(v1::Fusion::Unspecified | v1::Fusion::Rrf) => Fusion::Rrf,
+        Ok(v1::Fusion::Linear) => Fusion::Linear,
+        Err(_) => return invalid(format!("plan.fusion: unknown value {}", plan.fusion)),
+    };
+    if plan.rrf_k.is_some_and(|k| k > 1_000_000) {
+        return invalid(format!(
+            "plan.rrf_k: {} exceeds the limit of 1000000",
+            plan.rrf_k.unwrap_or_default()
+        ));
+    }
+    let filter =
+        request.filter.map(|f| filter(f, config)).transpose().map_err(Status::invalid_argument)?;
+    let query = Query {
+        text: request.query,
+        vector: (!request.query_vector.is_empty()).then_some(request.query_vector),
+        top_k,
+        filter,
+        plan: Plan {
+            mode,
+            bm25_k: candidates(plan.bm25_k, "bm25_k")?,
+            dense_k: candidates(plan.dense_k, "dense_k")?,
+            rrf_k: plan.rrf_k,
+            bm25_weight: plan.bm25_weight,
+            dense_weight: plan.dense_weight,
+            fusion,
+        },
+        omit_text: request.include_text == Some(false),
+    };
+    Ok((request.collection, query))
+}
+
+fn hit_to_proto(hit: Hit) -> v1::Hit {
+    let placement = |p: Option<sieve_planner::Placement>| {
+        p.map(|p| v1::RetrieverHit { rank: p.rank, score: p.score })
+    };
+    v1::Hit {
+        id: hit.id.to_string(),
+        score: hit.score as f32,
+        title: hit.title,
+        text: hit.text,
+        metadata: metadata_to_proto(hit.metadata),
+        bm25: placement(hit.bm25),
+        dense: placement(hit.dense),
+    }
+}
+
+fn mode_to_proto(mode: Mode) -> v1::Mode {
+    match mode {
+        Mode::Bm25 => v1::Mode::Bm25,
+        Mode::Dense => v1::Mode::Dense,
+        Mode::Hybrid => v1::Mode::Hybrid,
+    }
+}
+
+/// The stages and closing summary of a finished search.
+pub fn search_outcome(outcome: SearchOutcome) -> v1::SearchResponse {
+    let micros = |d: std::time::Duration| d.as_micros() as u64;
+    let t = outcome.timings;
+    let timings = [
+        ("bm25", t.bm25),
+        ("dense", t.dense),
+        ("fusion", t.fusion),
+        ("fetch", t.fetch),
+        ("total", t.total),
+    ]
+    .into_iter()
+    .map(|(phase, d)| v1::Timing { phase: phase.to_string(), micros: micros(d) })
+    .collect();
+    let returned = outcome.hits.len() as u32;
+    let done = v1::Done {
+        timings,
+        mode: mode_to_proto(outcome.mode) as i32,
+        bm25_candidates: outcome.bm25_candidates as u32,
+        dense_candidates: outcome.dense_candidates as u32,
+        fused_candidates: outcome.fused_candidates as u32,
+        returned,
+    };
+    let hits = outcome.hits.into_iter().map(hit_to_proto).collect();
+    v1::SearchResponse {
+        stages: vec![v1::StageHits { stage: "fused".to_string(), hits }],
+        done: Some(done),
+    }
+}

@@ -1,0 +1,71 @@
+//! `sieve.v1.Collections`: create, get, list and delete collections.
+
+use std::sync::Arc;
+
+use sieve_proto::v1::collections_server::Collections;
+use sieve_proto::v1::{
+    Collection, CreateCollectionRequest, DeleteCollectionRequest, DeleteCollectionResponse,
+    GetCollectionRequest, ListCollectionsRequest, ListCollectionsResponse,
+};
+use tonic::{Request, Response, Status};
+
+use super::State;
+use crate::convert;
+use crate::status::{self, blocking};
+
+pub struct CollectionsService(pub Arc<State>);
+
+fn require_name(name: &str) -> Result<(), Status> {
+    if name.is_empty() { Err(Status::invalid_argument("name: must not be empty")) } else { Ok(()) }
+}
+
+#[tonic::async_trait]
+impl Collections for CollectionsService {
+    async fn create_collection(
+        &self,
+        request: Request<CreateCollectionRequest>,
+    ) -> Result<Response<Collection>, Status> {
+        let request = request.into_inner();
+        require_name(&request.name)?;
+        let config =
+            convert::collection_config(request.config).map_err(Status::invalid_argument)?;
+        let store = Arc::clone(&self.0.store);
+        let created = blocking(move || {
+            let collection =
+                store.create_collection(&request.name, config).map_err(status::storage)?;
+            Ok(convert::collection_to_proto(&collection))
+        })
+        .await?;
+        Ok(Response::new(created))
+    }
+
+    async fn get_collection(
+        &self,
+        request: Request<GetCollectionRequest>,
+    ) -> Result<Response<Collection>, Status> {
+        let name = request.into_inner().name;
+        require_name(&name)?;
+        let collection = self.0.store.collection(&name).map_err(status::storage)?;
+        Ok(Response::new(convert::collection_to_proto(&collection)))
+    }
+
+    async fn list_collections(
+        &self,
+        _request: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
+        let collections =
+            self.0.store.collections().iter().map(|c| convert::collection_to_proto(c)).collect();
+        Ok(Response::new(ListCollectionsResponse { collections }))
+    }
+
+    async fn delete_collection(
+        &self,
+        request: Request<DeleteCollectionRequest>,
+    ) -> Result<Response<DeleteCollectionResponse>, Status> {
+        let name = request.into_inner().name;
+        require_name(&name)?;
+        let store = Arc::clone(&self.0.store);
+        blocking(move || store.delete_collection(&name).map_err(status::storage)).await?;
+        Ok(Response::new(DeleteCollectionResponse {}))
+    }
+}

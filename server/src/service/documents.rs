@@ -1,0 +1,192 @@
+//! `sieve.v1.Documents`: streamed ingest with durable acks, get and delete by id.
+
+use std::collections::HashSet;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use sieve_proto::v1::documents_server::Documents;
+use sieve_proto::v1::{
+    self, DeleteRequest, DeleteResponse, DocumentError, GetRequest, GetResponse, IngestAck,
+    IngestRequest,
+};
+use sieve_storage::{Collection, WriteBatch};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+use super::State;
+use crate::convert;
+use crate::status::{self, blocking};
+
+pub struct DocumentsService(pub Arc<State>);
+
+type AckStream = Pin<Box<dyn Stream<Item = Result<IngestAck, Status>> + Send>>;
+
+/// Acks buffered for a slow reader before the server stops reading batches.
+const ACK_BUFFER: usize = 4;
+
+fn collection(state: &State, name: &str) -> Result<Arc<Collection>, Status> {
+    if name.is_empty() {
+        return Err(Status::invalid_argument("collection: must not be empty"));
+    }
+    state.store.collection(name).map_err(status::storage)
+}
+
+fn check_ids(ids: &[String], field: &str, state: &State) -> Result<(), Status> {
+    let config = &state.config;
+    if ids.len() > config.max_ids_per_request {
+        return Err(Status::invalid_argument(format!(
+            "{field}: {} ids exceeds the limit of {} (max_ids_per_request)",
+            ids.len(),
+            config.max_ids_per_request
+        )));
+    }
+    ids.iter()
+        .enumerate()
+        .try_for_each(|(i, id)| convert::id(id, &format!("{field}[{i}]"), config))
+        .map_err(Status::invalid_argument)
+}
+
+/// Validates, writes and acknowledges one batch. Batch-level problems (unknown collection,
+/// limits) are an error status; a bad document only gets its own entry in the ack.
+async fn ingest_batch(
+    state: &Arc<State>,
+    batch: u64,
+    request: IngestRequest,
+) -> Result<IngestAck, Status> {
+    let config = &state.config;
+    if request.documents.len() > config.max_batch_documents {
+        return Err(Status::invalid_argument(format!(
+            "documents: {} documents in batch {batch} exceeds the limit of {} (max_batch_documents)",
+            request.documents.len(),
+            config.max_batch_documents
+        )));
+    }
+    check_ids(&request.delete_ids, "delete_ids", state)?;
+    let collection = collection(state, &request.collection)?;
+    let mut errors = Vec::new();
+    let mut positions = Vec::with_capacity(request.documents.len());
+    let mut upserts = Vec::with_capacity(request.documents.len());
+    for (index, doc) in request.documents.into_iter().enumerate() {
+        let id = doc.id.clone();
+        match convert::document(doc, config) {
+            Ok(doc) => {
+                positions.push(index);
+                upserts.push(doc);
+            }
+            Err(message) => errors.push(DocumentError {
+                index: index as u32,
+                id,
+                error: Some(v1::Error { code: Code::InvalidArgument as u32, message }),
+            }),
+        }
+    }
+    let write = WriteBatch { upserts, deletes: request.delete_ids };
+    let outcome = blocking(move || collection.write(&write).map_err(status::storage)).await?;
+    errors.extend(outcome.rejected.into_iter().map(|r| DocumentError {
+        index: positions[r.index] as u32,
+        id: r.id,
+        error: Some(v1::Error { code: Code::InvalidArgument as u32, message: r.reason }),
+    }));
+    errors.sort_by_key(|e| e.index);
+    Ok(IngestAck {
+        batch,
+        accepted: outcome.accepted,
+        errors,
+        deleted: outcome.deleted,
+        sequence: outcome.sequence,
+    })
+}
+
+#[tonic::async_trait]
+impl Documents for DocumentsService {
+    type IngestStream = AckStream;
+
+    async fn ingest(
+        &self,
+        request: Request<Streaming<IngestRequest>>,
+    ) -> Result<Response<AckStream>, Status> {
+        let mut inbound = request.into_inner();
+        let state = Arc::clone(&self.0);
+        let (acks, ack_stream) = mpsc::channel(ACK_BUFFER);
+        tokio::spawn(async move {
+            let mut shutdown = state.shutdown.clone();
+            for batch in 0u64.. {
+                if *shutdown.borrow() {
+                    let _ = acks.send(Err(shutting_down())).await;
+                    return;
+                }
+                let next = tokio::select! {
+                    next = inbound.message() => next,
+                    _ = shutdown.changed() => {
+                        let _ = acks.send(Err(shutting_down())).await;
+                        return;
+                    }
+                };
+                let request = match next {
+                    Ok(Some(request)) => request,
+                    Ok(None) => return,
+                    Err(status) => {
+                        // A message the server could not decode (e.g. over max_message_bytes),
+                        // or a client that went away; the former deserves its status back.
+                        tracing::debug!(%status, batch, "ingest stream broken");
+                        let _ = acks.send(Err(status)).await;
+                        return;
+                    }
+                };
+                let ack = ingest_batch(&state, batch, request).await;
+                let failed = ack.is_err();
+                if acks.send(ack).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(ack_stream))))
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let request = request.into_inner();
+        check_ids(&request.ids, "ids", &self.0)?;
+        let collection = collection(&self.0, &request.collection)?;
+        let response = blocking(move || {
+            let mut response = GetResponse::default();
+            for id in request.ids {
+                match collection.get(&id).map_err(status::storage)? {
+                    Some(doc) => response
+                        .documents
+                        .push(convert::document_to_proto(doc, request.include_vectors)),
+                    None => response.missing.push(id),
+                }
+            }
+            Ok(response)
+        })
+        .await?;
+        Ok(Response::new(response))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<DeleteRequest>,
+    ) -> Result<Response<DeleteResponse>, Status> {
+        let request = request.into_inner();
+        check_ids(&request.ids, "ids", &self.0)?;
+        let collection = collection(&self.0, &request.collection)?;
+        let ids = request.ids;
+        let outcome = {
+            let batch = WriteBatch { upserts: Vec::new(), deletes: ids.clone() };
+            blocking(move || collection.write(&batch).map_err(status::storage)).await?
+        };
+        let deleted: HashSet<&String> = outcome.deleted.iter().collect();
+        let missing = ids.iter().filter(|id| !deleted.contains(id)).cloned().collect();
+        Ok(Response::new(DeleteResponse {
+            deleted: outcome.deleted,
+            missing,
+            sequence: outcome.sequence,
+        }))
+    }
+}
+
+fn shutting_down() -> Status {
+    Status::unavailable("server is shutting down; every batch acknowledged so far is durable")
+}

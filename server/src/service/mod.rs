@@ -1,0 +1,28 @@
+//! The gRPC services of `sieve.v1`.
+
+mod collections;
+mod documents;
+mod info;
+mod search;
+
+use std::sync::Arc;
+
+use sieve_storage::Store;
+use tokio::sync::watch;
+
+pub use collections::CollectionsService;
+pub use documents::DocumentsService;
+pub use info::InfoService;
+pub use search::SearchService;
+
+use crate::config::Config;
+
+/// What every service shares.
+pub struct State {
+    /// All collections.
+    pub store: Arc<Store>,
+    /// Limits and settings.
+    pub config: Config,
+    /// Turns true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}

@@ -1,0 +1,38 @@
+//! Domain errors to gRPC statuses, and running blocking store work off the async runtime.
+
+use sieve_planner::SearchError;
+use tonic::Status;
+
+pub fn storage(error: sieve_storage::Error) -> Status {
+    use sieve_storage::Error;
+    match error {
+        Error::InvalidArgument(msg) => Status::invalid_argument(msg),
+        Error::CollectionNotFound(_) => Status::not_found(error.to_string()),
+        Error::CollectionExists(_) => Status::already_exists(error.to_string()),
+        Error::Corrupt(_) => {
+            tracing::error!(%error, "corrupt data");
+            Status::data_loss(error.to_string())
+        }
+        Error::Io { .. } => {
+            tracing::error!(%error, "storage failure");
+            Status::internal(error.to_string())
+        }
+    }
+}
+
+pub fn search(error: SearchError) -> Status {
+    match error {
+        SearchError::InvalidArgument(msg) => Status::invalid_argument(msg),
+        SearchError::Storage(e) => storage(e),
+    }
+}
+
+/// Runs store work on the blocking pool; a panic there becomes INTERNAL, never a crash.
+pub async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, Status> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "request handler panicked");
+        Err(Status::internal(format!("internal error: {e}")))
+    })
+}

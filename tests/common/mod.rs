@@ -1,0 +1,124 @@
+//! Starting and stopping the real `sieve-server` binary for end-to-end tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use sieve_client::{Client, proto};
+
+/// A running `sieve-server` on a free loopback port; killed on drop.
+pub struct TestServer {
+    child: Child,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The data directory it serves.
+    pub data_dir: PathBuf,
+}
+
+impl TestServer {
+    /// Starts the server on `data_dir` with extra flags and waits until it listens.
+    pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sieve-server"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .args(["--log-level", "warn"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sieve-server starts");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sieve-server listening on ") {
+                    let _ = tx.send(addr.to_string());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("sieve-server did not report its address within 60 s");
+            }
+        };
+        TestServer { child, url: format!("http://{addr}"), data_dir: data_dir.to_path_buf() }
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url).await.expect("client connects")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success(), "SIGTERM delivered");
+        self.wait(Duration::from_secs(60))
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "sieve-server still running after {limit:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The `grpc.health.v1` status of the whole server.
+    pub async fn health(&self) -> i32 {
+        let channel = tonic::transport::Channel::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        health.check(request).await.expect("health check answers").into_inner().status
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `grpc.health.v1` SERVING.
+pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+
+pub fn dense_config(dimension: u32, distance: proto::Distance) -> proto::CollectionConfig {
+    proto::CollectionConfig {
+        dense: Some(proto::DenseConfig {
+            dimension,
+            distance: distance as i32,
+            ..Default::default()
+        }),
+        keyword: None,
+    }
+}
+
+/// The status inside a failed call.
+pub fn status_of<T: std::fmt::Debug>(result: Result<T, sieve_client::Error>) -> tonic::Status {
+    match result {
+        Err(sieve_client::Error::Status(status)) => status,
+        other => panic!("expected an error status, got {other:?}"),
+    }
+}
