@@ -74,7 +74,7 @@ settings! {
     /// sled page cache, MiB.
     cache_mb: u64 = 256, "SIEVE_CACHE_MB";
     /// Dense search is exact (brute force) over at most this many vectors.
-    exact_search_threshold: usize = 4096, "SIEVE_EXACT_SEARCH_THRESHOLD";
+    exact_search_threshold: usize = 10_000, "SIEVE_EXACT_SEARCH_THRESHOLD";
     /// Write the HNSW graph to disk after this many ops (crash recovery replays the rest).
     graph_dump_every: u64 = 50_000, "SIEVE_GRAPH_DUMP_EVERY";
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.

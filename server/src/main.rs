@@ -111,30 +111,20 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
     };
     let limit = config.max_message_bytes;
+    // Every sieve.v1 service takes the configured message size limit both ways.
+    macro_rules! limited {
+        ($server:ident, $service:expr) => {
+            $server::new($service).max_decoding_message_size(limit).max_encoding_message_size(limit)
+        };
+    }
     let router = Server::builder()
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
-        .add_service(
-            CollectionsServer::new(CollectionsService(Arc::clone(&state)))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(
-            DocumentsServer::new(DocumentsService(Arc::clone(&state)))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(
-            SearchServer::new(SearchService(Arc::clone(&state)))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        )
-        .add_service(
-            InfoServer::new(InfoService(Arc::clone(&state)))
-                .max_decoding_message_size(limit)
-                .max_encoding_message_size(limit),
-        );
+        .add_service(limited!(CollectionsServer, CollectionsService(Arc::clone(&state))))
+        .add_service(limited!(DocumentsServer, DocumentsService(Arc::clone(&state))))
+        .add_service(limited!(SearchServer, SearchService(Arc::clone(&state))))
+        .add_service(limited!(InfoServer, InfoService(Arc::clone(&state))));
     let services = service_names();
     for name in services {
         health.set_service_status(name, ServingStatus::Serving).await;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use sled::Transactional;
@@ -423,6 +424,7 @@ impl Collection {
     /// Writes a batch durably (sled flushed), then applies it to both indexes before returning,
     /// so a returned outcome is both durable and visible to searches.
     pub fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        let started = Instant::now();
         let mut w = self.writer.lock();
         if w.keyword.is_none() {
             return Err(Error::CollectionNotFound(self.name.clone()));
@@ -507,6 +509,7 @@ impl Collection {
                 Error::io(format!("writing batch to collection '{}'", self.name), format!("{e:?}"))
             })?;
         self.db.flush().context(format!("flushing collection '{}'", self.name))?;
+        let durable = started.elapsed();
         w.next_pid = next_pid;
         w.last_seq = last_seq;
         self.sequence.store(last_seq, Ordering::Release);
@@ -515,7 +518,16 @@ impl Collection {
             tracing::error!(collection = self.name, error = %e, "batch is durable but indexing failed; it will be replayed on restart");
             e
         })?;
+        let indexed = started.elapsed();
         self.maintain(&mut w)?;
+        tracing::debug!(
+            collection = self.name,
+            ops = planned.len(),
+            durable_ms = durable.as_secs_f64() * 1e3,
+            indexed_ms = indexed.as_secs_f64() * 1e3,
+            total_ms = started.elapsed().as_secs_f64() * 1e3,
+            "batch written"
+        );
         outcome.sequence = last_seq;
         Ok(outcome)
     }
@@ -546,8 +558,8 @@ impl Collection {
                 Planned::Delete { id, .. } => keyword.delete(id),
             }
         }
-        keyword.commit(last_seq, &self.keyword)?;
-
+        // tantivy analyses the staged documents on its own thread while this one fills the
+        // graph; the commit below waits for both.
         if let Some(dense) = &self.dense {
             let mut vectors = dense.vectors.write();
             for op in planned {
@@ -577,6 +589,7 @@ impl Collection {
                 .collect();
             dense.graph.read().clone().insert_many(&items);
         }
+        keyword.commit(last_seq, &self.keyword)?;
 
         let mut points = self.points.write();
         for op in planned {
@@ -688,18 +701,31 @@ impl Collection {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Candidate>> {
+        let to_candidates = |found: Vec<(PointId, Score)>| {
+            let points = self.points.read();
+            found
+                .into_iter()
+                .filter_map(|(pid, score)| {
+                    points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
+                })
+                .collect::<Vec<_>>()
+        };
+        if filter.is_none() {
+            // The index holds only committed live versions, so a few spare candidates cover
+            // points retired since its last commit; the filtered path below is the fallback.
+            let fetch = k + 16;
+            let found = self.keyword.search(query, fetch, None)?;
+            let fetched = found.len();
+            let mut live = to_candidates(found);
+            if live.len() >= k || fetched < fetch {
+                live.truncate(k);
+                return Ok(live);
+            }
+        }
         let points = Arc::clone(&self.points);
         let owned_filter = filter.cloned();
-        let accept =
-            Arc::new(move |pid: PointId| points.read().visible(pid, owned_filter.as_ref()));
-        let found = self.keyword.search(query, k, accept)?;
-        let points = self.points.read();
-        Ok(found
-            .into_iter()
-            .filter_map(|(pid, score)| {
-                points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
-            })
-            .collect())
+        let accept = move |pid: PointId| points.read().visible(pid, owned_filter.as_ref());
+        Ok(to_candidates(self.keyword.search(query, k, Some(Arc::new(accept)))?))
     }
 
     /// Top `k` vectors by similarity to `vector` that pass the filter, best first. Exact below
@@ -725,22 +751,40 @@ impl Collection {
         let vectors = dense.vectors.read();
         let accept = |pid: PointId| points.visible(pid, filter);
         let exact = || vectors.exact_top_k(&query, k, distance, accept);
-        let mut found = if vectors.len() <= self.options.exact_search_threshold {
+        let threshold = self.options.exact_search_threshold as f64;
+        let live = vectors.len();
+        let passing_share = match filter {
+            None => 1.0,
+            Some(_) => sample_share(&vectors, &accept),
+        };
+        let mut found = if k == 0 || passing_share * live as f64 <= threshold {
+            // Few candidates pass: scanning them exactly is cheaper than walking the graph,
+            // and a selective filter still yields every match.
             exact()
         } else {
             let graph = dense.graph.read().clone();
-            let pids = graph.search(&query, k, dense.config.hnsw.ef_search, &|pid: &usize| {
-                let pid = *pid as PointId;
-                vectors.contains(pid) && accept(pid)
-            });
-            if pids.len() < k.min(vectors.len()) {
-                exact()
-            } else {
-                pids.into_iter()
+            let ef = dense.config.hnsw.ef_search;
+            // Over-fetch for tombstones and filtered-out points; grow until k pass, and
+            // scan exactly once the graph walk would cover a large part of the collection.
+            let live_share = live as f64 / graph.len().max(1) as f64;
+            let mut fetch = ((k as f64 / (passing_share * live_share)) * 1.2).ceil() as usize + 8;
+            loop {
+                let passing: Vec<(PointId, Score)> = graph
+                    .search(&query, fetch, ef)
+                    .into_iter()
+                    .filter(|&pid| accept(pid))
                     .filter_map(|pid| {
                         vectors.get(pid).map(|v| (pid, distance.similarity(&query, v)))
                     })
-                    .collect()
+                    .take(k)
+                    .collect();
+                if passing.len() >= k.min(live) {
+                    break passing;
+                }
+                fetch *= 4;
+                if fetch >= graph.len() / 4 {
+                    break exact();
+                }
             }
         };
         found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -751,6 +795,18 @@ impl Collection {
             })
             .collect())
     }
+}
+
+/// The share of live vectors that `accept` lets through, estimated on up to 1,024 of them
+/// spread evenly over the table.
+fn sample_share(vectors: &Vectors, accept: &dyn Fn(PointId) -> bool) -> f64 {
+    let step = (vectors.len() / 1024).max(1);
+    let (mut seen, mut passed) = (0usize, 0usize);
+    for (pid, _) in vectors.iter().step_by(step) {
+        seen += 1;
+        passed += usize::from(accept(pid));
+    }
+    if seen == 0 { 0.0 } else { passed as f64 / seen as f64 }
 }
 
 /// Op-log entries after `after`, in order.

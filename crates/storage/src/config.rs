@@ -37,7 +37,7 @@ impl HnswParams {
 
 impl Default for HnswParams {
     fn default() -> Self {
-        Self { m: 16, ef_construction: 200, ef_search: 100 }
+        Self { m: 16, ef_construction: 100, ef_search: 100 }
     }
 }
 
@@ -168,7 +168,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             cache_bytes: 256 << 20,
-            exact_search_threshold: 4096,
+            exact_search_threshold: 10_000,
             graph_dump_every: 50_000,
             tombstone_ratio: 0.2,
             max_dimension: 4096,

@@ -74,15 +74,11 @@ impl Graph {
         self.hnsw.get_point_indexation().into_iter().filter(|p| accept(p.get_origin_id())).count()
     }
 
-    /// Up to `k` nearest accepted points, best first; the filter is applied during the walk.
-    pub(crate) fn search(
-        &self,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        accept: &dyn Fn(&usize) -> bool,
-    ) -> Vec<PointId> {
-        let found = self.hnsw.search_filter(query, k, ef.max(k), Some(&accept));
+    /// Up to `k` nearest points, tombstones included, best first. No filter is passed to
+    /// hnsw_rs: its filtered walk gives up the early exit and visits the whole reachable graph,
+    /// so callers over-fetch and filter instead (see `Collection::search_dense`).
+    pub(crate) fn search(&self, query: &[f32], k: usize, ef: usize) -> Vec<PointId> {
+        let found = self.hnsw.search(query, k, ef.max(k));
         found.into_iter().map(|n| n.d_id as PointId).collect()
     }
 
@@ -288,7 +284,7 @@ mod tests {
             Graph::load(&dir, HnswParams::default(), Distance::Cosine, 4).expect("dump loads");
         assert_eq!(seq, 42);
         assert_eq!(loaded.len(), 300);
-        assert_eq!(loaded.search(&query, 1, 50, &|_| true), vec![7]);
+        assert_eq!(loaded.search(&query, 1, 50), vec![7]);
 
         assert!(
             Graph::load(&dir, HnswParams::default(), Distance::L2, 4).is_none(),

@@ -148,12 +148,13 @@ impl KeywordIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// Top `k` BM25 matches of the analysed query among points `accept` lets through.
+    /// Top `k` BM25 matches of the analysed query, among the points `accept` lets through
+    /// when given. Without it tantivy can skip blocks that cannot reach the top `k`.
     pub(crate) fn search(
         &self,
         query: &str,
         k: usize,
-        accept: Arc<dyn Fn(PointId) -> bool + Send + Sync>,
+        accept: Option<Arc<dyn Fn(PointId) -> bool + Send + Sync>>,
     ) -> Result<Vec<(PointId, Score)>> {
         let mut analyzer =
             self.index.tokenizer_for_field(self.fields.body).context("BM25 analyzer")?;
@@ -166,13 +167,17 @@ impl KeywordIndex {
             return Ok(Vec::new());
         }
         let query = BooleanQuery::new_multiterms_query(terms);
-        let collector = FilterCollector::new(
-            "pid".to_string(),
-            move |pid: u64| accept(pid),
-            TopDocs::with_limit(k).order_by_score(),
-        );
         let searcher = self.reader.searcher();
-        let top = searcher.search(&query, &collector).context("BM25 search")?;
+        let top_k = TopDocs::with_limit(k).order_by_score();
+        let top = match accept {
+            Some(accept) => {
+                let collector =
+                    FilterCollector::new("pid".to_string(), move |pid: u64| accept(pid), top_k);
+                searcher.search(&query, &collector)
+            }
+            None => searcher.search(&query, &top_k),
+        }
+        .context("BM25 search")?;
         top.into_iter()
             .map(|(score, address)| {
                 let pids = searcher

@@ -63,25 +63,61 @@ impl Distance {
     }
 }
 
-/// Dot product with eight independent accumulators so the compiler vectorises it.
+/// Lanes of the accumulators below: two AVX2 registers, four SSE registers.
+const LANES: usize = 16;
+
+/// Dot product; on x86-64 with AVX2 the same loop is compiled for 256-bit registers.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_lanes(a, b)
+}
+
+fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { squared_l2_avx2(a, b) };
+    }
+    squared_l2_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_lanes(a, b)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn squared_l2_avx2(a: &[f32], b: &[f32]) -> f32 {
+    squared_l2_lanes(a, b)
+}
+
+/// Independent accumulators so the compiler vectorises the loop.
+#[inline(always)]
+fn dot_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..LANES {
             acc[i] += x[i] * y[i];
         }
     }
     acc.iter().sum::<f32>() + tail
 }
 
-fn squared_l2(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+#[inline(always)]
+fn squared_l2_lanes(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| (x - y) * (x - y)).sum();
     for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
+        for i in 0..LANES {
             let d = x[i] - y[i];
             acc[i] += d * d;
         }
@@ -213,6 +249,14 @@ mod tests {
         let b = [9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0];
         assert_eq!(dot(&a, &b), 165.0);
         assert_eq!(Distance::Dot.similarity(&a, &b), 165.0);
+        // 40 components: two full 16-lane chunks and a tail of 8, on both code paths.
+        let long_a: Vec<f32> = (0..40).map(|i| i as f32).collect();
+        let long_b: Vec<f32> = (0..40).map(|i| (40 - i) as f32).collect();
+        let expected: f32 = (0..40).map(|i| (i * (40 - i)) as f32).sum();
+        assert_eq!(dot(&long_a, &long_b), expected);
+        assert_eq!(dot_lanes(&long_a, &long_b), expected);
+        let expected_l2: f32 = (0..40).map(|i| ((2 * i - 40) * (2 * i - 40)) as f32).sum();
+        assert_eq!(squared_l2(&long_a, &long_b), expected_l2);
         assert_eq!(Distance::L2.similarity(&[0.0, 0.0], &[3.0, 4.0]), -5.0);
         let (pa, pb) =
             (Distance::Cosine.prepare(&[3.0, 4.0]), Distance::Cosine.prepare(&[4.0, 3.0]));

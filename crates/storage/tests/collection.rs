@@ -294,7 +294,7 @@ fn selective_filter_still_fills_top_k_in_both_retrievers() {
     // Threshold 100: 5,000 vectors go through the HNSW graph, not brute force.
     let store = open(dir.path(), 100);
     let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
-    fill(&c, 5000, 11);
+    let docs = fill(&c, 5000, 11);
     // bucket 37 holds 1 % of the documents (50).
     let filter = Filter::Equals { key: "bucket".into(), value: Value::Int(37) };
     let in_bucket = |id: &str| id.trim_start_matches("doc-").parse::<usize>().unwrap() % 100 == 37;
@@ -320,6 +320,20 @@ fn selective_filter_still_fills_top_k_in_both_retrievers() {
         };
         assert_eq!(ids(&dense), exact);
     }
+
+    // Half the documents pass: the graph walk over-fetches and filters, then fills top_k.
+    let even = Filter::Equals { key: "parity".into(), value: Value::String("even".into()) };
+    let mut rng = StdRng::seed_from_u64(13);
+    for _ in 0..5 {
+        let hits = c.search_dense(&random_vector(&mut rng), 20, Some(&even)).unwrap();
+        assert_eq!(hits.len(), 20);
+        assert!(
+            hits.iter().all(|h| h.id.trim_start_matches("doc-").parse::<usize>().unwrap() % 2 == 0)
+        );
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score), "best first");
+    }
+    let own = c.search_dense(docs[1234].vector.as_ref().unwrap(), 1, Some(&even)).unwrap();
+    assert_eq!(own[0].id.as_ref(), "doc-1234");
 
     let conjunction = Filter::And(vec![
         Filter::Range { key: "bucket".into(), gte: Some(10.0), lte: Some(11.0) },

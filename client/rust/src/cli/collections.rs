@@ -20,7 +20,7 @@ pub enum Command {
         /// HNSW links per node (default 16).
         #[arg(long)]
         m: Option<u32>,
-        /// HNSW build candidate list (default 200).
+        /// HNSW build candidate list (default 100).
         #[arg(long)]
         ef_construction: Option<u32>,
         /// HNSW search candidate list (default 100).

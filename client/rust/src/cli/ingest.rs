@@ -41,7 +41,7 @@ pub struct Args {
 /// How many failures are printed; the rest are counted.
 const SHOWN_FAILURES: usize = 10;
 
-fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
+pub fn open(path: &Path) -> anyhow::Result<Box<dyn BufRead + Send>> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let reader: Box<dyn Read + Send> = if path.extension().is_some_and(|e| e == "gz") {
         Box::new(flate2::read::MultiGzDecoder::new(file))

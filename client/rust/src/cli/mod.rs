@@ -1,5 +1,6 @@
 //! Commands of the `sieve` tool.
 
+mod bench;
 mod collections;
 mod ingest;
 mod output;
@@ -53,6 +54,9 @@ enum Command {
     },
     /// Search a collection.
     Search(search::Args),
+    /// Measure ingest or search throughput and latency against a running server.
+    #[command(subcommand)]
+    Bench(bench::Command),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Search(args) => search::run(&client, args).await?,
+        Command::Bench(command) => bench::run(&client, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

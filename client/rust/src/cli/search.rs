@@ -54,7 +54,7 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum ModeArg {
+pub enum ModeArg {
     Bm25,
     Dense,
     Hybrid,

@@ -1,0 +1,236 @@
+//! `sieve bench`: load generators over the real gRPC API, reporting throughput and latency
+//! percentiles (HDR histogram) as JSON.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use hdrhistogram::Histogram;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use sieve_client::{Client, jsonl, proto};
+
+use super::collections::{AnalyzerArg, DistanceArg, config};
+use super::ingest::open;
+use super::search::ModeArg;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Stream documents (texts from a corpus file, cycled; random unit vectors) and time the acks.
+    Ingest {
+        /// Collection (created as dense cosine with --dimension if missing).
+        #[arg(short, long)]
+        collection: String,
+        /// JSON-lines corpus supplying ids, titles and texts.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// Documents to send.
+        #[arg(long, default_value_t = 10_000)]
+        docs: usize,
+        /// Vector dimension; 0 sends no vectors.
+        #[arg(long, default_value_t = 384)]
+        dimension: usize,
+        /// Documents per batch.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Seed of the random vectors.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Send searches and time them.
+    Search {
+        /// Collection.
+        #[arg(short, long)]
+        collection: String,
+        /// JSON-lines queries ({"text": ...}, BEIR queries format).
+        #[arg(long)]
+        queries: PathBuf,
+        /// Measured requests (after 50 warm-up requests).
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Retrievers; dense and hybrid send a random unit query vector.
+        #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
+        mode: ModeArg,
+        /// Hits per search.
+        #[arg(long, default_value_t = 10)]
+        top_k: u32,
+        /// Seed of the random query vectors.
+        #[arg(long, default_value_t = 2)]
+        seed: u64,
+    },
+}
+
+fn unit_vector(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
+    let v: Vec<f32> = (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / norm).collect()
+}
+
+fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
+    use std::io::BufRead;
+    let lines: Vec<String> = open(path)?.lines().collect::<Result<_, _>>()?;
+    Ok(lines.into_iter().filter(|l| !l.trim().is_empty()).collect())
+}
+
+fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    json!({
+        "p50": ms(histogram.value_at_quantile(0.50)),
+        "p95": ms(histogram.value_at_quantile(0.95)),
+        "p99": ms(histogram.value_at_quantile(0.99)),
+        "max": ms(histogram.max()),
+        "mean": histogram.mean() / 1000.0,
+    })
+}
+
+/// Latencies in microseconds, from 1 µs to 10 minutes, 3 significant digits.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
+}
+
+fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    histogram.saturating_record(elapsed.as_micros() as u64);
+}
+
+pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
+    let report = match command {
+        Command::Ingest { collection, corpus, docs, dimension, batch_size, seed } => {
+            anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+            let lines = read_jsonl(&corpus)?;
+            anyhow::ensure!(!lines.is_empty(), "{} holds no documents", corpus.display());
+            if client.collection(&collection).await.is_err() {
+                let dense = (dimension > 0).then_some(dimension as u32);
+                let settings = config(
+                    dense,
+                    DistanceArg::Cosine,
+                    AnalyzerArg::English,
+                    proto::HnswParams::default(),
+                );
+                client.create_collection(&collection, settings).await?;
+            }
+            let mut rng = StdRng::seed_from_u64(seed);
+            let mut documents = Vec::with_capacity(docs);
+            for i in 0..docs {
+                let mut doc = jsonl::parse_document(&lines[i % lines.len()])
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", corpus.display()))?;
+                let pass = i / lines.len();
+                if pass > 0 {
+                    doc.id = format!("{}#{pass}", doc.id);
+                }
+                doc.vector =
+                    if dimension > 0 { unit_vector(&mut rng, dimension) } else { Vec::new() };
+                documents.push(doc);
+            }
+            let batches: Vec<proto::IngestRequest> = documents
+                .chunks(batch_size)
+                .map(|chunk| proto::IngestRequest {
+                    collection: collection.clone(),
+                    documents: chunk.to_vec(),
+                    delete_ids: Vec::new(),
+                })
+                .collect();
+            let count = batches.len();
+            let started = Instant::now();
+            let mut acks = client.ingest(futures::stream::iter(batches)).await?;
+            // Batches are pipelined, so the time between consecutive acks is the server's
+            // time per batch in steady state.
+            let mut batch_time = histogram();
+            let (mut accepted, mut rejected, mut last) = (0, 0, started);
+            while let Some(ack) = acks.message().await? {
+                let now = Instant::now();
+                record(&mut batch_time, now.duration_since(last));
+                last = now;
+                accepted += ack.accepted.len();
+                rejected += ack.errors.len();
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            anyhow::ensure!(
+                batch_time.len() == count as u64,
+                "{} acks for {count} batches",
+                batch_time.len()
+            );
+            json!({
+                "collection": collection, "documents": docs, "dimension": dimension, "batch_size": batch_size,
+                "accepted": accepted, "rejected": rejected, "seconds": seconds,
+                "docs_per_sec": accepted as f64 / seconds, "ms_per_batch": percentiles(&batch_time),
+            })
+        }
+        Command::Search { collection, queries, requests, concurrency, mode, top_k, seed } => {
+            anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+            let texts: Vec<String> = read_jsonl(&queries)?
+                .iter()
+                .map(|line| {
+                    let value: serde_json::Value = serde_json::from_str(line)?;
+                    Ok(value.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string())
+                })
+                .collect::<anyhow::Result<_>>()
+                .with_context(|| format!("reading queries from {}", queries.display()))?;
+            anyhow::ensure!(!texts.is_empty(), "{} holds no queries", queries.display());
+            let dimension = client
+                .collection(&collection)
+                .await?
+                .config
+                .and_then(|c| c.dense)
+                .map_or(0, |d| d.dimension as usize);
+            let (mode, needs_vector) = match mode {
+                ModeArg::Bm25 => (proto::Mode::Bm25, false),
+                ModeArg::Dense => (proto::Mode::Dense, true),
+                ModeArg::Hybrid => (proto::Mode::Hybrid, true),
+            };
+            anyhow::ensure!(
+                !needs_vector || dimension > 0,
+                "collection '{collection}' has no vectors; use --mode bm25"
+            );
+            let mut rng = StdRng::seed_from_u64(seed);
+            let warmup = 50;
+            let all: Vec<proto::SearchRequest> = (0..requests + warmup)
+                .map(|i| {
+                    let mut request =
+                        proto::SearchRequest::new(&collection, &texts[i % texts.len()])
+                            .with_top_k(top_k)
+                            .with_mode(mode);
+                    request.include_text = Some(false);
+                    if needs_vector {
+                        request.query_vector = unit_vector(&mut rng, dimension);
+                    }
+                    request
+                })
+                .collect();
+            let (warm, measured) = all.split_at(warmup);
+            for request in warm {
+                client.search(request.clone()).await?;
+            }
+            let started = Instant::now();
+            let outcomes: Vec<(Duration, bool)> = futures::stream::iter(measured.iter().cloned())
+                .map(|request| {
+                    let client = client.clone();
+                    async move {
+                        let t = Instant::now();
+                        let ok = client.search(request).await.is_ok();
+                        (t.elapsed(), ok)
+                    }
+                })
+                .buffer_unordered(concurrency)
+                .collect()
+                .await;
+            let seconds = started.elapsed().as_secs_f64();
+            let mut latency = histogram();
+            for (elapsed, _) in &outcomes {
+                record(&mut latency, *elapsed);
+            }
+            let errors = outcomes.iter().filter(|(_, ok)| !ok).count();
+            json!({
+                "collection": collection, "mode": mode.as_str_name(), "requests": requests, "concurrency": concurrency,
+                "top_k": top_k, "errors": errors, "seconds": seconds, "qps": requests as f64 / seconds,
+                "latency_ms": percentiles(&latency),
+            })
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
