@@ -67,8 +67,8 @@ settings! {
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7700)), "SIEVE_LISTEN";
     /// Directory holding all data (created if missing).
     data_dir: PathBuf = PathBuf::from("sieve-data"), "SIEVE_DATA_DIR";
-    /// Log filter, in `tracing` EnvFilter syntax (e.g. "info", "sieve=debug").
-    log_level: String = "info".to_string(), "SIEVE_LOG_LEVEL";
+    /// Log filter, in `tracing` EnvFilter syntax (e.g. "info", "info,sieve_storage=debug").
+    log_level: String = "info,hnsw_rs=warn,tantivy=warn".to_string(), "SIEVE_LOG_LEVEL";
     /// Log format: text or json.
     log_format: LogFormat = LogFormat::Text, "SIEVE_LOG_FORMAT";
     /// sled page cache, MiB.

@@ -2,6 +2,8 @@
 //! it, and the single writer that keeps all three in step.
 
 use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,6 +24,8 @@ use crate::vectors::Vectors;
 use crate::{PointId, Score, Seq};
 
 const LAST_SEQ: &[u8] = b"last_seq";
+/// Extra exact-search results fetched when unfiltered (see `Collection::search_dense`).
+const UNPUBLISHED_SPARE: usize = 8;
 const NEXT_PID: &[u8] = b"next_pid";
 
 /// A first-stage match: which document, which version, how well it scored.
@@ -101,7 +105,7 @@ struct Point {
 
 /// Live document versions by point id: the authority on what searches may return.
 #[derive(Default)]
-struct Points(HashMap<PointId, Point>);
+struct Points(FxHashMap<PointId, Point>);
 
 impl Points {
     fn visible(&self, pid: PointId, filter: Option<&Filter>) -> bool {
@@ -750,7 +754,13 @@ impl Collection {
         let points = self.points.read();
         let vectors = dense.vectors.read();
         let accept = |pid: PointId| points.visible(pid, filter);
-        let exact = || vectors.exact_top_k(&query, k, distance, accept);
+        let exact = || match filter {
+            // The table holds live versions only, so an unfiltered scan skips the per-point
+            // lookup; the spare results cover versions a concurrent batch has not yet
+            // published, which the mapping below drops.
+            None => vectors.exact_top_k(&query, k + UNPUBLISHED_SPARE, distance, |_| true),
+            Some(_) => vectors.exact_top_k(&query, k, distance, accept),
+        };
         let threshold = self.options.exact_search_threshold as f64;
         let live = vectors.len();
         let passing_share = match filter {
@@ -793,6 +803,7 @@ impl Collection {
             .filter_map(|(pid, score)| {
                 points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
             })
+            .take(k)
             .collect())
     }
 }

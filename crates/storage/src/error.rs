@@ -19,12 +19,12 @@ pub enum Error {
     #[error("corrupt data: {0}")]
     Corrupt(String),
     /// An I/O or embedded-engine failure.
-    #[error("{context}: {source}")]
+    #[error("{context}: {cause}")]
     Io {
         /// What was being done.
         context: String,
-        /// What went wrong underneath.
-        source: Box<dyn std::error::Error + Send + Sync>,
+        /// What went wrong underneath (already in the message, so not a `source()`).
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 }
 
@@ -36,7 +36,7 @@ impl Error {
         context: impl fmt::Display,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
     ) -> Self {
-        Error::Io { context: context.to_string(), source: source.into() }
+        Error::Io { context: context.to_string(), cause: source.into() }
     }
 }
 

@@ -18,8 +18,9 @@ use crate::config::Analyzer;
 use crate::error::{Context, Result};
 use crate::{PointId, Score, Seq};
 
-/// Memory budget of one collection's index writer.
-const WRITER_MEMORY: usize = 50_000_000;
+/// Memory budget of one collection's index writer: a commit per batch keeps the arena small,
+/// and every collection holds one.
+const WRITER_MEMORY: usize = 20_000_000;
 
 #[derive(Clone, Copy)]
 struct Fields {

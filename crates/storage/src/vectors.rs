@@ -2,7 +2,9 @@
 //! exact search and graph rebuilds.
 
 use std::cmp::Ordering;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
+
+use rustc_hash::FxHashMap;
 
 use crate::config::Distance;
 use crate::{PointId, Score};
@@ -130,12 +132,12 @@ pub(crate) struct Vectors {
     dimension: usize,
     data: Vec<f32>,
     pids: Vec<PointId>,
-    slots: HashMap<PointId, usize>,
+    slots: FxHashMap<PointId, usize>,
 }
 
 impl Vectors {
     pub(crate) fn new(dimension: usize) -> Self {
-        Self { dimension, data: Vec::new(), pids: Vec::new(), slots: HashMap::new() }
+        Self { dimension, data: Vec::new(), pids: Vec::new(), slots: FxHashMap::default() }
     }
 
     pub(crate) fn len(&self) -> usize {
