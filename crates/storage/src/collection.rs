@@ -259,20 +259,7 @@ impl Collection {
                 }
             }
             Some(seq) if seq < last_seq => {
-                for (_, op) in read_ops(&trees.oplog, seq)? {
-                    match op {
-                        Op::Upsert { id, pid } => {
-                            match trees.docs.get(&id).context("reading a document")? {
-                                Some(bytes) if record_pid(&bytes)? == pid => {
-                                    let (_, doc) = decode_record(id.as_bytes(), &bytes)?;
-                                    keyword_writer.upsert(&id, pid, &doc.title, &doc.text)?;
-                                }
-                                _ => keyword_writer.delete(&id),
-                            }
-                        }
-                        Op::Delete { id, .. } => keyword_writer.delete(&id),
-                    }
-                }
+                replay_keyword(&trees, &mut keyword_writer, seq)?;
                 keyword_writer.commit(last_seq, &keyword)?;
                 tracing::info!(
                     collection = name,
@@ -284,31 +271,17 @@ impl Collection {
             Some(_) => {}
         }
 
-        let mut graph_seq = last_seq;
-        let dense = match (config.dense.clone(), vectors) {
+        let (dense, graph_seq) = match (config.dense.clone(), vectors) {
             (Some(dense_config), Some(vectors)) => {
                 let hnsw_dir = dir.join("hnsw");
                 let (distance, dimension) = (dense_config.distance, dense_config.dimension);
-                let graph = match Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension)
-                    .filter(|(_, seq)| usable("hnsw", *seq))
-                {
+                let loaded = Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension)
+                    .filter(|(_, seq)| usable("hnsw", *seq));
+                let (graph, graph_seq) = match loaded {
                     Some((graph, dump_seq)) => {
-                        let mut missing = Vec::new();
-                        for (_, op) in read_ops(&trees.oplog, dump_seq)? {
-                            if let Op::Upsert { pid, .. } = op
-                                && let Some(v) = vectors.get(pid)
-                            {
-                                missing.push((v, pid as usize));
-                            }
-                        }
-                        graph.insert_many(&missing);
-                        graph_seq = dump_seq;
-                        tracing::info!(
-                            collection = name,
-                            replayed = missing.len(),
-                            "HNSW graph loaded"
-                        );
-                        graph
+                        let replayed = replay_graph(&trees, &graph, &vectors, dump_seq)?;
+                        tracing::info!(collection = name, replayed, "HNSW graph loaded");
+                        (graph, dump_seq)
                     }
                     None => {
                         let graph = Graph::build(dense_config.hnsw, distance, &vectors);
@@ -320,16 +293,17 @@ impl Collection {
                                 "HNSW graph rebuilt from sled"
                             );
                         }
-                        graph
+                        (graph, last_seq)
                     }
                 };
-                Some(Dense {
+                let dense = Dense {
                     config: dense_config,
                     vectors: RwLock::new(vectors),
                     graph: RwLock::new(Arc::new(graph)),
-                })
+                };
+                (Some(dense), graph_seq)
             }
-            _ => None,
+            _ => (None, last_seq),
         };
 
         let collection = Collection {
@@ -654,7 +628,7 @@ impl Collection {
 
     /// Drops op-log entries every derived index has durably applied.
     fn truncate_oplog(&self, w: &Writer) -> Result<()> {
-        let floor = if self.dense.is_some() { w.graph_seq.min(w.last_seq) } else { w.last_seq };
+        let floor = if self.dense.is_some() { w.graph_seq } else { w.last_seq };
         let mut batch = sled::Batch::default();
         let mut any = false;
         for entry in self.trees.oplog.range(..=seq_key(floor)) {
@@ -806,6 +780,39 @@ impl Collection {
             .take(k)
             .collect())
     }
+}
+
+/// Re-applies op-log entries after `after` to the BM25 index. Each upsert indexes the version
+/// sled holds now, or only removes the id when a later op replaced or deleted it.
+fn replay_keyword(trees: &Trees, writer: &mut KeywordWriter, after: Seq) -> Result<()> {
+    for (_, op) in read_ops(&trees.oplog, after)? {
+        match op {
+            Op::Upsert { id, pid } => match trees.docs.get(&id).context("reading a document")? {
+                Some(bytes) if record_pid(&bytes)? == pid => {
+                    let (_, doc) = decode_record(id.as_bytes(), &bytes)?;
+                    writer.upsert(&id, pid, &doc.title, &doc.text)?;
+                }
+                _ => writer.delete(&id),
+            },
+            Op::Delete { id, .. } => writer.delete(&id),
+        }
+    }
+    Ok(())
+}
+
+/// Inserts into a graph loaded from a dump at `after` the versions upserted since that are
+/// still live; returns how many.
+fn replay_graph(trees: &Trees, graph: &Graph, vectors: &Vectors, after: Seq) -> Result<usize> {
+    let mut missing = Vec::new();
+    for (_, op) in read_ops(&trees.oplog, after)? {
+        if let Op::Upsert { pid, .. } = op
+            && let Some(v) = vectors.get(pid)
+        {
+            missing.push((v, pid as usize));
+        }
+    }
+    graph.insert_many(&missing);
+    Ok(missing.len())
 }
 
 /// The share of live vectors that `accept` lets through, estimated on up to 1,024 of them
