@@ -24,8 +24,6 @@ use crate::vectors::Vectors;
 use crate::{PointId, Score, Seq};
 
 const LAST_SEQ: &[u8] = b"last_seq";
-/// Extra exact-search results fetched when unfiltered (see `Collection::search_dense`).
-const UNPUBLISHED_SPARE: usize = 8;
 const NEXT_PID: &[u8] = b"next_pid";
 
 /// A first-stage match: which document, which version, how well it scored.
@@ -537,25 +535,8 @@ impl Collection {
             }
         }
         // tantivy analyses the staged documents on its own thread while this one fills the
-        // graph; the commit below waits for both.
+        // graph. New points in the graph stay invisible until published below.
         if let Some(dense) = &self.dense {
-            let mut vectors = dense.vectors.write();
-            for op in planned {
-                match op {
-                    Planned::Upsert { pid, replaced, vector, .. } => {
-                        if let Some(old) = replaced {
-                            vectors.remove(*old);
-                        }
-                        if let Some(v) = vector {
-                            vectors.insert(*pid, v);
-                        }
-                    }
-                    Planned::Delete { pid, .. } => {
-                        vectors.remove(*pid);
-                    }
-                }
-            }
-            drop(vectors);
             let items: Vec<(&[f32], usize)> = planned
                 .iter()
                 .filter_map(|op| match op {
@@ -568,25 +549,35 @@ impl Collection {
             dense.graph.read().clone().insert_many(&items);
         }
         keyword.commit(last_seq, &self.keyword)?;
+        self.publish(planned);
+        Ok(())
+    }
 
+    /// Makes the batch's versions the live ones, in the point table and the vector table at
+    /// once (lock order: points, then vectors), so no search sees one table ahead of the other.
+    fn publish(&self, planned: &[Planned]) {
         let mut points = self.points.write();
+        let mut vectors = self.dense.as_ref().map(|dense| dense.vectors.write());
         for op in planned {
-            match op {
-                Planned::Upsert { doc, pid, replaced, .. } => {
-                    if let Some(old) = replaced {
-                        points.0.remove(old);
+            let retired = match op {
+                Planned::Upsert { doc, pid, replaced, vector } => {
+                    let point =
+                        Point { id: doc.id.as_str().into(), metadata: doc.metadata.clone() };
+                    points.0.insert(*pid, point);
+                    if let (Some(vectors), Some(v)) = (vectors.as_mut(), vector) {
+                        vectors.insert(*pid, v);
                     }
-                    points.0.insert(
-                        *pid,
-                        Point { id: doc.id.as_str().into(), metadata: doc.metadata.clone() },
-                    );
+                    *replaced
                 }
-                Planned::Delete { pid, .. } => {
-                    points.0.remove(pid);
+                Planned::Delete { pid, .. } => Some(*pid),
+            };
+            if let Some(old) = retired {
+                points.0.remove(&old);
+                if let Some(vectors) = vectors.as_mut() {
+                    vectors.remove(old);
                 }
             }
         }
-        Ok(())
     }
 
     /// After a batch: rebuild a tombstone-heavy graph, dump a stale one, trim the op log.
@@ -729,10 +720,9 @@ impl Collection {
         let vectors = dense.vectors.read();
         let accept = |pid: PointId| points.visible(pid, filter);
         let exact = || match filter {
-            // The table holds live versions only, so an unfiltered scan skips the per-point
-            // lookup; the spare results cover versions a concurrent batch has not yet
-            // published, which the mapping below drops.
-            None => vectors.exact_top_k(&query, k + UNPUBLISHED_SPARE, distance, |_| true),
+            // The vector table holds exactly the live versions (see `publish`), so an
+            // unfiltered scan needs no per-point lookup.
+            None => vectors.exact_top_k(&query, k, distance, |_| true),
             Some(_) => vectors.exact_top_k(&query, k, distance, accept),
         };
         let threshold = self.options.exact_search_threshold as f64;
@@ -777,7 +767,6 @@ impl Collection {
             .filter_map(|(pid, score)| {
                 points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
             })
-            .take(k)
             .collect())
     }
 }
