@@ -1,0 +1,171 @@
+//! A loaded model: checkpoint description, tokenizer and network, run synchronously on one
+//! batch at a time. [`crate::BatchedModel`] puts a queue in front of it.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+
+use crate::checkpoint::{Architecture, Checkpoint};
+use crate::error::{ModelError, Result};
+use crate::network::{Network, Outputs};
+use crate::tokenize::{Encoded, TextTokenizer};
+
+/// The precision weights are converted to on load and computed in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Precision {
+    /// 32-bit floats (default: exact agreement with the reference outputs).
+    #[default]
+    F32,
+    /// IEEE half precision.
+    F16,
+    /// bfloat16.
+    Bf16,
+}
+
+impl Precision {
+    /// Parses "f32", "f16" or "bf16".
+    pub fn from_name(name: &str) -> Option<Precision> {
+        match name {
+            "f32" | "float32" => Some(Precision::F32),
+            "f16" | "float16" => Some(Precision::F16),
+            "bf16" | "bfloat16" => Some(Precision::Bf16),
+            _ => None,
+        }
+    }
+
+    /// "f32", "f16" or "bf16".
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::F16 => "f16",
+            Precision::Bf16 => "bf16",
+        }
+    }
+
+    fn dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+/// A checkpoint ready to run.
+pub struct Model {
+    name: String,
+    checkpoint: Checkpoint,
+    tokenizer: TextTokenizer,
+    network: Network,
+    pad: u32,
+    precision: Precision,
+    device: Device,
+}
+
+impl Model {
+    /// Loads the checkpoint folder `dir` under `name`, on the CPU.
+    pub fn load(
+        name: &str,
+        dir: &Path,
+        max_length: Option<usize>,
+        precision: Precision,
+    ) -> Result<Model> {
+        let checkpoint = Checkpoint::open(dir, max_length)?;
+        let device = Device::Cpu;
+        let tokenizer = TextTokenizer::load(name, dir, checkpoint.max_length)?;
+        let (network, pad) = Network::load(&checkpoint, precision.dtype(), &device)?;
+        Ok(Model { name: name.to_string(), checkpoint, tokenizer, network, pad, precision, device })
+    }
+
+    /// The name it was loaded under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What it computes.
+    pub fn architecture(&self) -> Architecture {
+        self.checkpoint.architecture
+    }
+
+    /// Its window in tokens.
+    pub fn max_length(&self) -> usize {
+        self.checkpoint.max_length
+    }
+
+    /// The compute precision.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Embedding size (the hidden size).
+    pub fn dimension(&self) -> usize {
+        self.checkpoint.config.get("hidden_size").and_then(|v| v.as_u64()).unwrap_or(0) as usize
+    }
+
+    /// The tokenizer, set to this model's window.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// One forward pass over a batch (padded to its longest member).
+    pub fn forward(&self, batch: &[&Encoded]) -> Result<Outputs> {
+        if batch.is_empty() {
+            return Ok(if self.architecture().is_cross_encoder() {
+                Outputs::Scores(Vec::new())
+            } else {
+                Outputs::Vectors(Vec::new())
+            });
+        }
+        self.network
+            .forward(batch, self.pad, &self.device)
+            .map_err(|e| ModelError::inference(&self.name, "forward pass", e))
+    }
+
+    /// Scores (query, passage) pairs in one batch: the unqueued path, for tests and tools.
+    pub fn score_pairs(&self, query: &str, passages: &[&str]) -> Result<Vec<f32>> {
+        self.require_cross_encoder()?;
+        let encoded = passages
+            .iter()
+            .map(|p| self.tokenizer.encode_pair(query, p))
+            .collect::<Result<Vec<_>>>()?;
+        match self.forward(&encoded.iter().collect::<Vec<_>>())? {
+            Outputs::Scores(scores) => Ok(scores),
+            Outputs::Vectors(_) => unreachable!("cross-encoders return scores"),
+        }
+    }
+
+    /// Embeds texts in one batch: the unqueued path, for tests and tools.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.require_embedder()?;
+        let encoded =
+            texts.iter().map(|t| self.tokenizer.encode_text(t)).collect::<Result<Vec<_>>>()?;
+        match self.forward(&encoded.iter().collect::<Vec<_>>())? {
+            Outputs::Vectors(vectors) => Ok(vectors),
+            Outputs::Scores(_) => unreachable!("embedders return vectors"),
+        }
+    }
+
+    pub(crate) fn require_cross_encoder(&self) -> Result<()> {
+        if self.architecture().is_cross_encoder() {
+            Ok(())
+        } else {
+            Err(ModelError::InvalidInput(format!(
+                "model '{}' is an embedder ({}), not a cross-encoder",
+                self.name,
+                self.architecture().name()
+            )))
+        }
+    }
+
+    pub(crate) fn require_embedder(&self) -> Result<()> {
+        if self.architecture().is_cross_encoder() {
+            Err(ModelError::InvalidInput(format!(
+                "model '{}' is a cross-encoder ({}), not an embedder",
+                self.name,
+                self.architecture().name()
+            )))
+        } else {
+            Ok(())
+        }
+    }
+}

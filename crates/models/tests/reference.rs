@@ -1,0 +1,199 @@
+//! The model code against outputs computed by Hugging Face transformers (`../shared/fixtures`
+//! and the SciFact cross-encoder's `reference.json`): token ids exactly, logits and embeddings
+//! within float tolerance, padded batches equal to pairs scored alone, and half-precision
+//! checkpoints loading in f32 compute.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sieve_models::{Architecture, Encoded, Model, Outputs, Precision};
+
+/// `../shared` beside the checkout. CI has it; its absence is a failure, not a skip.
+fn shared() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    assert!(
+        dir.join("fixtures").is_dir(),
+        "{} is missing: these tests need the shared fixtures and models beside the checkout",
+        dir.display()
+    );
+    dir
+}
+
+fn read_json(path: &Path) -> Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+fn ids(value: &Value) -> Vec<u32> {
+    value.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()
+}
+
+/// The reference logit of a pair (`logits: [x]` in the fixtures, `logit: x` for the SciFact model).
+fn logit(pair: &Value) -> f32 {
+    match pair.get("logits") {
+        Some(logits) => floats(logits)[0],
+        None => pair["logit"].as_f64().unwrap() as f32,
+    }
+}
+
+fn floats(value: &Value) -> Vec<f32> {
+    value.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect()
+}
+
+fn scores(model: &Model, batch: &[Encoded]) -> Vec<f32> {
+    match model.forward(&batch.iter().collect::<Vec<_>>()).unwrap() {
+        Outputs::Scores(scores) => scores,
+        Outputs::Vectors(_) => panic!("cross-encoders score"),
+    }
+}
+
+/// Checks every reference pair of a cross-encoder: ids and types, logits alone and in one
+/// padded batch.
+fn check_cross_encoder(model: &Model, reference: &Value, tolerance: f32) {
+    let pairs = reference["pairs"].as_array().unwrap();
+    let mut inputs = Vec::new();
+    for (i, pair) in pairs.iter().enumerate() {
+        let (query, passage) = (pair["query"].as_str().unwrap(), pair["passage"].as_str().unwrap());
+        let mut encoded = model.tokenizer().encode_pair(query, passage).unwrap();
+        assert_eq!(encoded.ids, ids(&pair["input_ids"]), "pair {i}: token ids");
+        match pair.get("token_type_ids") {
+            Some(types) => assert_eq!(encoded.type_ids, ids(types), "pair {i}: token type ids"),
+            // The reference was computed from input_ids alone, where transformers defaults
+            // token types to 0; feed the same.
+            None => encoded.type_ids.iter_mut().for_each(|t| *t = 0),
+        }
+        let alone = scores(model, std::slice::from_ref(&encoded))[0];
+        let expected = logit(pair);
+        assert!(
+            (alone - expected).abs() <= tolerance,
+            "pair {i}: logit {alone} vs reference {expected}"
+        );
+        inputs.push(encoded);
+    }
+    let batched = scores(model, &inputs);
+    for (i, (score, pair)) in batched.iter().zip(pairs).enumerate() {
+        let expected = logit(pair);
+        assert!(
+            (score - expected).abs() <= tolerance,
+            "pair {i} in a padded batch: {score} vs {expected}"
+        );
+    }
+    if let Some(reference_batched) = reference.get("batched_logits_padded_to_longest") {
+        for (score, expected) in batched.iter().zip(floats(reference_batched)) {
+            assert!(
+                (score - expected).abs() <= tolerance,
+                "batched {score} vs reference batched {expected}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tiny_bert_cross_encoder_matches_transformers() {
+    let dir = shared().join("fixtures/tiny-bert-ce");
+    let model = Model::load("tiny-bert-ce", &dir, Some(128), Precision::F32).unwrap();
+    assert_eq!(model.architecture(), Architecture::BertCrossEncoder);
+    assert_eq!(model.max_length(), 128);
+    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+}
+
+#[test]
+fn tiny_xlmr_cross_encoder_matches_transformers() {
+    let dir = shared().join("fixtures/tiny-xlmr-ce");
+    let model = Model::load("tiny-xlmr-ce", &dir, Some(128), Precision::F32).unwrap();
+    assert_eq!(model.architecture(), Architecture::XlmRobertaCrossEncoder);
+    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+}
+
+#[test]
+fn scifact_cross_encoder_matches_transformers() {
+    let dir = shared().join("models/sieve--sieve-ce-minilm-l6-scifact");
+    let model =
+        Model::load("sieve/sieve-ce-minilm-l6-scifact", &dir, None, Precision::F32).unwrap();
+    assert_eq!(model.max_length(), 256, "from tokenizer_config.json");
+    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-3);
+}
+
+#[test]
+fn all_minilm_embeddings_match_sentence_transformers() {
+    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let model =
+        Model::load("sentence-transformers/all-MiniLM-L6-v2", &dir, None, Precision::F32).unwrap();
+    assert_eq!(model.architecture(), Architecture::BertEmbedder);
+    assert_eq!(
+        model.max_length(),
+        256,
+        "from sentence_bert_config.json, not the tokenizer's 128 padding"
+    );
+    assert_eq!(model.dimension(), 384);
+    let reference = read_json(&shared().join("fixtures/all-minilm-l6-v2-reference.json"));
+    let sentences: Vec<&str> =
+        reference["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let expected: Vec<Vec<f32>> =
+        reference["embeddings"].as_array().unwrap().iter().map(floats).collect();
+    // All at once (padded to the longest) and one by one must both match.
+    let batched = model.embed_texts(&sentences).unwrap();
+    for (i, sentence) in sentences.iter().enumerate() {
+        let alone = &model.embed_texts(&[sentence]).unwrap()[0];
+        for (got, name) in [(&batched[i], "batched"), (alone, "alone")] {
+            assert_eq!(got.len(), 384);
+            let worst =
+                got.iter().zip(&expected[i]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-4, "sentence {i} ({name}): max difference {worst}");
+        }
+    }
+}
+
+/// A copy of a fixture folder whose weights are converted to `dtype`.
+fn converted_fixture(name: &str, dtype: candle_core::DType) -> tempfile::TempDir {
+    let source = shared().join("fixtures").join(name);
+    let copy = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json"] {
+        std::fs::copy(source.join(file), copy.path().join(file)).unwrap();
+    }
+    let tensors =
+        candle_core::safetensors::load(source.join("model.safetensors"), &candle_core::Device::Cpu)
+            .unwrap();
+    let converted: std::collections::HashMap<String, candle_core::Tensor> = tensors
+        .into_iter()
+        .map(|(name, t)| {
+            let t =
+                if t.dtype() == candle_core::DType::F32 { t.to_dtype(dtype).unwrap() } else { t };
+            (name, t)
+        })
+        .collect();
+    candle_core::safetensors::save(&converted, copy.path().join("model.safetensors")).unwrap();
+    copy
+}
+
+#[test]
+fn half_precision_checkpoints_load_and_score_in_f32() {
+    for fixture in ["tiny-bert-ce", "tiny-xlmr-ce"] {
+        let reference = read_json(&shared().join("fixtures").join(fixture).join("reference.json"));
+        for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
+            let dir = converted_fixture(fixture, dtype);
+            let model = Model::load(fixture, dir.path(), Some(128), Precision::F32).unwrap();
+            // What rounding the weights implies, measured by running the f32 reference forward
+            // pass (numpy) on weights rounded to each dtype: worst 0.004 for f16 and 0.088 for
+            // bf16 (8-bit mantissa; these fixtures' weights are large, std 0.4).
+            let tolerance = if dtype == candle_core::DType::F16 { 1e-2 } else { 1e-1 };
+            check_cross_encoder(&model, &reference, tolerance);
+        }
+    }
+}
+
+#[test]
+fn unknown_architectures_and_missing_files_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Model::load("x", dir.path(), None, Precision::F32).err().unwrap();
+    assert!(err.to_string().contains("has no config.json"), "{err}");
+    let source = shared().join("fixtures/tiny-bert-ce");
+    for file in ["tokenizer.json", "model.safetensors"] {
+        std::fs::copy(source.join(file), dir.path().join(file)).unwrap();
+    }
+    std::fs::write(dir.path().join("config.json"), r#"{"architectures": ["GPT2LMHeadModel"]}"#)
+        .unwrap();
+    let err = Model::load("x", dir.path(), None, Precision::F32).err().unwrap();
+    assert!(err.to_string().contains("architecture GPT2LMHeadModel is not supported"), "{err}");
+}
