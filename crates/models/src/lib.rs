@@ -6,10 +6,14 @@ mod checkpoint;
 mod error;
 mod model;
 mod network;
+mod queue;
+mod registry;
 mod tokenize;
 
 pub use checkpoint::{Architecture, Checkpoint, Pooling};
 pub use error::{ModelError, Result};
 pub use model::{Model, Precision};
 pub use network::Outputs;
+pub use queue::{BatchPolicy, Batched, Output, Queue, QueueStats};
+pub use registry::{BatchedModel, Embedded, ModelSpec, Registry, Scored, model_dir};
 pub use tokenize::{Encoded, TextTokenizer};

@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 use crate::error::{ModelError, Result};
 
@@ -44,23 +46,27 @@ pub struct TextTokenizer {
     pair: Tokenizer,
     /// Pairs whose query alone overflows the window: both sides are cut, longest first.
     pair_long_query: Tokenizer,
-    /// Pairs split into overlapping passage windows.
-    windowed: Tokenizer,
+    /// No truncation at all, for building passage windows (tokenizers cuts long inputs to
+    /// the window before it applies a stride, so its own overflow cannot produce them).
+    untruncated: Tokenizer,
     max_length: usize,
 }
 
+/// A copy of the tokenizer without padding, truncating as given (`None`: not at all).
 fn configured(
     base: &Tokenizer,
-    max_length: usize,
-    strategy: TruncationStrategy,
-    stride: usize,
+    truncation: Option<(usize, TruncationStrategy)>,
 ) -> Result<Tokenizer> {
     let mut tokenizer = base.clone();
     tokenizer.with_padding(None);
-    let params =
-        TruncationParams { direction: TruncationDirection::Right, max_length, strategy, stride };
+    let params = truncation.map(|(max_length, strategy)| TruncationParams {
+        direction: TruncationDirection::Right,
+        max_length,
+        strategy,
+        stride: 0,
+    });
     tokenizer
-        .with_truncation(Some(params))
+        .with_truncation(params)
         .map_err(|e| ModelError::Unsupported(format!("tokenizer truncation: {e}")))?;
     Ok(tokenizer)
 }
@@ -73,15 +79,13 @@ impl TextTokenizer {
             .map_err(|e| ModelError::Unsupported(format!("{}: {e}", path.display())))?;
         Ok(TextTokenizer {
             model: model.to_string(),
-            single: configured(&base, max_length, TruncationStrategy::LongestFirst, 0)?,
-            pair: configured(&base, max_length, TruncationStrategy::OnlySecond, 0)?,
-            pair_long_query: configured(&base, max_length, TruncationStrategy::LongestFirst, 0)?,
-            windowed: configured(
+            single: configured(&base, Some((max_length, TruncationStrategy::LongestFirst)))?,
+            pair: configured(&base, Some((max_length, TruncationStrategy::OnlySecond)))?,
+            pair_long_query: configured(
                 &base,
-                max_length,
-                TruncationStrategy::OnlySecond,
-                max_length / 8,
+                Some((max_length, TruncationStrategy::LongestFirst)),
             )?,
+            untruncated: configured(&base, None)?,
             max_length,
         })
     }
@@ -115,16 +119,33 @@ impl TextTokenizer {
         }
     }
 
-    /// A pair whose passage may overflow the window, as overlapping windows of the passage
-    /// (each with the whole query), consecutive windows sharing 1/8 of the window.
+    /// A pair whose passage may overflow the window, as overlapping windows of the passage,
+    /// each with the whole query; consecutive windows share 1/8 of the window. A query that
+    /// leaves too little room gets the single truncated pair.
     pub fn encode_pair_windows(&self, query: &str, passage: &str) -> Result<Vec<Encoded>> {
-        match self.windowed.encode_fast((query, passage), true) {
-            Ok(encoding) => {
-                let mut windows = vec![Encoded::from(&encoding)];
-                windows.extend(encoding.get_overflowing().iter().map(Encoded::from));
-                Ok(windows)
-            }
-            Err(_) => Ok(vec![self.encode_pair(query, passage)?]),
+        let tokenize = |text: &str| {
+            self.untruncated
+                .encode_fast(text, false)
+                .map_err(|e| ModelError::inference(&self.model, "tokenizing", e))
+        };
+        let (query_tokens, mut passage_tokens) = (tokenize(query)?, tokenize(passage)?);
+        let specials = self.untruncated.get_post_processor().map_or(0, |p| p.added_tokens(true));
+        let stride = self.max_length / 8;
+        let room = self.max_length.saturating_sub(query_tokens.len() + specials);
+        if room <= stride || passage_tokens.len() <= room {
+            return Ok(vec![self.encode_pair(query, passage)?]);
         }
+        passage_tokens.truncate(room, stride, TruncationDirection::Right);
+        let rest = passage_tokens.take_overflowing();
+        std::iter::once(passage_tokens)
+            .chain(rest)
+            .map(|window| {
+                let pair = self
+                    .untruncated
+                    .post_process(query_tokens.clone(), Some(window), true)
+                    .map_err(|e| ModelError::inference(&self.model, "tokenizing", e))?;
+                Ok(Encoded::from(&pair))
+            })
+            .collect()
     }
 }
