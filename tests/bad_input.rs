@@ -73,7 +73,7 @@ fn dense(
 ) -> proto::CollectionConfig {
     proto::CollectionConfig {
         dense: Some(proto::DenseConfig { dimension, distance, embedder: embedder.into(), hnsw }),
-        keyword: None,
+        ..Default::default()
     }
 }
 
@@ -151,7 +151,7 @@ async fn malformed_requests_get_precise_statuses() {
         case(
             "embedder not available",
             Code::InvalidArgument,
-            "config.dense.embedder: 'org/model' is not available",
+            "config.dense.embedder: model 'org/model' is not loaded by this server (loaded: none)",
             create(c, "emb", dense(4, None, "org/model", 1)),
         ),
         case(
@@ -162,8 +162,8 @@ async fn malformed_requests_get_precise_statuses() {
                 c,
                 "an",
                 proto::CollectionConfig {
-                    dense: None,
                     keyword: Some(proto::KeywordConfig { analyzer: "klingon".into() }),
+                    ..Default::default()
                 },
             ),
         ),

@@ -171,7 +171,7 @@ async fn ingest_search_every_way_then_restart() {
     assert_eq!(done.mode, proto::Mode::Hybrid as i32);
     assert_eq!((done.bm25_candidates, done.dense_candidates, done.returned), (1, 100, 10));
     let phases: Vec<&str> = done.timings.iter().map(|t| t.phase.as_str()).collect();
-    assert_eq!(phases, ["bm25", "dense", "fusion", "fetch", "total"]);
+    assert_eq!(phases, ["embed", "bm25", "dense", "fusion", "fetch", "rerank", "total"]);
     let by_word = response.hits().iter().find(|h| h.id == id(7)).expect("BM25 hit is fused in");
     assert_eq!(by_word.bm25.unwrap().rank, 1);
     let by_vector =
@@ -373,6 +373,7 @@ async fn health_reflection_and_info_answer() {
             "sieve.v1.Collections",
             "sieve.v1.Documents",
             "sieve.v1.Info",
+            "sieve.v1.Rerank",
             "sieve.v1.Search",
         ]
     );

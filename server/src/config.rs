@@ -101,6 +101,120 @@ settings! {
     max_query_bytes: usize = 16 << 10, "SIEVE_MAX_QUERY_BYTES";
     /// Most ids in one Get or Delete, or deletes in one ingest batch.
     max_ids_per_request: usize = 10_000, "SIEVE_MAX_IDS_PER_REQUEST";
+    /// Most fused candidates a search may send into its rerank cascade.
+    max_rerank_candidates: usize = 1000, "SIEVE_MAX_RERANK_CANDIDATES";
+    /// Most texts in one Rerank request.
+    max_rerank_texts: usize = 1000, "SIEVE_MAX_RERANK_TEXTS";
+    /// Where models named `org/name` are found, as `<models_dir>/org--name/`.
+    models_dir: PathBuf = PathBuf::from("models"), "SIEVE_MODELS_DIR";
+    /// Models to load at start. In the file, `[[models]]` tables (`name`, and optionally `path`,
+    /// `max_length`, `dtype`, `max_batch_tokens`, `max_batch_requests`, `queue_capacity`); as
+    /// a flag, `name` or `name=path`, comma-separated.
+    models: ModelList = ModelList::default(), "SIEVE_MODELS";
+    /// Rerank stages of searches that name none. In the file, `[[cascade]]` tables (`model`,
+    /// `keep`); as a flag, `model:keep`, comma-separated.
+    cascade: CascadeList = CascadeList::default(), "SIEVE_CASCADE";
+    /// Embedder given to collections created without dense settings ("" = none).
+    default_embedder: String = String::new(), "SIEVE_DEFAULT_EMBEDDER";
+}
+
+/// One model to load, as configured.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelEntry {
+    /// Hugging Face id, `org/name`.
+    pub name: String,
+    /// Checkpoint folder (default `<models_dir>/org--name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// Window in tokens (default from the checkpoint).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    /// Compute precision: f32 (default), f16 or bf16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
+    /// Padded tokens per forward pass (default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_tokens: Option<usize>,
+    /// Inputs per forward pass (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_requests: Option<usize>,
+    /// Inputs waiting before requests are refused (default 8192).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_capacity: Option<usize>,
+}
+
+impl ModelEntry {
+    /// A model with default settings.
+    pub fn named(name: &str) -> Self {
+        ModelEntry {
+            name: name.to_string(),
+            path: None,
+            max_length: None,
+            dtype: None,
+            max_batch_tokens: None,
+            max_batch_requests: None,
+            queue_capacity: None,
+        }
+    }
+}
+
+/// The models to load.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelList(pub Vec<ModelEntry>);
+
+impl FromStr for ModelList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let entries = s
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| match item.split_once('=') {
+                Some((name, path)) => ModelEntry {
+                    path: Some(PathBuf::from(path.trim())),
+                    ..ModelEntry::named(name.trim())
+                },
+                None => ModelEntry::named(item),
+            })
+            .collect();
+        Ok(ModelList(entries))
+    }
+}
+
+/// One default rerank stage, as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CascadeEntry {
+    /// A model from `models` (a cross-encoder).
+    pub model: String,
+    /// How many of its best it keeps.
+    pub keep: usize,
+}
+
+/// The default cascade.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct CascadeList(pub Vec<CascadeEntry>);
+
+impl FromStr for CascadeList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let stages = s
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| {
+                let (model, keep) =
+                    item.rsplit_once(':').ok_or_else(|| format!("'{item}' is not model:keep"))?;
+                let keep =
+                    keep.trim().parse().map_err(|_| format!("'{item}': keep must be a number"))?;
+                Ok(CascadeEntry { model: model.trim().to_string(), keep })
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(CascadeList(stages))
+    }
 }
 
 /// `sieve-server` command line.
@@ -180,6 +294,38 @@ mod tests {
         std::fs::write(&file, "max_topk = 50\n").unwrap();
         let err = Config::load(Some(&file), &Overrides::default()).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field `max_topk`"), "{err:#}");
+    }
+
+    #[test]
+    fn models_and_cascade_come_from_tables_or_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sieve.toml");
+        std::fs::write(
+            &file,
+            "[[models]]\nname = \"org/ce\"\nmax_batch_tokens = 4096\n\n[[cascade]]\nmodel = \"org/ce\"\nkeep = 20\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), &Overrides::default()).unwrap();
+        assert_eq!(
+            config.models.0,
+            vec![ModelEntry { max_batch_tokens: Some(4096), ..ModelEntry::named("org/ce") }]
+        );
+        assert_eq!(config.cascade.0, vec![CascadeEntry { model: "org/ce".into(), keep: 20 }]);
+        let overrides = Overrides {
+            models: Some("a/b, c/d=/models/cd".parse().unwrap()),
+            cascade: Some("a/b:20,c/d:5".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::load(Some(&file), &overrides).unwrap();
+        assert_eq!(
+            config.models.0,
+            vec![
+                ModelEntry::named("a/b"),
+                ModelEntry { path: Some("/models/cd".into()), ..ModelEntry::named("c/d") }
+            ]
+        );
+        assert_eq!(config.cascade.0[1], CascadeEntry { model: "c/d".into(), keep: 5 });
+        assert_eq!("a/b".parse::<CascadeList>().unwrap_err(), "'a/b' is not model:keep");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Proto messages to domain types and back. Every inbound field is checked here, against the
 //! configured limits, with messages that name the field.
 
-use sieve_planner::{Fusion, Hit, Mode, Plan, Query, SearchOutcome};
+use sieve_planner::{Fusion, Hit, Mode, Plan, Query, StageList, StageSpec, Summary};
 use sieve_proto::v1;
 use sieve_storage::{
     Analyzer, Collection, CollectionConfig, DenseConfig, Distance, Document, Filter, HnswParams,
@@ -147,10 +147,16 @@ fn filter_at(
     }
 }
 
+/// Collection settings as sent, and whether the client asked for keyword-only.
 pub fn collection_config(
     config: Option<v1::CollectionConfig>,
-) -> Result<CollectionConfig, Invalid> {
+) -> Result<(CollectionConfig, bool), Invalid> {
     let config = config.unwrap_or_default();
+    if config.keyword_only && config.dense.is_some() {
+        return Err(
+            "config.keyword_only: conflicts with config.dense; send one or the other".into()
+        );
+    }
     let analyzer_name = config.keyword.map(|k| k.analyzer).unwrap_or_default();
     let analyzer = Analyzer::from_name(&analyzer_name).ok_or_else(|| {
         format!("config.keyword.analyzer: '{analyzer_name}' is not an analyzer (english, simple)")
@@ -182,7 +188,7 @@ pub fn collection_config(
             })
         }
     };
-    Ok(CollectionConfig { dense, analyzer })
+    Ok((CollectionConfig { dense, analyzer }, config.keyword_only))
 }
 
 pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
@@ -205,6 +211,7 @@ pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
     v1::Collection {
         name: collection.name().to_string(),
         config: Some(v1::CollectionConfig {
+            keyword_only: dense.is_none(),
             dense,
             keyword: Some(v1::KeywordConfig { analyzer: config.analyzer.name().to_string() }),
         }),
@@ -271,6 +278,39 @@ pub fn search_request(
             plan.rrf_k.unwrap_or_default()
         ));
     }
+    let rerank_candidates = match plan.candidates as usize {
+        0 => None,
+        n if n > config.max_rerank_candidates => {
+            return invalid(format!(
+                "plan.candidates: {n} exceeds the limit of {} (max_rerank_candidates)",
+                config.max_rerank_candidates
+            ));
+        }
+        n => Some(n),
+    };
+    if plan.no_rerank && !plan.rerank.is_empty() {
+        return invalid("plan.no_rerank: conflicts with plan.rerank; send one or the other".into());
+    }
+    let rerank = if plan.no_rerank {
+        Some(Vec::new())
+    } else if plan.rerank.is_empty() {
+        None
+    } else {
+        let stages = plan
+            .rerank
+            .iter()
+            .enumerate()
+            .map(|(i, stage)| {
+                if stage.model.is_empty() {
+                    return Err(Status::invalid_argument(format!(
+                        "plan.rerank[{i}].model: must not be empty"
+                    )));
+                }
+                Ok(StageSpec { model: stage.model.clone(), keep: stage.keep as usize })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Some(stages)
+    };
     let filter =
         request.filter.map(|f| filter(f, config)).transpose().map_err(Status::invalid_argument)?;
     let query = Query {
@@ -286,6 +326,9 @@ pub fn search_request(
             bm25_weight: plan.bm25_weight,
             dense_weight: plan.dense_weight,
             fusion,
+            rerank,
+            candidates: rerank_candidates,
+            rerank_windows: plan.rerank_windows,
         },
         omit_text: request.include_text == Some(false),
     };
@@ -293,17 +336,26 @@ pub fn search_request(
 }
 
 fn hit_to_proto(hit: Hit) -> v1::Hit {
-    let placement = |p: Option<sieve_planner::Placement>| {
-        p.map(|p| v1::RetrieverHit { rank: p.rank, score: p.score })
-    };
+    let placement = |p: sieve_planner::Placement| v1::RetrieverHit { rank: p.rank, score: p.score };
     v1::Hit {
         id: hit.id.to_string(),
         score: hit.score as f32,
         title: hit.title,
         text: hit.text,
         metadata: metadata_to_proto(hit.metadata),
-        bm25: placement(hit.bm25),
-        dense: placement(hit.dense),
+        bm25: hit.bm25.map(placement),
+        dense: hit.dense.map(placement),
+        fused: Some(placement(hit.fused)),
+        stages: hit
+            .stages
+            .into_iter()
+            .map(|s| v1::StageRank {
+                stage: s.stage as u32,
+                model: s.model,
+                rank: s.rank,
+                score: s.score,
+            })
+            .collect(),
     }
 }
 
@@ -315,32 +367,52 @@ fn mode_to_proto(mode: Mode) -> v1::Mode {
     }
 }
 
-/// The stages and closing summary of a finished search.
-pub fn search_outcome(outcome: SearchOutcome) -> v1::SearchResponse {
-    let micros = |d: std::time::Duration| d.as_micros() as u64;
-    let t = outcome.timings;
-    let timings = [
+fn micros(d: std::time::Duration) -> u64 {
+    d.as_micros() as u64
+}
+
+/// One stage's list.
+pub fn stage_list(list: StageList) -> v1::StageHits {
+    v1::StageHits {
+        stage: list.name,
+        model: list.model.unwrap_or_default(),
+        hits: list.hits.into_iter().map(hit_to_proto).collect(),
+    }
+}
+
+/// The closing summary of a search.
+pub fn summary(summary: Summary) -> v1::Done {
+    let t = summary.timings;
+    let phases = [
+        ("embed", t.embed),
         ("bm25", t.bm25),
         ("dense", t.dense),
         ("fusion", t.fusion),
         ("fetch", t.fetch),
+        ("rerank", t.rerank),
         ("total", t.total),
-    ]
-    .into_iter()
-    .map(|(phase, d)| v1::Timing { phase: phase.to_string(), micros: micros(d) })
-    .collect();
-    let returned = outcome.hits.len() as u32;
-    let done = v1::Done {
-        timings,
-        mode: mode_to_proto(outcome.mode) as i32,
-        bm25_candidates: outcome.bm25_candidates as u32,
-        dense_candidates: outcome.dense_candidates as u32,
-        fused_candidates: outcome.fused_candidates as u32,
-        returned,
-    };
-    let hits = outcome.hits.into_iter().map(hit_to_proto).collect();
-    v1::SearchResponse {
-        stages: vec![v1::StageHits { stage: "fused".to_string(), hits }],
-        done: Some(done),
+    ];
+    v1::Done {
+        timings: phases
+            .into_iter()
+            .map(|(phase, d)| v1::Timing { phase: phase.to_string(), micros: micros(d) })
+            .collect(),
+        mode: mode_to_proto(summary.mode) as i32,
+        bm25_candidates: summary.bm25_candidates as u32,
+        dense_candidates: summary.dense_candidates as u32,
+        fused_candidates: summary.fused_candidates as u32,
+        returned: summary.returned as u32,
+        models: summary
+            .models
+            .into_iter()
+            .map(|m| v1::ModelTiming {
+                step: m.step,
+                model: m.model,
+                inputs: m.inputs as u32,
+                kept: m.kept as u32,
+                queue_micros: micros(m.queue_time),
+                compute_micros: micros(m.compute_time),
+            })
+            .collect(),
     }
 }

@@ -18,9 +18,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
+use sieve_models::{BatchPolicy, ModelSpec, Precision, Registry};
+use sieve_planner::{Planner, StageSpec};
 use sieve_proto::v1::collections_server::CollectionsServer;
 use sieve_proto::v1::documents_server::DocumentsServer;
 use sieve_proto::v1::info_server::InfoServer;
+use sieve_proto::v1::rerank_server::RerankServer;
 use sieve_proto::v1::search_server::SearchServer;
 use sieve_storage::{Store, StoreOptions};
 use tokio::sync::watch;
@@ -29,11 +32,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 
 use crate::config::{Cli, Config, LogFormat};
-use crate::service::{CollectionsService, DocumentsService, InfoService, SearchService, State};
+use crate::service::{
+    CollectionsService, DocumentsService, InfoService, RerankService, SearchService, State,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::load(cli.config.as_deref(), &cli.overrides) {
+    let mut config = match Config::load(cli.config.as_deref(), &cli.overrides) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("sieve-server: {e:#}");
@@ -55,7 +60,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(config, cli.demo)) {
+    let demo = cli.demo.then(|| demo::prepare(&mut config));
+    match runtime.block_on(serve(config, demo)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -79,7 +85,8 @@ fn init_tracing(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
+/// Serves until SIGINT/SIGTERM. `demo`: run the demo, reranking with this model if any.
+async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<()> {
     let options = StoreOptions {
         cache_bytes: config.cache_mb << 20,
         exact_search_threshold: config.exact_search_threshold,
@@ -92,6 +99,21 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .await?
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     let store = Arc::new(store);
+    let registry = {
+        let specs = model_specs(&config)?;
+        let models_dir = config.models_dir.clone();
+        tokio::task::spawn_blocking(move || Registry::load(&specs, &models_dir))
+            .await?
+            .context("loading models")?
+    };
+    let default_cascade: Vec<StageSpec> = config
+        .cascade
+        .0
+        .iter()
+        .map(|stage| StageSpec { model: stage.model.clone(), keep: stage.keep })
+        .collect();
+    let planner = Arc::new(Planner::new(Arc::new(registry), default_cascade));
+    check_model_roles(&config, &planner)?;
 
     let incoming = TcpIncoming::bind(config.listen)
         .with_context(|| format!("listening on {}", config.listen))?
@@ -101,6 +123,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     let state = Arc::new(State {
         store: Arc::clone(&store),
         config: config.clone(),
+        planner,
         shutdown: shutdown_rx.clone(),
     });
 
@@ -124,6 +147,7 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
         .add_service(limited!(CollectionsServer, CollectionsService(Arc::clone(&state))))
         .add_service(limited!(DocumentsServer, DocumentsService(Arc::clone(&state))))
         .add_service(limited!(SearchServer, SearchService(Arc::clone(&state))))
+        .add_service(limited!(RerankServer, RerankService(Arc::clone(&state))))
         .add_service(limited!(InfoServer, InfoService(Arc::clone(&state))));
     let services = service_names();
     for name in services {
@@ -138,8 +162,8 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     println!("sieve-server listening on {addr}");
     let _ = std::io::stdout().flush();
     tracing::info!(%addr, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving");
-    if demo {
-        tokio::spawn(demo::run(addr));
+    if let Some(reranker) = demo {
+        tokio::spawn(demo::run(addr, reranker));
     }
 
     tokio::select! {
@@ -169,14 +193,57 @@ async fn serve(config: Config, demo: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to load for each configured model.
+fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
+    let defaults = BatchPolicy::default();
+    config
+        .models
+        .0
+        .iter()
+        .map(|entry| {
+            let precision = match entry.dtype.as_deref() {
+                None => Precision::F32,
+                Some(name) => Precision::from_name(name).with_context(|| {
+                    format!("models: '{}' has dtype '{name}' (use f32, f16 or bf16)", entry.name)
+                })?,
+            };
+            Ok(ModelSpec {
+                name: entry.name.clone(),
+                path: entry.path.clone(),
+                max_length: entry.max_length,
+                precision,
+                batch: BatchPolicy {
+                    max_batch_tokens: entry.max_batch_tokens.unwrap_or(defaults.max_batch_tokens),
+                    max_batch_requests: entry
+                        .max_batch_requests
+                        .unwrap_or(defaults.max_batch_requests),
+                    queue_capacity: entry.queue_capacity.unwrap_or(defaults.queue_capacity),
+                },
+            })
+        })
+        .collect()
+}
+
+/// The default embedder must be a loaded bi-encoder, the default cascade loaded cross-encoders.
+fn check_model_roles(config: &Config, planner: &Planner) -> anyhow::Result<()> {
+    if !config.default_embedder.is_empty() {
+        planner.models().embedder(&config.default_embedder).context("default_embedder")?;
+    }
+    let candidates = sieve_planner::DEFAULT_RERANK_CANDIDATES
+        .max(planner.default_cascade().first().map_or(0, |s| s.keep));
+    planner.cascade(planner.default_cascade(), candidates).context("cascade")?;
+    Ok(())
+}
+
 /// Names reported by `grpc.health.v1`; "" is the whole server.
-fn service_names() -> [&'static str; 5] {
+fn service_names() -> [&'static str; 6] {
     use tonic::server::NamedService;
     [
         "",
         <CollectionsServer<CollectionsService> as NamedService>::NAME,
         <DocumentsServer<DocumentsService> as NamedService>::NAME,
         <SearchServer<SearchService> as NamedService>::NAME,
+        <RerankServer<RerankService> as NamedService>::NAME,
         <InfoServer<InfoService> as NamedService>::NAME,
     ]
 }

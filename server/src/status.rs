@@ -1,5 +1,6 @@
 //! Domain errors to gRPC statuses, and running blocking store work off the async runtime.
 
+use sieve_models::ModelError;
 use sieve_planner::SearchError;
 use tonic::Status;
 
@@ -24,6 +25,23 @@ pub fn search(error: SearchError) -> Status {
     match error {
         SearchError::InvalidArgument(msg) => Status::invalid_argument(msg),
         SearchError::Storage(e) => storage(e),
+        SearchError::Model(e) => model(e),
+        SearchError::Internal(msg) => {
+            tracing::error!(%msg, "search failed");
+            Status::internal(msg)
+        }
+    }
+}
+
+pub fn model(error: ModelError) -> Status {
+    match error {
+        ModelError::InvalidInput(msg) => Status::invalid_argument(msg),
+        ModelError::Overloaded(msg) => Status::resource_exhausted(msg),
+        ModelError::Closed(_) => Status::unavailable(error.to_string()),
+        ModelError::NotFound(_) | ModelError::Unsupported(_) | ModelError::Inference(_) => {
+            tracing::error!(%error, "model failure");
+            Status::internal(error.to_string())
+        }
     }
 }
 

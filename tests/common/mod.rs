@@ -111,7 +111,7 @@ pub fn dense_config(dimension: u32, distance: proto::Distance) -> proto::Collect
             distance: distance as i32,
             ..Default::default()
         }),
-        keyword: None,
+        ..Default::default()
     }
 }
 

@@ -21,6 +21,7 @@ use futures::{Stream, StreamExt};
 use proto::collections_client::CollectionsClient;
 use proto::documents_client::DocumentsClient;
 use proto::info_client::InfoClient;
+use proto::rerank_client::RerankClient;
 use proto::search_client::SearchClient;
 pub use sieve_proto::v1 as proto;
 use tonic::Streaming;
@@ -54,6 +55,7 @@ pub struct Client {
     collections: CollectionsClient<Channel>,
     documents: DocumentsClient<Channel>,
     search: SearchClient<Channel>,
+    rerank: RerankClient<Channel>,
     info: InfoClient<Channel>,
 }
 
@@ -82,6 +84,9 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             search: SearchClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            rerank: RerankClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             info: InfoClient::new(channel),
@@ -205,5 +210,14 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<proto::SearchResult, Error>>, Error> {
         let results = self.search.clone().search_stream(requests).await?.into_inner();
         Ok(results.map(|r| r.map_err(Error::from)))
+    }
+
+    /// Scores `texts` for `query` with a cross-encoder (`model` empty = the server's default);
+    /// results best first.
+    pub async fn rerank(
+        &self,
+        request: proto::RerankRequest,
+    ) -> Result<proto::RerankResponse, Error> {
+        Ok(self.rerank.clone().rerank(request).await?.into_inner())
     }
 }

@@ -1,6 +1,9 @@
 //! Planner behaviour on a real collection: modes, fusion of both retrievers, payload fetch.
 
-use sieve_planner::{Fusion, Mode, Plan, Query, SearchError, search};
+use std::sync::Arc;
+
+use sieve_models::Registry;
+use sieve_planner::{Fusion, Hit, Mode, Plan, Planner, Query, SearchError, Summary};
 use sieve_storage::{
     CollectionConfig, DenseConfig, Distance, Document, HnswParams, Store, StoreOptions, WriteBatch,
 };
@@ -15,7 +18,19 @@ fn doc(id: &str, text: &str, vector: [f32; 3]) -> Document {
     }
 }
 
-fn corpus(store: &Store) -> std::sync::Arc<sieve_storage::Collection> {
+/// Runs a search without models and returns the answer (the last list) and the summary.
+async fn search(
+    collection: &Arc<sieve_storage::Collection>,
+    query: &Query,
+) -> Result<(Vec<Hit>, Summary), SearchError> {
+    let planner = Planner::new(Arc::new(Registry::default()), Vec::new());
+    let mut last = Vec::new();
+    let summary =
+        planner.search(Arc::clone(collection), query.clone(), |list| last = list.hits).await?;
+    Ok((last, summary))
+}
+
+fn corpus(store: &Store) -> Arc<sieve_storage::Collection> {
     let dense = DenseConfig {
         dimension: 3,
         distance: Distance::Dot,
@@ -35,8 +50,8 @@ fn corpus(store: &Store) -> std::sync::Arc<sieve_storage::Collection> {
     c
 }
 
-#[test]
-fn hybrid_fuses_both_retrievers_with_their_ranks() {
+#[tokio::test]
+async fn hybrid_fuses_both_retrievers_with_their_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
@@ -46,30 +61,31 @@ fn hybrid_fuses_both_retrievers_with_their_ranks() {
         top_k: Some(3),
         ..Query::default()
     };
-    let outcome = search(&c, &query).unwrap();
-    assert_eq!(outcome.mode, Mode::Hybrid);
+    let (hits, summary) = search(&c, &query).await.unwrap();
+    assert_eq!(summary.mode, Mode::Hybrid);
     assert_eq!(
-        (outcome.bm25_candidates, outcome.dense_candidates, outcome.fused_candidates),
+        (summary.bm25_candidates, summary.dense_candidates, summary.fused_candidates),
         (2, 4, 4)
     );
-    let ids: Vec<&str> = outcome.hits.iter().map(|h| &*h.id).collect();
+    let ids: Vec<&str> = hits.iter().map(|h| &*h.id).collect();
     // both: bm25 rank 2, dense rank 2 → 2/62; vec: dense 1 → 1/61; kw: bm25 1, dense 3 → 1/61 + 1/63.
     assert_eq!(ids, vec!["kw", "both", "vec"]);
-    let kw = &outcome.hits[0];
+    let kw = &hits[0];
+    assert_eq!((kw.fused.rank, hits[2].fused.rank), (1, 3));
     assert!((kw.score - (1.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
     assert_eq!(kw.bm25.unwrap().rank, 1);
     assert_eq!(kw.dense.unwrap().rank, 3);
     assert!((kw.dense.unwrap().score - 0.0).abs() < 1e-6);
-    let both = &outcome.hits[1];
+    let both = &hits[1];
     assert!((both.score - 2.0 / 62.0).abs() < 1e-12);
     assert_eq!((both.bm25.unwrap().rank, both.dense.unwrap().rank), (2, 2));
     assert!((both.dense.unwrap().score - 0.9).abs() < 1e-6);
-    assert_eq!(outcome.hits[2].bm25, None);
+    assert_eq!(hits[2].bm25, None);
     assert_eq!(both.text, "zebra");
 }
 
-#[test]
-fn weights_and_linear_fusion_change_the_order() {
+#[tokio::test]
+async fn weights_and_linear_fusion_change_the_order() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
@@ -77,7 +93,7 @@ fn weights_and_linear_fusion_change_the_order() {
     let query =
         Query { text: "zebra".into(), vector: Some(vec![1.0, 0.0, 0.0]), plan, ..Query::default() };
     let ids: Vec<String> =
-        search(&c, &query).unwrap().hits.iter().map(|h| h.id.to_string()).collect();
+        search(&c, &query).await.unwrap().0.iter().map(|h| h.id.to_string()).collect();
     assert_eq!(&ids[..2], ["vec", "both"], "with BM25 weighted 0 the dense order wins");
 
     let plan = Plan { fusion: Fusion::Linear, ..Plan::default() };
@@ -88,8 +104,8 @@ fn weights_and_linear_fusion_change_the_order() {
         omit_text: true,
         ..Query::default()
     };
-    let outcome = search(&c, &query).unwrap();
-    let scored: Vec<(&str, f64)> = outcome.hits.iter().map(|h| (&*h.id, h.score)).collect();
+    let (hits, _) = search(&c, &query).await.unwrap();
+    let scored: Vec<(&str, f64)> = hits.iter().map(|h| (&*h.id, h.score)).collect();
     // BM25 normalises to kw 1, both 0; dense (range 0..1) to vec 1, both 0.9, kw 0, none 0.
     // kw and vec tie at 1.0 and are ordered by id.
     assert_eq!(scored.len(), 4);
@@ -98,11 +114,11 @@ fn weights_and_linear_fusion_change_the_order() {
         assert_eq!(*id, want_id);
         assert!((score - want).abs() < 1e-6, "{id}: {score}");
     }
-    assert!(outcome.hits.iter().all(|h| h.text.is_empty()));
+    assert!(hits.iter().all(|h| h.text.is_empty()));
 }
 
-#[test]
-fn modes_resolve_and_refuse_what_cannot_run() {
+#[tokio::test]
+async fn modes_resolve_and_refuse_what_cannot_run() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
@@ -115,7 +131,7 @@ fn modes_resolve_and_refuse_what_cannot_run() {
         plan: Plan { mode: Some(Mode::Hybrid), ..Plan::default() },
         ..Query::default()
     };
-    let err = search(&c, &hybrid_without_vector).unwrap_err();
+    let err = search(&c, &hybrid_without_vector).await.unwrap_err();
     assert!(matches!(err, SearchError::InvalidArgument(_)));
     assert_eq!(
         err.to_string(),
@@ -123,7 +139,7 @@ fn modes_resolve_and_refuse_what_cannot_run() {
     );
     let empty = Query::default();
     assert_eq!(
-        search(&c, &empty).unwrap_err().to_string(),
+        search(&c, &empty).await.unwrap_err().to_string(),
         "query: must not be empty for BM25 search"
     );
     let bad_weight = Query {
@@ -132,7 +148,7 @@ fn modes_resolve_and_refuse_what_cannot_run() {
         ..Query::default()
     };
     assert_eq!(
-        search(&c, &bad_weight).unwrap_err().to_string(),
+        search(&c, &bad_weight).await.unwrap_err().to_string(),
         "plan.dense_weight: must be a finite number >= 0, got -1"
     );
 }

@@ -113,6 +113,25 @@ impl v1::SearchRequest {
         self.plan.get_or_insert_with(Default::default).mode = mode as i32;
         self
     }
+
+    /// Reranks with these (model, keep) stages instead of the server's default cascade.
+    pub fn with_rerank<S: Into<String>>(
+        mut self,
+        stages: impl IntoIterator<Item = (S, u32)>,
+    ) -> Self {
+        let plan = self.plan.get_or_insert_with(Default::default);
+        plan.rerank = stages
+            .into_iter()
+            .map(|(model, keep)| v1::RerankStage { model: model.into(), keep })
+            .collect();
+        self
+    }
+
+    /// Sends `n` fused candidates into the cascade.
+    pub fn with_candidates(mut self, n: u32) -> Self {
+        self.plan.get_or_insert_with(Default::default).candidates = n;
+        self
+    }
 }
 
 impl v1::SearchResponse {

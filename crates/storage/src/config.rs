@@ -103,12 +103,6 @@ impl CollectionConfig {
                 dense.dimension
             ));
         }
-        if let Some(model) = &dense.embedder {
-            return invalid(format!(
-                "config.dense.embedder: '{model}' is not available: this server has no built-in \
-                 embedders yet; leave it empty and send vectors with each document"
-            ));
-        }
         let HnswParams { m, ef_construction, ef_search } = dense.hnsw;
         if !(2..=HnswParams::MAX_M).contains(&m) {
             return invalid(format!(

@@ -7,6 +7,7 @@ use sieve_proto::v1::{
     Collection, CreateCollectionRequest, DeleteCollectionRequest, DeleteCollectionResponse,
     GetCollectionRequest, ListCollectionsRequest, ListCollectionsResponse,
 };
+use sieve_storage::{CollectionConfig, DenseConfig, Distance, HnswParams};
 use tonic::{Request, Response, Status};
 
 use super::State;
@@ -19,6 +20,46 @@ fn require_name(name: &str) -> Result<(), Status> {
     if name.is_empty() { Err(Status::invalid_argument("name: must not be empty")) } else { Ok(()) }
 }
 
+impl CollectionsService {
+    /// Gives a collection without dense settings the server's default embedder (unless it asked
+    /// for keyword-only), and checks a named embedder: loaded, a bi-encoder, and of the
+    /// collection's dimension (0 takes the model's).
+    fn resolve_embedder(
+        &self,
+        config: &mut CollectionConfig,
+        keyword_only: bool,
+    ) -> Result<(), Status> {
+        let default = &self.0.config.default_embedder;
+        if config.dense.is_none() && !keyword_only && !default.is_empty() {
+            config.dense = Some(DenseConfig {
+                dimension: 0,
+                distance: Distance::Cosine,
+                embedder: Some(default.clone()),
+                hnsw: HnswParams::default(),
+            });
+        }
+        let Some(dense) = config.dense.as_mut() else { return Ok(()) };
+        let Some(name) = &dense.embedder else { return Ok(()) };
+        let embedder = self
+            .0
+            .planner
+            .models()
+            .embedder(name)
+            .map_err(|e| Status::invalid_argument(format!("config.dense.embedder: {e}")))?;
+        let size = embedder.model().dimension();
+        match dense.dimension {
+            0 => dense.dimension = size,
+            d if d != size => {
+                return Err(Status::invalid_argument(format!(
+                    "config.dense.dimension: {d} does not match embedder '{name}', which makes {size}-dimensional vectors"
+                )));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
 #[tonic::async_trait]
 impl Collections for CollectionsService {
     async fn create_collection(
@@ -27,8 +68,9 @@ impl Collections for CollectionsService {
     ) -> Result<Response<Collection>, Status> {
         let request = request.into_inner();
         require_name(&request.name)?;
-        let config =
+        let (mut config, keyword_only) =
             convert::collection_config(request.config).map_err(Status::invalid_argument)?;
+        self.resolve_embedder(&mut config, keyword_only)?;
         let store = Arc::clone(&self.0.store);
         let created = blocking(move || {
             let collection =

@@ -10,7 +10,7 @@ use sieve_proto::v1::{
     self, DeleteRequest, DeleteResponse, DocumentError, GetRequest, GetResponse, IngestAck,
     IngestRequest,
 };
-use sieve_storage::{Collection, WriteBatch};
+use sieve_storage::{Collection, Document, WriteBatch};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
@@ -82,6 +82,7 @@ async fn ingest_batch(
             }),
         }
     }
+    embed_missing_vectors(state, &collection, &mut upserts).await?;
     let write = WriteBatch { upserts, deletes: request.delete_ids };
     let outcome = blocking(move || collection.write(&write).map_err(status::storage)).await?;
     errors.extend(outcome.rejected.into_iter().map(|r| DocumentError {
@@ -97,6 +98,33 @@ async fn ingest_batch(
         deleted: outcome.deleted,
         sequence: outcome.sequence,
     })
+}
+
+/// Embeds `title + " " + text` of the documents that came without a vector, when the
+/// collection has a built-in embedder.
+async fn embed_missing_vectors(
+    state: &State,
+    collection: &Collection,
+    documents: &mut [Document],
+) -> Result<(), Status> {
+    let Some(name) = collection.config().dense.as_ref().and_then(|d| d.embedder.as_deref()) else {
+        return Ok(());
+    };
+    let missing: Vec<usize> =
+        (0..documents.len()).filter(|&i| documents[i].vector.is_none()).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let embedder = state.planner.models().embedder(name).map_err(status::model)?;
+    let texts = missing
+        .iter()
+        .map(|&i| format!("{} {}", documents[i].title, documents[i].text).trim().to_string())
+        .collect();
+    let embedded = embedder.embed(texts).await.map_err(status::model)?;
+    for (i, vector) in missing.into_iter().zip(embedded.vectors) {
+        documents[i].vector = Some(vector);
+    }
+    Ok(())
 }
 
 #[tonic::async_trait]

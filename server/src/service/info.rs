@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use sieve_proto::v1::info_server::Info;
-use sieve_proto::v1::{GetInfoRequest, GetInfoResponse, Limits};
+use std::sync::atomic::Ordering;
+
+use sieve_proto::v1::{GetInfoRequest, GetInfoResponse, Limits, ModelInfo, RerankStageInfo};
 use tonic::{Request, Response, Status};
 
 use super::State;
@@ -32,12 +34,43 @@ impl Info for InfoService {
             max_filter_depth: c.max_filter_depth as u32,
             max_query_bytes: c.max_query_bytes as u64,
             max_ids_per_request: c.max_ids_per_request as u32,
+            max_rerank_texts: c.max_rerank_texts as u32,
         };
+        let planner = &self.0.planner;
+        let models = planner
+            .models()
+            .iter()
+            .map(|(name, batched)| {
+                let (model, policy, stats) = (batched.model(), batched.policy(), batched.stats());
+                ModelInfo {
+                    name: name.clone(),
+                    architecture: model.architecture().name().to_string(),
+                    precision: model.precision().name().to_string(),
+                    max_length: model.max_length() as u32,
+                    dimension: model.dimension() as u32,
+                    max_batch_tokens: policy.max_batch_tokens as u32,
+                    max_batch_requests: policy.max_batch_requests as u32,
+                    queue_capacity: policy.queue_capacity as u32,
+                    queued: stats.queued.load(Ordering::Acquire) as u64,
+                    cancelled: stats.cancelled.load(Ordering::Relaxed),
+                    batches: stats.batches.load(Ordering::Relaxed),
+                    inputs: stats.inputs.load(Ordering::Relaxed),
+                }
+            })
+            .collect();
+        let default_cascade = planner
+            .default_cascade()
+            .iter()
+            .map(|stage| RerankStageInfo { model: stage.model.clone(), keep: stage.keep as u32 })
+            .collect();
         Ok(Response::new(GetInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             build: BUILD.to_string(),
             collections: self.0.store.collections().len() as u64,
             limits: Some(limits),
+            models,
+            default_cascade,
+            default_embedder: c.default_embedder.clone(),
         }))
     }
 }

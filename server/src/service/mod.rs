@@ -3,16 +3,19 @@
 mod collections;
 mod documents;
 mod info;
+mod rerank;
 mod search;
 
 use std::sync::Arc;
 
+use sieve_planner::Planner;
 use sieve_storage::Store;
 use tokio::sync::watch;
 
 pub use collections::CollectionsService;
 pub use documents::DocumentsService;
 pub use info::InfoService;
+pub use rerank::RerankService;
 pub use search::SearchService;
 
 use crate::config::Config;
@@ -23,6 +26,8 @@ pub struct State {
     pub store: Arc<Store>,
     /// Limits and settings.
     pub config: Config,
+    /// Runs searches with the loaded models and the default cascade.
+    pub planner: Arc<Planner>,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

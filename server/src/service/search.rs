@@ -1,4 +1,5 @@
 //! `sieve.v1.Search`: one search as a stream of stage events, or many searches on one stream.
+//! A client that goes away mid-search cancels it, and its model queue entries with it.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,11 +9,13 @@ use sieve_proto::v1::search_server::Search;
 use sieve_proto::v1::{
     self, SearchEvent, SearchRequest, SearchResponse, SearchResult, search_event, search_result,
 };
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::State;
 use crate::convert;
-use crate::status::{self, blocking};
+use crate::status;
 
 pub struct SearchService(pub Arc<State>);
 
@@ -22,13 +25,34 @@ const STREAM_CONCURRENCY: usize = 4;
 type EventStream = Pin<Box<dyn Stream<Item = Result<SearchEvent, Status>> + Send>>;
 type ResultStream = Pin<Box<dyn Stream<Item = Result<SearchResult, Status>> + Send>>;
 
-async fn run(state: Arc<State>, request: SearchRequest) -> Result<SearchResponse, Status> {
+/// Runs one search, handing each stage's event to `emit` as it lands.
+async fn run(
+    state: &State,
+    request: SearchRequest,
+    mut emit: impl FnMut(search_event::Event),
+) -> Result<(), Status> {
     let (name, query) = convert::search_request(request, &state.config)?;
     let collection = state.store.collection(&name).map_err(status::storage)?;
-    let outcome =
-        blocking(move || sieve_planner::search(&collection, &query).map_err(status::search))
-            .await?;
-    Ok(convert::search_outcome(outcome))
+    let summary = state
+        .planner
+        .search(collection, query, |list| {
+            emit(search_event::Event::Hits(convert::stage_list(list)))
+        })
+        .await
+        .map_err(status::search)?;
+    emit(search_event::Event::Done(convert::summary(summary)));
+    Ok(())
+}
+
+/// Runs one search and gathers its events into one response.
+async fn collect(state: &State, request: SearchRequest) -> Result<SearchResponse, Status> {
+    let mut response = SearchResponse::default();
+    run(state, request, |event| match event {
+        search_event::Event::Hits(stage) => response.stages.push(stage),
+        search_event::Event::Done(done) => response.done = Some(done),
+    })
+    .await?;
+    Ok(response)
 }
 
 #[tonic::async_trait]
@@ -40,13 +64,24 @@ impl Search for SearchService {
         &self,
         request: Request<SearchRequest>,
     ) -> Result<Response<EventStream>, Status> {
-        let response = run(Arc::clone(&self.0), request.into_inner()).await?;
-        let stages = response.stages.into_iter().map(search_event::Event::Hits);
-        let events: Vec<Result<SearchEvent, Status>> = stages
-            .chain(response.done.map(search_event::Event::Done))
-            .map(|event| Ok(SearchEvent { event: Some(event) }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(events))))
+        let state = Arc::clone(&self.0);
+        let request = request.into_inner();
+        let (events, stream) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let send = |event| {
+                let _ = events.send(Ok(SearchEvent { event: Some(event) }));
+            };
+            tokio::select! {
+                outcome = run(&state, request, send) => {
+                    if let Err(status) = outcome {
+                        let _ = events.send(Err(status));
+                    }
+                }
+                // Dropping the search drops its model queue entries with it.
+                () = events.closed() => tracing::debug!("search cancelled: the client went away"),
+            }
+        });
+        Ok(Response::new(Box::pin(UnboundedReceiverStream::new(stream))))
     }
 
     async fn search_stream(
@@ -61,7 +96,7 @@ impl Search for SearchService {
                 let state = Arc::clone(&state);
                 async move {
                     let request = request?;
-                    let outcome = match run(state, request).await {
+                    let outcome = match collect(&state, request).await {
                         Ok(response) => search_result::Outcome::Response(response),
                         Err(status) => search_result::Outcome::Error(v1::Error {
                             code: status.code() as u32,

@@ -29,9 +29,13 @@ pub enum Command {
         /// Documents to send.
         #[arg(long, default_value_t = 10_000)]
         docs: usize,
-        /// Vector dimension; 0 sends no vectors.
+        /// Vector dimension of the random vectors; 0 sends no vectors.
         #[arg(long, default_value_t = 384)]
         dimension: usize,
+        /// Send no vectors and let this server-side embedder make them (creates the
+        /// collection with it).
+        #[arg(long)]
+        embedder: Option<String>,
         /// Documents per batch.
         #[arg(long, default_value_t = 256)]
         batch_size: usize,
@@ -99,14 +103,17 @@ fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 
 pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
     let report = match command {
-        Command::Ingest { collection, corpus, docs, dimension, batch_size, seed } => {
+        Command::Ingest { collection, corpus, docs, dimension, embedder, batch_size, seed } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             let lines = read_jsonl(&corpus)?;
             anyhow::ensure!(!lines.is_empty(), "{} holds no documents", corpus.display());
             if client.collection(&collection).await.is_err() {
-                let dense = (dimension > 0).then_some(dimension as u32);
+                let dense = (dimension > 0 && embedder.is_none()).then_some(dimension as u32);
+                let keyword_only = dense.is_none() && embedder.is_none();
                 let settings = config(
                     dense,
+                    embedder.clone(),
+                    keyword_only,
                     DistanceArg::Cosine,
                     AnalyzerArg::English,
                     proto::HnswParams::default(),
@@ -155,7 +162,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 batch_time.len()
             );
             json!({
-                "collection": collection, "documents": docs, "dimension": dimension, "batch_size": batch_size,
+                "collection": collection, "documents": docs, "dimension": dimension, "embedder": embedder,
+                "batch_size": batch_size,
                 "accepted": accepted, "rejected": rejected, "seconds": seconds,
                 "docs_per_sec": accepted as f64 / seconds, "ms_per_batch": percentiles(&batch_time),
             })

@@ -7,13 +7,21 @@ use super::output;
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create a collection (keyword-only unless --dimension is given).
+    /// Create a collection: dense with --dimension (client vectors) or --embedder (built-in),
+    /// else the server's default embedder if it has one, else keyword-only.
     Create {
         /// Name: ASCII letters, digits, '_' and '-'.
         name: String,
-        /// Vector dimension; enables dense retrieval.
+        /// Vector dimension; enables dense retrieval with vectors you send.
         #[arg(long)]
         dimension: Option<u32>,
+        /// Built-in embedder (a model the server loaded); documents and queries without vectors
+        /// are embedded by the server.
+        #[arg(long)]
+        embedder: Option<String>,
+        /// BM25 only, even if the server has a default embedder.
+        #[arg(long, conflicts_with_all = ["dimension", "embedder"])]
+        keyword_only: bool,
         /// Vector similarity.
         #[arg(long, value_enum, default_value_t = DistanceArg::Cosine)]
         distance: DistanceArg,
@@ -57,9 +65,12 @@ pub enum AnalyzerArg {
     Simple,
 }
 
-/// The collection settings the flags describe.
+/// The collection settings the flags describe. Dense settings exist when a dimension or an
+/// embedder is given (an embedder with no dimension takes the model's).
 pub fn config(
     dimension: Option<u32>,
+    embedder: Option<String>,
+    keyword_only: bool,
     distance: DistanceArg,
     analyzer: AnalyzerArg,
     hnsw: proto::HnswParams,
@@ -73,27 +84,43 @@ pub fn config(
         AnalyzerArg::English => "english",
         AnalyzerArg::Simple => "simple",
     };
+    let dense = (dimension.is_some() || embedder.is_some()).then(|| proto::DenseConfig {
+        dimension: dimension.unwrap_or(0),
+        distance: distance as i32,
+        embedder: embedder.unwrap_or_default(),
+        hnsw: Some(hnsw),
+    });
     proto::CollectionConfig {
-        dense: dimension.map(|dimension| proto::DenseConfig {
-            dimension,
-            distance: distance as i32,
-            embedder: String::new(),
-            hnsw: Some(hnsw),
-        }),
+        dense,
         keyword: Some(proto::KeywordConfig { analyzer: analyzer.to_string() }),
+        keyword_only,
     }
 }
 
 pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Create { name, dimension, distance, m, ef_construction, ef_search, analyzer } => {
+        Command::Create {
+            name,
+            dimension,
+            embedder,
+            keyword_only,
+            distance,
+            m,
+            ef_construction,
+            ef_search,
+            analyzer,
+        } => {
             let hnsw = proto::HnswParams {
                 m: m.unwrap_or_default(),
                 ef_construction: ef_construction.unwrap_or_default(),
                 ef_search: ef_search.unwrap_or_default(),
             };
-            let created =
-                client.create_collection(name, config(dimension, distance, analyzer, hnsw)).await?;
+            let created = client
+                .create_collection(
+                    name,
+                    config(dimension, embedder, keyword_only, distance, analyzer, hnsw),
+                )
+                .await?;
             println!("{}", serde_json::to_string_pretty(&output::collection(&created))?);
         }
         Command::List => {

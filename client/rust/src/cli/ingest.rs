@@ -209,13 +209,26 @@ async fn ensure_collection(
         Err(e) => return Err(e.into()),
     }
     let dimension = first.map(|d| d.vector.len() as u32).filter(|&d| d > 0);
-    let config =
-        config(dimension, args.distance, AnalyzerArg::English, proto::HnswParams::default());
-    client.create_collection(&args.collection, config).await?;
-    match dimension {
-        Some(d) => eprintln!("created collection '{}' ({d}-dimensional vectors)", args.collection),
-        None => eprintln!(
-            "created collection '{}' (keyword only: the first document has no vector)",
+    let settings = config(
+        dimension,
+        None,
+        false,
+        args.distance,
+        AnalyzerArg::English,
+        proto::HnswParams::default(),
+    );
+    let created = client.create_collection(&args.collection, settings).await?;
+    let dense = created.config.and_then(|c| c.dense);
+    match (dimension, dense) {
+        (Some(d), _) => {
+            eprintln!("created collection '{}' ({d}-dimensional vectors)", args.collection)
+        }
+        (None, Some(dense)) => eprintln!(
+            "created collection '{}' (vectors made by the server's embedder {})",
+            args.collection, dense.embedder
+        ),
+        (None, None) => eprintln!(
+            "created collection '{}' (keyword only: the first document has no vector and the server has no default embedder)",
             args.collection
         ),
     }

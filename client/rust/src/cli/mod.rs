@@ -9,7 +9,7 @@ mod search;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use sieve_client::Client;
+use sieve_client::{Client, proto};
 
 /// Command-line client for a Sieve retrieval server.
 #[derive(Debug, Parser)]
@@ -54,6 +54,20 @@ enum Command {
     },
     /// Search a collection.
     Search(search::Args),
+    /// Score texts for a query with a cross-encoder, best first.
+    Rerank {
+        /// The query.
+        query: String,
+        /// Texts to score.
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// A loaded cross-encoder (default: the server's).
+        #[arg(long)]
+        model: Option<String>,
+        /// Results to show (default all).
+        #[arg(long)]
+        top_n: Option<u32>,
+    },
     /// Measure ingest or search throughput and latency against a running server.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -88,6 +102,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Search(args) => search::run(&client, args).await?,
+        Command::Rerank { query, texts, model, top_n } => {
+            let request = proto::RerankRequest {
+                query,
+                texts: texts.clone(),
+                top_n: top_n.unwrap_or(0),
+                model: model.unwrap_or_default(),
+                windows: false,
+            };
+            let response = client.rerank(request).await?;
+            println!("{:>4}  {:>8}  {:>5}  TEXT", "RANK", "SCORE", "INDEX");
+            for (rank, result) in response.results.iter().enumerate() {
+                let text: String = texts[result.index as usize].chars().take(70).collect();
+                println!("{:>4}  {:>8.4}  {:>5}  {text}", rank + 1, result.score, result.index);
+            }
+            println!(
+                "\n{}: queue {:.2} ms, compute {:.2} ms",
+                response.model,
+                response.queue_micros as f64 / 1000.0,
+                response.compute_micros as f64 / 1000.0
+            );
+        }
         Command::Bench(command) => bench::run(&client, command).await?,
     }
     Ok(ExitCode::SUCCESS)

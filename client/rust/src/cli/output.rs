@@ -70,7 +70,16 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
             "max_filter_depth": l.max_filter_depth,
             "max_query_bytes": l.max_query_bytes,
             "max_ids_per_request": l.max_ids_per_request,
+            "max_rerank_texts": l.max_rerank_texts,
         },
+        "models": info.models.iter().map(|m| json!({
+            "name": m.name, "architecture": m.architecture, "precision": m.precision,
+            "max_length": m.max_length, "dimension": m.dimension, "max_batch_tokens": m.max_batch_tokens,
+            "max_batch_requests": m.max_batch_requests, "queue_capacity": m.queue_capacity,
+            "queued": m.queued, "cancelled": m.cancelled, "batches": m.batches, "inputs": m.inputs,
+        })).collect::<Vec<_>>(),
+        "default_cascade": info.default_cascade.iter().map(|s| json!({"model": s.model, "keep": s.keep})).collect::<Vec<_>>(),
+        "default_embedder": info.default_embedder,
     })
 }
 
@@ -90,10 +99,12 @@ pub fn search(response: &proto::SearchResponse) -> Json {
                     json!({
                         "id": h.id, "score": h.score, "title": h.title, "text": h.text,
                         "metadata": metadata(&h.metadata), "bm25": placement(&h.bm25), "dense": placement(&h.dense),
+                        "fused": placement(&h.fused),
+                        "stages": h.stages.iter().map(|s| json!({"stage": s.stage, "model": s.model, "rank": s.rank, "score": s.score})).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
-            json!({"stage": stage.stage, "hits": hits})
+            json!({"stage": stage.stage, "model": stage.model, "hits": hits})
         })
         .collect();
     let done = response.done.clone().unwrap_or_default();
@@ -108,6 +119,10 @@ pub fn search(response: &proto::SearchResponse) -> Json {
             "fused_candidates": done.fused_candidates,
             "returned": done.returned,
             "timings_micros": timings,
+            "models": done.models.iter().map(|m| json!({
+                "step": m.step, "model": m.model, "inputs": m.inputs, "kept": m.kept,
+                "queue_micros": m.queue_micros, "compute_micros": m.compute_micros,
+            })).collect::<Vec<_>>(),
         },
     })
 }

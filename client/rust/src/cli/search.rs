@@ -45,6 +45,18 @@ pub struct Args {
     /// Dense weight in fusion.
     #[arg(long)]
     dense_weight: Option<f32>,
+    /// Rerank stage `model:keep`, repeatable, in order (default: the server's cascade).
+    #[arg(long, value_name = "MODEL:KEEP")]
+    rerank: Vec<String>,
+    /// No reranking, even if the server has a default cascade.
+    #[arg(long, conflicts_with = "rerank")]
+    no_rerank: bool,
+    /// Fused candidates entering the cascade (server default 50).
+    #[arg(long)]
+    candidates: Option<u32>,
+    /// Score passages longer than a model's window as overlapping windows.
+    #[arg(long)]
+    windows: bool,
     /// Leave hit texts out.
     #[arg(long)]
     no_text: bool,
@@ -131,6 +143,19 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         Some(FusionArg::Rrf) => proto::Fusion::Rrf,
         Some(FusionArg::Linear) => proto::Fusion::Linear,
     };
+    let rerank = args
+        .rerank
+        .iter()
+        .map(|stage| {
+            let (model, keep) = stage
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--rerank {stage}: expected MODEL:KEEP"))?;
+            let keep = keep
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--rerank {stage}: KEEP must be a number"))?;
+            Ok(proto::RerankStage { model: model.to_string(), keep })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let request = proto::SearchRequest {
         collection: args.collection,
         query: args.query,
@@ -145,6 +170,10 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
             bm25_weight: args.bm25_weight,
             dense_weight: args.dense_weight,
             fusion: fusion as i32,
+            rerank,
+            no_rerank: args.no_rerank,
+            candidates: args.candidates.unwrap_or_default(),
+            rerank_windows: args.windows,
         }),
         include_text: Some(!args.no_text),
     };
@@ -161,17 +190,32 @@ fn print_table(response: &proto::SearchResponse) {
     let placement = |p: &Option<proto::RetrieverHit>| {
         p.map_or("-".to_string(), |p| format!("#{} {:.3}", p.rank, p.score))
     };
-    println!("{:>4}  {:>8}  {:<20} {:<14} {:<14} TITLE", "RANK", "SCORE", "ID", "BM25", "DENSE");
+    let reranked = response.stages.len() > 1;
+    print!(
+        "{:>4}  {:>8}  {:<20} {:<14} {:<14} {:<5}",
+        "RANK", "SCORE", "ID", "BM25", "DENSE", "FUSED"
+    );
+    if reranked {
+        print!(" {:<22}", "RERANK STAGES");
+    }
+    println!(" TITLE");
     for (rank, hit) in response.hits().iter().enumerate() {
         let title: String = hit.title.chars().take(60).collect();
-        println!(
-            "{:>4}  {:>8.4}  {:<20} {:<14} {:<14} {title}",
+        print!(
+            "{:>4}  {:>8.4}  {:<20} {:<14} {:<14} {:<5}",
             rank + 1,
             hit.score,
             hit.id,
             placement(&hit.bm25),
-            placement(&hit.dense)
+            placement(&hit.dense),
+            hit.fused.map_or("-".to_string(), |f| format!("#{}", f.rank))
         );
+        if reranked {
+            let stages: Vec<String> =
+                hit.stages.iter().map(|s| format!("#{} {:.2}", s.rank, s.score)).collect();
+            print!(" {:<22}", stages.join(" > "));
+        }
+        println!(" {title}");
     }
     if let Some(done) = &response.done {
         let micros =
@@ -182,17 +226,30 @@ fn print_table(response: &proto::SearchResponse) {
             .trim_start_matches("MODE_")
             .to_lowercase();
         println!(
-            "\n{mode}: {} bm25 + {} dense candidates -> {} fused -> {} hits in {:.2} ms (bm25 {:.2}, dense {:.2}, fusion {:.2}, fetch {:.2})",
+            "\n{mode}: {} bm25 + {} dense candidates -> {} fused -> {} hits in {:.2} ms (embed {:.2}, bm25 {:.2}, dense {:.2}, fusion {:.2}, fetch {:.2}, rerank {:.2})",
             done.bm25_candidates,
             done.dense_candidates,
             done.fused_candidates,
             done.returned,
             ms("total"),
+            ms("embed"),
             ms("bm25"),
             ms("dense"),
             ms("fusion"),
             ms("fetch"),
+            ms("rerank"),
         );
+        for step in &done.models {
+            println!(
+                "  {} {}: {} inputs, kept {}, queue {:.2} ms, compute {:.2} ms",
+                step.step,
+                step.model,
+                step.inputs,
+                step.kept,
+                step.queue_micros as f64 / 1000.0,
+                step.compute_micros as f64 / 1000.0
+            );
+        }
     }
 }
 

@@ -1,0 +1,373 @@
+//! End to end with real models: a collection embedded by the server's all-MiniLM-L6-v2 over 300
+//! SciFact documents, a two-stage rerank cascade streamed stage by stage and checked against
+//! the Rerank RPC, concurrent Rerank calls, cancellation, and start-up with a missing model.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{TestServer, status_of};
+use futures::StreamExt;
+use sieve_client::{Client, proto};
+
+const EMBEDDER: &str = "sentence-transformers/all-MiniLM-L6-v2";
+const SCIFACT_CE: &str = "sieve/sieve-ce-minilm-l6-scifact";
+const XLMR: &str = "tiny-xlmr-ce";
+
+fn shared() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        dir.join("models").is_dir(),
+        "{} is missing: these tests need the shared models and data",
+        dir.display()
+    );
+    dir
+}
+
+fn gz_lines(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
+}
+
+/// The server with the embedder, the SciFact cross-encoder and the XLM-R fixture; the SciFact
+/// model cuts small batches so a search can be cancelled between them.
+fn start(dir: &Path) -> TestServer {
+    let config = dir.join("sieve.toml");
+    let models = shared().join("models");
+    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
+    std::fs::write(
+        &config,
+        format!(
+            "models_dir = {models:?}\ndefault_embedder = \"{EMBEDDER}\"\n\n\
+             [[models]]\nname = \"{EMBEDDER}\"\n\n\
+             [[models]]\nname = \"{SCIFACT_CE}\"\nmax_batch_requests = 4\n\n\
+             [[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n",
+        ),
+    )
+    .unwrap();
+    let data = dir.join("data");
+    TestServer::start(&data, &["--config", config.to_str().unwrap()])
+}
+
+/// 300 SciFact documents: those judged relevant to the first test queries, then the corpus
+/// from its start; and the first test query with its relevant document.
+fn scifact_subset() -> (Vec<proto::Document>, (String, String)) {
+    let beir = shared().join("data/beir/scifact");
+    let qrels = std::fs::read_to_string(beir.join("qrels/test.tsv")).unwrap();
+    let judged: Vec<(String, String)> = qrels
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let mut fields = line.trim_end_matches('\r').split('\t');
+            (fields.next().unwrap().to_string(), fields.next().unwrap().to_string())
+        })
+        .collect();
+    let wanted: Vec<&String> = judged.iter().take(20).map(|(_, doc)| doc).collect();
+    let corpus: Vec<proto::Document> = gz_lines(&beir.join("corpus.jsonl.gz"))
+        .iter()
+        .map(|line| sieve_client::jsonl::parse_document(line).unwrap())
+        .collect();
+    let mut subset: Vec<proto::Document> =
+        corpus.iter().filter(|d| wanted.contains(&&d.id)).cloned().collect();
+    for doc in &corpus {
+        if subset.len() == 300 {
+            break;
+        }
+        if !wanted.contains(&&doc.id) {
+            subset.push(doc.clone());
+        }
+    }
+    let (query_id, relevant) = judged[0].clone();
+    let query = gz_lines(&beir.join("queries.jsonl.gz"))
+        .iter()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .find(|q| q["_id"] == query_id.as_str())
+        .map(|q| q["text"].as_str().unwrap().to_string())
+        .unwrap();
+    (subset, (query, relevant))
+}
+
+async fn rerank(
+    client: &Client,
+    query: &str,
+    texts: Vec<String>,
+    model: &str,
+) -> proto::RerankResponse {
+    let request = proto::RerankRequest {
+        query: query.into(),
+        texts,
+        top_n: 0,
+        model: model.into(),
+        windows: false,
+    };
+    client.rerank(request).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_collection_and_a_two_stage_cascade() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let client = server.client().await;
+    let created =
+        client.create_collection("scifact", proto::CollectionConfig::default()).await.unwrap();
+    let dense = created.config.unwrap().dense.expect("the default embedder makes it dense");
+    assert_eq!((dense.embedder.as_str(), dense.dimension), (EMBEDDER, 384));
+
+    let (documents, (query, relevant)) = scifact_subset();
+    assert_eq!(documents.len(), 300);
+    for chunk in documents.chunks(100) {
+        let ack = client.upsert("scifact", chunk.to_vec()).await.unwrap();
+        assert_eq!((ack.accepted.len(), ack.errors.len()), (100, 0));
+    }
+    let stats = client.collection("scifact").await.unwrap().stats.unwrap();
+    assert_eq!(
+        (stats.documents, stats.vectors),
+        (300, 300),
+        "every document was embedded at ingest"
+    );
+
+    // Dense retrieval with the server embedding the query.
+    let dense_only =
+        proto::SearchRequest::new("scifact", &query).with_mode(proto::Mode::Dense).with_top_k(10);
+    let answer = client.search(dense_only).await.unwrap();
+    let position = answer.hits().iter().position(|h| h.id == relevant);
+    assert!(position.is_some(), "{relevant} (relevant to {query:?}) is in the dense top 10");
+    let done = answer.done.unwrap();
+    assert_eq!(done.models[0].step, "embed");
+    assert_eq!(done.models[0].model, EMBEDDER);
+
+    // Hybrid, then the SciFact cross-encoder keeps 20 of 30 and the XLM-R stage keeps 5.
+    let request = proto::SearchRequest::new("scifact", &query)
+        .with_candidates(30)
+        .with_rerank([(SCIFACT_CE, 20), (XLMR, 5)]);
+    let mut events = client.search_events(request).await.unwrap();
+    let mut stages = Vec::new();
+    let mut done = None;
+    while let Some(event) = events.message().await.unwrap() {
+        match event.event.unwrap() {
+            proto::search_event::Event::Hits(stage) => stages.push(stage),
+            proto::search_event::Event::Done(d) => done = Some(d),
+        }
+    }
+    let names: Vec<(&str, &str, usize)> =
+        stages.iter().map(|s| (s.stage.as_str(), s.model.as_str(), s.hits.len())).collect();
+    assert_eq!(names, [("fused", "", 30), ("rerank:1", SCIFACT_CE, 20), ("rerank:2", XLMR, 5)]);
+    let done = done.expect("done closes the stream");
+    let steps: Vec<(&str, u32, u32)> =
+        done.models.iter().map(|m| (m.step.as_str(), m.inputs, m.kept)).collect();
+    assert_eq!(steps, [("embed", 1, 0), ("rerank:1", 30, 20), ("rerank:2", 20, 5)]);
+    assert!(done.timings.iter().any(|t| t.phase == "rerank" && t.micros > 0));
+
+    // Each stage's order and scores are what the Rerank RPC gives for the same texts.
+    let ids: Vec<String> = stages[0].hits.iter().map(|h| h.id.clone()).collect();
+    let got = client.get("scifact", ids.clone(), false).await.unwrap();
+    let passage = |id: &str| {
+        let doc = got.documents.iter().find(|d| d.id == id).unwrap();
+        format!("{} {}", doc.title, doc.text).trim().to_string()
+    };
+    let mut entering = ids;
+    for (stage, model) in [(1, SCIFACT_CE), (2, XLMR)] {
+        let texts: Vec<String> = entering.iter().map(|id| passage(id)).collect();
+        let direct = rerank(&client, &query, texts, model).await;
+        let hits = &stages[stage].hits;
+        for (rank, (hit, result)) in hits.iter().zip(&direct.results).enumerate() {
+            assert_eq!(hit.id, entering[result.index as usize], "stage {stage}, rank {}", rank + 1);
+            let placement = hit.stages.last().unwrap();
+            assert_eq!((placement.stage, placement.rank), (stage as u32, rank as u32 + 1));
+            assert!(
+                (placement.score - result.score).abs() < 1e-4,
+                "stage {stage}: {} vs {}",
+                placement.score,
+                result.score
+            );
+            assert_eq!(hit.stages.len(), stage, "a hit carries every stage it went through");
+        }
+        entering = hits.iter().map(|h| h.id.clone()).collect();
+    }
+    let final_hit = &stages[2].hits[0];
+    assert!(final_hit.fused.is_some() && final_hit.stages[0].model == SCIFACT_CE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rerank_calls_get_their_own_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let client = server.client().await;
+    let call = |i: usize| {
+        let texts: Vec<String> = (0..6)
+            .map(|j| format!("Passage {j} about prion protein in tissue sample {i}."))
+            .collect();
+        (format!("prion protein claim number {i}"), texts)
+    };
+    let mut alone = Vec::new();
+    for i in 0..16 {
+        let (query, texts) = call(i);
+        alone.push(rerank(&client, &query, texts, SCIFACT_CE).await);
+    }
+    let together: Vec<_> = (0..16)
+        .map(|i| {
+            let client = client.clone();
+            tokio::spawn(async move {
+                let (query, texts) = call(i);
+                rerank(&client, &query, texts, SCIFACT_CE).await
+            })
+        })
+        .collect();
+    for (i, handle) in together.into_iter().enumerate() {
+        let concurrent = handle.await.unwrap();
+        assert_eq!(concurrent.results.len(), 6);
+        for (a, b) in concurrent.results.iter().zip(&alone[i].results) {
+            assert_eq!(a.index, b.index, "call {i}: same order");
+            assert!((a.score - b.score).abs() < 1e-4, "call {i}: {} vs {}", a.score, b.score);
+        }
+    }
+    let empty = status_of(
+        client.rerank(proto::RerankRequest { query: "q".into(), ..Default::default() }).await,
+    );
+    assert_eq!(
+        (empty.code(), empty.message()),
+        (tonic::Code::InvalidArgument, "texts: must not be empty")
+    );
+    let unknown = status_of(
+        client
+            .rerank(proto::RerankRequest {
+                query: "q".into(),
+                texts: vec!["t".into()],
+                model: "org/none".into(),
+                ..Default::default()
+            })
+            .await,
+    );
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+    assert!(
+        unknown
+            .message()
+            .starts_with("model: model 'org/none' is not loaded by this server (loaded: "),
+        "{}",
+        unknown.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_rerank_frees_its_queue_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let client = server.client().await;
+    client
+        .create_collection(
+            "c",
+            proto::CollectionConfig { keyword_only: true, ..Default::default() },
+        )
+        .await
+        .unwrap();
+    let long = "Abnormal prion protein accumulates in appendix and lymphoid tissue. ".repeat(25);
+    let documents: Vec<proto::Document> = (0..60)
+        .map(|i| proto::Document {
+            id: format!("d{i}"),
+            text: format!("prion {i} {long}"),
+            ..Default::default()
+        })
+        .collect();
+    client.upsert("c", documents).await.unwrap();
+    // 60 long pairs, 4 per forward pass: many seconds of work. Leave after the fused list.
+    let request = proto::SearchRequest::new("c", "prion protein")
+        .with_candidates(60)
+        .with_rerank([(SCIFACT_CE, 10)]);
+    let mut events = client.search_events(request).await.unwrap();
+    let first = events.message().await.unwrap().unwrap();
+    assert!(
+        matches!(first.event, Some(proto::search_event::Event::Hits(ref s)) if s.stage == "fused")
+    );
+    let model_stats = |info: proto::GetInfoResponse| {
+        info.models.into_iter().find(|m| m.name == SCIFACT_CE).unwrap()
+    };
+    let mut stats = model_stats(client.info().await.unwrap());
+    for _ in 0..200 {
+        if stats.queued > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        stats = model_stats(client.info().await.unwrap());
+    }
+    assert!(stats.queued > 0, "the search's pairs are waiting: {stats:?}");
+    drop(events);
+
+    for _ in 0..300 {
+        if stats.queued == 0 && stats.cancelled > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stats = model_stats(client.info().await.unwrap());
+    }
+    assert_eq!(stats.queued, 0, "nothing of the abandoned search still waits");
+    assert!(stats.cancelled >= 40, "most of its 60 pairs were dropped unrun: {stats:?}");
+    assert_eq!(stats.inputs + stats.cancelled, 60);
+}
+
+#[test]
+fn a_missing_model_stops_start_up_and_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sieve-server"))
+        .args(["--listen", "127.0.0.1:0", "--models", "org/absent", "--models-dir"])
+        .arg(dir.path().join("models"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let expected_dir = dir.path().join("models/org--absent");
+    assert!(stderr.contains(&format!("no checkpoint at {}", expected_dir.display())), "{stderr}");
+    assert!(stderr.contains("git clone https://huggingface.co/org/absent"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_of_searches_with_a_cascade_answers_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let client = server.client().await;
+    client.create_collection("c", proto::CollectionConfig::default()).await.unwrap();
+    let docs: Vec<proto::Document> = [
+        "Vitamin D deficiency weakens bones.",
+        "Bees dance to share directions.",
+        "Glaciers carve valleys.",
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, t)| proto::Document {
+        id: format!("d{i}"),
+        text: t.to_string(),
+        ..Default::default()
+    })
+    .collect();
+    client.upsert("c", docs).await.unwrap();
+    let requests = vec![
+        proto::SearchRequest::new("c", "vitamin D and bones")
+            .with_rerank([(SCIFACT_CE, 2)])
+            .with_top_k(2),
+        proto::SearchRequest::new("c", "bees").with_rerank([("org/none", 1)]),
+    ];
+    let results: Vec<proto::SearchResult> = client
+        .search_stream(futures::stream::iter(requests))
+        .await
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    let Some(proto::search_result::Outcome::Response(first)) = &results[0].outcome else {
+        panic!("{:?}", results[0])
+    };
+    assert_eq!(first.stages.len(), 2);
+    assert_eq!(first.hits()[0].id, "d0");
+    let Some(proto::search_result::Outcome::Error(error)) = &results[1].outcome else {
+        panic!("{:?}", results[1])
+    };
+    assert_eq!(error.code, tonic::Code::InvalidArgument as u32);
+    assert!(
+        error.message.starts_with("plan.rerank[0].model: model 'org/none' is not loaded"),
+        "{}",
+        error.message
+    );
+}
