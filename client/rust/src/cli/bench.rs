@@ -43,6 +43,27 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Send Rerank requests (query + passages from a corpus) and time them: pairs/s.
+    Rerank {
+        /// JSON-lines corpus supplying passages (title + text).
+        #[arg(long)]
+        corpus: PathBuf,
+        /// JSON-lines queries ({"text": ...}).
+        #[arg(long)]
+        queries: PathBuf,
+        /// Cross-encoder (default: the server's).
+        #[arg(long)]
+        model: Option<String>,
+        /// Measured requests (after 2 warm-up requests).
+        #[arg(long, default_value_t = 10)]
+        requests: usize,
+        /// Passages per request.
+        #[arg(long, default_value_t = 20)]
+        passages: usize,
+        /// Requests in flight at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+    },
     /// Send searches and time them.
     Search {
         /// Collection.
@@ -79,6 +100,20 @@ fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
     use std::io::BufRead;
     let lines: Vec<String> = open(path)?.lines().collect::<Result<_, _>>()?;
     Ok(lines.into_iter().filter(|l| !l.trim().is_empty()).collect())
+}
+
+/// The `text` of every query in a JSON-lines file.
+fn query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let texts: Vec<String> = read_jsonl(path)?
+        .iter()
+        .map(|line| {
+            let value: serde_json::Value = serde_json::from_str(line)?;
+            Ok(value.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string())
+        })
+        .collect::<anyhow::Result<_>>()
+        .with_context(|| format!("reading queries from {}", path.display()))?;
+    anyhow::ensure!(!texts.is_empty(), "{} holds no queries", path.display());
+    Ok(texts)
 }
 
 fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
@@ -168,17 +203,72 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 "docs_per_sec": accepted as f64 / seconds, "ms_per_batch": percentiles(&batch_time),
             })
         }
-        Command::Search { collection, queries, requests, concurrency, mode, top_k, seed } => {
-            anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
-            let texts: Vec<String> = read_jsonl(&queries)?
+        Command::Rerank { corpus, queries, model, requests, passages, concurrency } => {
+            anyhow::ensure!(
+                concurrency > 0 && passages > 0,
+                "--concurrency and --passages must be at least 1"
+            );
+            let texts: Vec<String> = read_jsonl(&corpus)?
                 .iter()
                 .map(|line| {
-                    let value: serde_json::Value = serde_json::from_str(line)?;
-                    Ok(value.get("text").and_then(|t| t.as_str()).unwrap_or_default().to_string())
+                    let doc = jsonl::parse_document(line).map_err(anyhow::Error::msg)?;
+                    Ok(format!("{} {}", doc.title, doc.text).trim().to_string())
                 })
-                .collect::<anyhow::Result<_>>()
-                .with_context(|| format!("reading queries from {}", queries.display()))?;
-            anyhow::ensure!(!texts.is_empty(), "{} holds no queries", queries.display());
+                .collect::<anyhow::Result<_>>()?;
+            let query_texts = query_texts(&queries)?;
+            anyhow::ensure!(!texts.is_empty(), "{} holds no documents", corpus.display());
+            let make = |i: usize| proto::RerankRequest {
+                query: query_texts[i % query_texts.len()].clone(),
+                texts: (0..passages)
+                    .map(|j| texts[(i * passages + j) % texts.len()].clone())
+                    .collect(),
+                top_n: 0,
+                model: model.clone().unwrap_or_default(),
+                windows: false,
+            };
+            for i in 0..2 {
+                client.rerank(make(i)).await?;
+            }
+            let started = Instant::now();
+            let outcomes: Vec<(Duration, Option<proto::RerankResponse>)> =
+                futures::stream::iter((2..requests + 2).map(make))
+                    .map(|request| {
+                        let client = client.clone();
+                        async move {
+                            let t = Instant::now();
+                            let response = client.rerank(request).await.ok();
+                            (t.elapsed(), response)
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+            let seconds = started.elapsed().as_secs_f64();
+            let mut latency = histogram();
+            let (mut queue, mut compute) = (histogram(), histogram());
+            for (elapsed, response) in &outcomes {
+                record(&mut latency, *elapsed);
+                if let Some(r) = response {
+                    record(&mut queue, Duration::from_micros(r.queue_micros));
+                    record(&mut compute, Duration::from_micros(r.compute_micros));
+                }
+            }
+            let errors = outcomes.iter().filter(|(_, r)| r.is_none()).count();
+            let model_name = outcomes
+                .iter()
+                .find_map(|(_, r)| r.as_ref().map(|r| r.model.clone()))
+                .unwrap_or_default();
+            let pairs = (requests - errors) * passages;
+            json!({
+                "model": model_name, "requests": requests, "passages_per_request": passages, "concurrency": concurrency,
+                "errors": errors, "seconds": seconds, "pairs_per_sec": pairs as f64 / seconds,
+                "ms_per_100_pairs": seconds * 1000.0 * 100.0 / pairs.max(1) as f64,
+                "latency_ms": percentiles(&latency), "queue_ms": percentiles(&queue), "compute_ms": percentiles(&compute),
+            })
+        }
+        Command::Search { collection, queries, requests, concurrency, mode, top_k, seed } => {
+            anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
+            let texts = query_texts(&queries)?;
             let dimension = client
                 .collection(&collection)
                 .await?
