@@ -329,6 +329,20 @@ mod tests {
     }
 
     #[test]
+    fn the_example_production_config_loads() {
+        let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/sieve.toml");
+        let config = Config::load(Some(&example), &Overrides::default()).unwrap();
+        assert_eq!(config.models.0.len(), 3);
+        let cascade: Vec<(&str, usize)> =
+            config.cascade.0.iter().map(|s| (s.model.as_str(), s.keep)).collect();
+        assert_eq!(
+            cascade,
+            [("cross-encoder/ms-marco-MiniLM-L-6-v2", 20), ("BAAI/bge-reranker-large", 10)]
+        );
+        assert_eq!(config.default_embedder, "sentence-transformers/all-MiniLM-L6-v2");
+    }
+
+    #[test]
     fn printed_config_loads_back() {
         let text = toml::to_string(&Config::default()).unwrap();
         let parsed: Config = toml::from_str(&text).unwrap();

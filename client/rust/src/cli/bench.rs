@@ -72,15 +72,25 @@ pub enum Command {
         /// JSON-lines queries ({"text": ...}, BEIR queries format).
         #[arg(long)]
         queries: PathBuf,
-        /// Measured requests (after 50 warm-up requests).
+        /// Measured requests.
         #[arg(long, default_value_t = 1000)]
         requests: usize,
+        /// Unmeasured requests sent first.
+        #[arg(long, default_value_t = 50)]
+        warmup: usize,
         /// Requests in flight at once.
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
-        /// Retrievers; dense and hybrid send a random unit query vector.
+        /// Retrievers. Dense and hybrid send a random unit query vector unless the collection
+        /// has a built-in embedder, which then embeds the query text.
         #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
         mode: ModeArg,
+        /// Rerank stage `model:keep`, repeatable (default: the server's cascade).
+        #[arg(long, value_name = "MODEL:KEEP")]
+        rerank: Vec<String>,
+        /// Fused candidates entering the cascade.
+        #[arg(long)]
+        candidates: Option<u32>,
         /// Hits per search.
         #[arg(long, default_value_t = 10)]
         top_k: u32,
@@ -266,15 +276,24 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 "latency_ms": percentiles(&latency), "queue_ms": percentiles(&queue), "compute_ms": percentiles(&compute),
             })
         }
-        Command::Search { collection, queries, requests, concurrency, mode, top_k, seed } => {
+        Command::Search {
+            collection,
+            queries,
+            requests,
+            warmup,
+            concurrency,
+            mode,
+            rerank,
+            candidates,
+            top_k,
+            seed,
+        } => {
             anyhow::ensure!(concurrency > 0, "--concurrency must be at least 1");
             let texts = query_texts(&queries)?;
-            let dimension = client
-                .collection(&collection)
-                .await?
-                .config
-                .and_then(|c| c.dense)
-                .map_or(0, |d| d.dimension as usize);
+            let dense = client.collection(&collection).await?.config.and_then(|c| c.dense);
+            let dimension = dense.as_ref().map_or(0, |d| d.dimension as usize);
+            let server_embeds = dense.as_ref().is_some_and(|d| !d.embedder.is_empty());
+            let stages = super::search::parse_stages(&rerank)?;
             let (mode, needs_vector) = match mode {
                 ModeArg::Bm25 => (proto::Mode::Bm25, false),
                 ModeArg::Dense => (proto::Mode::Dense, true),
@@ -284,8 +303,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 !needs_vector || dimension > 0,
                 "collection '{collection}' has no vectors; use --mode bm25"
             );
+            let send_vector = needs_vector && !server_embeds;
             let mut rng = StdRng::seed_from_u64(seed);
-            let warmup = 50;
             let all: Vec<proto::SearchRequest> = (0..requests + warmup)
                 .map(|i| {
                     let mut request =
@@ -293,9 +312,12 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                             .with_top_k(top_k)
                             .with_mode(mode);
                     request.include_text = Some(false);
-                    if needs_vector {
+                    if send_vector {
                         request.query_vector = unit_vector(&mut rng, dimension);
                     }
+                    let plan = request.plan.get_or_insert_with(Default::default);
+                    plan.rerank = stages.clone();
+                    plan.candidates = candidates.unwrap_or(0);
                     request
                 })
                 .collect();
@@ -323,7 +345,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             }
             let errors = outcomes.iter().filter(|(_, ok)| !ok).count();
             json!({
-                "collection": collection, "mode": mode.as_str_name(), "requests": requests, "concurrency": concurrency,
+                "collection": collection, "mode": mode.as_str_name(), "server_embeds_query": server_embeds,
+                "rerank": rerank, "candidates": candidates, "requests": requests, "concurrency": concurrency,
                 "top_k": top_k, "errors": errors, "seconds": seconds, "qps": requests as f64 / seconds,
                 "latency_ms": percentiles(&latency),
             })

@@ -78,6 +78,22 @@ enum FusionArg {
     Linear,
 }
 
+/// Parses `--rerank model:keep` stages.
+pub fn parse_stages(stages: &[String]) -> anyhow::Result<Vec<proto::RerankStage>> {
+    stages
+        .iter()
+        .map(|stage| {
+            let (model, keep) = stage
+                .rsplit_once(':')
+                .ok_or_else(|| anyhow::anyhow!("--rerank {stage}: expected MODEL:KEEP"))?;
+            let keep = keep
+                .parse()
+                .map_err(|_| anyhow::anyhow!("--rerank {stage}: KEEP must be a number"))?;
+            Ok(proto::RerankStage { model: model.to_string(), keep })
+        })
+        .collect()
+}
+
 /// Parses one `--filter` expression.
 pub fn parse_filter(expression: &str) -> Result<proto::Filter, String> {
     let expression = expression.trim();
@@ -143,19 +159,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         Some(FusionArg::Rrf) => proto::Fusion::Rrf,
         Some(FusionArg::Linear) => proto::Fusion::Linear,
     };
-    let rerank = args
-        .rerank
-        .iter()
-        .map(|stage| {
-            let (model, keep) = stage
-                .rsplit_once(':')
-                .ok_or_else(|| anyhow::anyhow!("--rerank {stage}: expected MODEL:KEEP"))?;
-            let keep = keep
-                .parse()
-                .map_err(|_| anyhow::anyhow!("--rerank {stage}: KEEP must be a number"))?;
-            Ok(proto::RerankStage { model: model.to_string(), keep })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let rerank = parse_stages(&args.rerank)?;
     let request = proto::SearchRequest {
         collection: args.collection,
         query: args.query,
