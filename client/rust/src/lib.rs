@@ -15,6 +15,8 @@
 //! # }
 //! ```
 
+pub mod cli;
+pub mod eval;
 pub mod jsonl;
 
 use futures::{Stream, StreamExt};

@@ -1,10 +1,9 @@
 //! `sieve`: the command-line client for a Sieve server.
 
-mod cli;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use sieve_client::cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

@@ -4,13 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::{Client, jsonl, proto};
 use anyhow::Context as _;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
-use sieve_client::{Client, jsonl, proto};
 
 use super::collections::{AnalyzerArg, DistanceArg, config};
 use super::ingest::open;
@@ -64,6 +64,30 @@ pub enum Command {
         #[arg(long, default_value_t = 1)]
         concurrency: usize,
     },
+    /// HNSW at scale: ingest the vectors of bench/peers/vectors.py (base.fvecs), search with
+    /// its queries one at a time through the dense pipeline, and report recall@10 against its
+    /// exact ground truth (truth.ivecs) with latency; the same work as bench/peers/hnsw.py.
+    Vectors {
+        /// Folder holding base.fvecs, queries.fvecs and truth.ivecs.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Collection (created as dense cosine with these HNSW settings if missing; reused,
+        /// without ingest, if it already holds every base vector).
+        #[arg(short, long)]
+        collection: String,
+        /// HNSW links per node.
+        #[arg(long, default_value_t = 16)]
+        m: u32,
+        /// HNSW build candidate list.
+        #[arg(long, default_value_t = 100)]
+        ef_construction: u32,
+        /// HNSW search candidate list.
+        #[arg(long, default_value_t = 100)]
+        ef_search: u32,
+        /// Documents per ingest batch.
+        #[arg(long, default_value_t = 512)]
+        batch_size: usize,
+    },
     /// Send searches and time them.
     Search {
         /// Collection.
@@ -88,6 +112,9 @@ pub enum Command {
         /// Rerank stage `model:keep`, repeatable (default: the server's cascade).
         #[arg(long, value_name = "MODEL:KEEP")]
         rerank: Vec<String>,
+        /// No reranking, even if the server has a default cascade.
+        #[arg(long, conflicts_with = "rerank")]
+        no_rerank: bool,
         /// Fused candidates entering the cascade.
         #[arg(long)]
         candidates: Option<u32>,
@@ -100,13 +127,40 @@ pub enum Command {
     },
 }
 
+/// Vectors in the TEXMEX `.fvecs` layout: per vector an i32 dimension, then its f32s.
+fn read_fvecs(path: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    read_vecs(path, f32::from_le_bytes)
+}
+
+/// `.ivecs`: the same layout with i32 items.
+fn read_ivecs(path: &Path) -> anyhow::Result<Vec<Vec<i32>>> {
+    read_vecs(path, i32::from_le_bytes)
+}
+
+fn read_vecs<T>(path: &Path, item: impl Fn([u8; 4]) -> T) -> anyhow::Result<Vec<Vec<T>>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let word = |at: usize| -> [u8; 4] { bytes[at..at + 4].try_into().expect("4 bytes") };
+    let mut vectors = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        anyhow::ensure!(at + 4 <= bytes.len(), "{}: truncated", path.display());
+        let dim = i32::from_le_bytes(word(at));
+        anyhow::ensure!(dim > 0, "{}: dimension {dim} at byte {at}", path.display());
+        let end = at + 4 + 4 * dim as usize;
+        anyhow::ensure!(end <= bytes.len(), "{}: truncated", path.display());
+        vectors.push((at + 4..end).step_by(4).map(|i| item(word(i))).collect());
+        at = end;
+    }
+    Ok(vectors)
+}
+
 fn unit_vector(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect();
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
     v.into_iter().map(|x| x / norm).collect()
 }
 
-fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
+pub(super) fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
     use std::io::BufRead;
     let lines: Vec<String> = open(path)?.lines().collect::<Result<_, _>>()?;
     Ok(lines.into_iter().filter(|l| !l.trim().is_empty()).collect())
@@ -126,7 +180,7 @@ fn query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
-fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
+pub(super) fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
     let ms = |micros: u64| micros as f64 / 1000.0;
     json!({
         "p50": ms(histogram.value_at_quantile(0.50)),
@@ -138,11 +192,11 @@ fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
 }
 
 /// Latencies in microseconds, from 1 µs to 10 minutes, 3 significant digits.
-fn histogram() -> Histogram<u64> {
+pub(super) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid histogram bounds")
 }
 
-fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+pub(super) fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
     histogram.saturating_record(elapsed.as_micros() as u64);
 }
 
@@ -276,6 +330,91 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 "latency_ms": percentiles(&latency), "queue_ms": percentiles(&queue), "compute_ms": percentiles(&compute),
             })
         }
+        Command::Vectors { dir, collection, m, ef_construction, ef_search, batch_size } => {
+            anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
+            let base = read_fvecs(&dir.join("base.fvecs"))?;
+            let queries = read_fvecs(&dir.join("queries.fvecs"))?;
+            let truth = read_ivecs(&dir.join("truth.ivecs"))?;
+            anyhow::ensure!(
+                !base.is_empty() && queries.len() == truth.len(),
+                "{}: base, queries and truth disagree",
+                dir.display()
+            );
+            let dimension = base[0].len() as u32;
+            let existing = client.collection(&collection).await.ok();
+            let documents = existing.as_ref().and_then(|c| c.stats).map_or(0, |s| s.documents);
+            let mut ingest_seconds = None;
+            if documents != base.len() as u64 {
+                if existing.is_none() {
+                    let hnsw = proto::HnswParams { m, ef_construction, ef_search };
+                    let settings = config(
+                        Some(dimension),
+                        None,
+                        false,
+                        DistanceArg::Cosine,
+                        AnalyzerArg::English,
+                        hnsw,
+                    );
+                    client.create_collection(&collection, settings).await?;
+                }
+                let batches: Vec<proto::IngestRequest> = base
+                    .chunks(batch_size)
+                    .enumerate()
+                    .map(|(b, chunk)| proto::IngestRequest {
+                        collection: collection.clone(),
+                        documents: chunk
+                            .iter()
+                            .enumerate()
+                            .map(|(i, v)| proto::Document {
+                                id: (b * batch_size + i).to_string(),
+                                vector: v.clone(),
+                                ..Default::default()
+                            })
+                            .collect(),
+                        delete_ids: Vec::new(),
+                    })
+                    .collect();
+                let started = Instant::now();
+                let mut acks = client.ingest(futures::stream::iter(batches)).await?;
+                let mut rejected = 0;
+                while let Some(ack) = acks.message().await? {
+                    rejected += ack.errors.len();
+                }
+                anyhow::ensure!(rejected == 0, "{rejected} vectors were rejected");
+                ingest_seconds = Some(started.elapsed().as_secs_f64());
+            }
+            let hnsw = client
+                .collection(&collection)
+                .await?
+                .config
+                .and_then(|c| c.dense)
+                .and_then(|d| d.hnsw)
+                .unwrap_or_default();
+            let mut latency = histogram();
+            let mut recall = 0.0;
+            let started = Instant::now();
+            for (query, truth) in queries.iter().zip(&truth) {
+                let request = proto::SearchRequest::new(&collection, "")
+                    .with_vector(query.clone())
+                    .with_top_k(10)
+                    .with_mode(proto::Mode::Dense);
+                let t = Instant::now();
+                let response = client.search(request).await?;
+                record(&mut latency, t.elapsed());
+                let expected: Vec<String> = truth.iter().take(10).map(|i| i.to_string()).collect();
+                let found = response.hits().iter().filter(|h| expected.contains(&h.id)).count();
+                recall += found as f64 / 10.0;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            json!({
+                "collection": collection, "vectors": base.len(), "dimension": dimension, "queries": queries.len(),
+                "m": hnsw.m, "ef_construction": hnsw.ef_construction, "ef_search": hnsw.ef_search,
+                "ingest_seconds": ingest_seconds,
+                "ingest_docs_per_sec": ingest_seconds.map(|s| base.len() as f64 / s),
+                "recall@10": recall / queries.len() as f64,
+                "qps_one_client": queries.len() as f64 / seconds, "latency_ms": percentiles(&latency),
+            })
+        }
         Command::Search {
             collection,
             queries,
@@ -284,6 +423,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             concurrency,
             mode,
             rerank,
+            no_rerank,
             candidates,
             top_k,
             seed,
@@ -317,6 +457,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                     }
                     let plan = request.plan.get_or_insert_with(Default::default);
                     plan.rerank = stages.clone();
+                    plan.no_rerank = no_rerank;
                     plan.candidates = candidates.unwrap_or(0);
                     request
                 })
@@ -346,7 +487,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             let errors = outcomes.iter().filter(|(_, ok)| !ok).count();
             json!({
                 "collection": collection, "mode": mode.as_str_name(), "server_embeds_query": server_embeds,
-                "rerank": rerank, "candidates": candidates, "requests": requests, "concurrency": concurrency,
+                "rerank": rerank, "no_rerank": no_rerank, "candidates": candidates, "requests": requests, "concurrency": concurrency,
                 "top_k": top_k, "errors": errors, "seconds": seconds, "qps": requests as f64 / seconds,
                 "latency_ms": percentiles(&latency),
             })

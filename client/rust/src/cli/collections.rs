@@ -1,7 +1,7 @@
 //! `sieve collections ...`.
 
+use crate::{Client, proto};
 use clap::{Subcommand, ValueEnum};
-use sieve_client::{Client, proto};
 
 use super::output;
 

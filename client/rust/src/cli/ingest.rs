@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::{Client, Error, jsonl, proto};
 use anyhow::Context as _;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use sieve_client::{Client, Error, jsonl, proto};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
@@ -112,34 +112,90 @@ fn count_lines(path: &Path) -> anyhow::Result<u64> {
     Ok(count)
 }
 
-pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
-    let total = count_lines(&args.file)?;
-    let mut chunks = read_batches(args.file.clone(), args.batch_size)?;
-    let Some(first) = chunks.recv().await.transpose()? else {
-        println!("{} holds no documents", args.file.display());
-        return Ok(ExitCode::SUCCESS);
-    };
-    if args.create {
-        ensure_collection(client, &args, first.documents.first()).await?;
+/// What one ingest run landed.
+pub struct Outcome {
+    pub accepted: u64,
+    /// Documents the server refused, with why.
+    pub rejected: Vec<String>,
+    /// Lines that did not parse.
+    pub unreadable: Vec<String>,
+    /// Durable sequence of the last ack.
+    pub sequence: u64,
+    pub seconds: f64,
+    /// Why the stream stopped early, if it did.
+    pub failure: Option<Error>,
+}
+
+impl Outcome {
+    pub fn failed(&self) -> usize {
+        self.rejected.len() + self.unreadable.len()
     }
 
-    let progress = if args.quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
+    /// Prints the summary line and the first failures.
+    pub fn print(&self, collection: &str) {
+        println!(
+            "{collection}: accepted {}, rejected by the server {}, unreadable {} in {:.1} s ({:.0} docs/s), durable at sequence {}",
+            self.accepted,
+            self.rejected.len(),
+            self.unreadable.len(),
+            self.seconds,
+            self.accepted as f64 / self.seconds.max(1e-9),
+            self.sequence,
+        );
+        for line in self.rejected.iter().chain(&self.unreadable).take(SHOWN_FAILURES) {
+            eprintln!("  failed: {line}");
+        }
+        if self.failed() > SHOWN_FAILURES {
+            eprintln!("  ... and {} more", self.failed() - SHOWN_FAILURES);
+        }
+    }
+}
+
+pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(args.batch_size > 0, "--batch-size must be at least 1");
+    if args.create {
+        let mut chunks = read_batches(args.file.clone(), 1)?;
+        let first = chunks.recv().await.transpose()?;
+        ensure_collection(client, &args, first.as_ref().and_then(|c| c.documents.first())).await?;
+    }
+    let outcome =
+        stream_file(client, &args.file, &args.collection, args.batch_size, args.quiet).await?;
+    outcome.print(&args.collection);
+    if let Some(error) = outcome.failure {
+        return Err(anyhow::Error::from(error).context("ingest stopped"));
+    }
+    Ok(if outcome.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Streams a JSON-lines file into `collection` in batches of `batch_size`, with a progress bar
+/// unless `quiet`.
+pub async fn stream_file(
+    client: &Client,
+    file: &Path,
+    collection: &str,
+    batch_size: usize,
+    quiet: bool,
+) -> anyhow::Result<Outcome> {
+    let total = count_lines(file)?;
+    let mut chunks = read_batches(file.to_path_buf(), batch_size)?;
+    let progress = if quiet { ProgressBar::hidden() } else { ProgressBar::new(total) };
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} docs  {per_sec}  eta {eta}  {msg}")
             .expect("valid template"),
     );
     let (requests_tx, requests_rx) = mpsc::channel::<proto::IngestRequest>(2);
-    let collection = args.collection.clone();
     let feeder = {
         let progress = progress.clone();
+        let collection = collection.to_string();
         tokio::spawn(async move {
             let mut unreadable = Vec::new();
-            let mut next = Some(Ok(first));
-            while let Some(chunk) = next {
+            while let Some(chunk) = chunks.recv().await {
                 let chunk: Chunk = chunk?;
                 progress.inc(chunk.unreadable.len() as u64);
                 unreadable.extend(chunk.unreadable);
+                if chunk.documents.is_empty() {
+                    continue;
+                }
                 let request = proto::IngestRequest {
                     collection: collection.clone(),
                     documents: chunk.documents,
@@ -148,7 +204,6 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
                 if requests_tx.send(request).await.is_err() {
                     break;
                 }
-                next = chunks.recv().await;
             }
             anyhow::Ok(unreadable)
         })
@@ -177,25 +232,8 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
     }
     progress.finish_and_clear();
     let unreadable = feeder.await??;
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "{}: accepted {accepted}, rejected by the server {}, unreadable {} in {elapsed:.1} s ({:.0} docs/s), durable at sequence {sequence}",
-        args.collection,
-        rejected.len(),
-        unreadable.len(),
-        accepted as f64 / elapsed.max(1e-9),
-    );
-    for line in rejected.iter().chain(&unreadable).take(SHOWN_FAILURES) {
-        eprintln!("  failed: {line}");
-    }
-    let failed = rejected.len() + unreadable.len();
-    if failed > SHOWN_FAILURES {
-        eprintln!("  ... and {} more", failed - SHOWN_FAILURES);
-    }
-    if let Some(error) = failure {
-        return Err(anyhow::Error::from(error).context("ingest stopped"));
-    }
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Outcome { accepted, rejected, unreadable, sequence, seconds, failure })
 }
 
 async fn ensure_collection(

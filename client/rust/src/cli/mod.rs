@@ -1,15 +1,17 @@
-//! Commands of the `sieve` tool.
+//! Commands of the `sieve` tool, as a library so programs and tests can run them in-process:
+//! `cli::run(Cli::parse_from(["sieve", "--addr", url, "eval", ...]))`.
 
 mod bench;
 mod collections;
+mod eval;
 mod ingest;
 mod output;
 mod search;
 
 use std::process::ExitCode;
 
+use crate::{Client, proto};
 use clap::{Parser, Subcommand};
-use sieve_client::{Client, proto};
 
 /// Command-line client for a Sieve retrieval server.
 #[derive(Debug, Parser)]
@@ -68,6 +70,9 @@ enum Command {
         #[arg(long)]
         top_n: Option<u32>,
     },
+    /// Measure retrieval quality on a BEIR-format test collection: nDCG@10, Recall@100, MRR@10
+    /// and latency per pipeline.
+    Eval(eval::Args),
     /// Measure ingest or search throughput and latency against a running server.
     #[command(subcommand)]
     Bench(bench::Command),
@@ -123,6 +128,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 response.compute_micros as f64 / 1000.0
             );
         }
+        Command::Eval(args) => return eval::run(&client, args).await,
         Command::Bench(command) => bench::run(&client, command).await?,
     }
     Ok(ExitCode::SUCCESS)

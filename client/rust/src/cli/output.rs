@@ -1,7 +1,7 @@
 //! JSON views of API messages for `--json` output.
 
+use crate::proto;
 use serde_json::{Value as Json, json};
-use sieve_client::proto;
 
 pub fn value(value: &proto::Value) -> Json {
     use proto::value::Kind;

@@ -1,7 +1,7 @@
 //! `sieve search QUERY`: one search, printed as a table or as JSON.
 
+use crate::{Client, proto};
 use clap::ValueEnum;
-use sieve_client::{Client, proto};
 
 use super::output;
 

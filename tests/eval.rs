@@ -1,0 +1,227 @@
+//! `sieve eval` end to end: a 500-document SciFact subset in BEIR layout, ingested through the
+//! real server (embedded by all-MiniLM-L6-v2), every pipeline run over the judged queries, and
+//! the JSON report and TREC runs checked against the qrels with Sieve's own measures.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use common::TestServer;
+use serde_json::Value;
+use sieve_client::cli::{self, Cli};
+use sieve_client::eval;
+
+const EMBEDDER: &str = "sentence-transformers/all-MiniLM-L6-v2";
+/// A tiny cross-encoder fixture as the default cascade: the test checks the cascade's
+/// plumbing, not its quality (that is docs/BENCHMARKS.md's job).
+const TINY_CE: &str = "tiny-bert-ce";
+const DOCUMENTS: usize = 500;
+const QUERIES: usize = 40;
+
+fn shared() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        dir.join("data/beir/scifact").is_dir() && dir.join("models").is_dir(),
+        "{} is missing: this test needs the shared SciFact data and models",
+        dir.display()
+    );
+    dir
+}
+
+fn gz_lines(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
+}
+
+/// Writes a BEIR folder: the first `QUERIES` judged test queries, every document judged for
+/// them, then corpus documents from the start up to `DOCUMENTS`. The qrels keep SciFact's
+/// header and CRLF endings; the queries file is gzipped, the corpus not.
+fn write_subset(dir: &Path) -> (usize, usize) {
+    let beir = shared().join("data/beir/scifact");
+    let qrels = std::fs::read_to_string(beir.join("qrels/test.tsv")).unwrap();
+    let mut lines = qrels.split("\r\n").filter(|l| !l.is_empty());
+    let header = lines.next().unwrap();
+    let mut queries: Vec<&str> = Vec::new();
+    let mut kept = Vec::new();
+    for line in lines {
+        let query = line.split('\t').next().unwrap();
+        if !queries.contains(&query) {
+            if queries.len() == QUERIES {
+                break;
+            }
+            queries.push(query);
+        }
+        kept.push(line);
+    }
+    let judged: BTreeSet<&str> = kept.iter().map(|l| l.split('\t').nth(1).unwrap()).collect();
+
+    let corpus = gz_lines(&beir.join("corpus.jsonl.gz"));
+    let id_of = |line: &str| {
+        let value: Value = serde_json::from_str(line).unwrap();
+        value["_id"].as_str().unwrap().to_string()
+    };
+    let mut subset: Vec<&String> =
+        corpus.iter().filter(|l| judged.contains(id_of(l).as_str())).collect();
+    for line in &corpus {
+        if subset.len() == DOCUMENTS {
+            break;
+        }
+        if !judged.contains(id_of(line).as_str()) {
+            subset.push(line);
+        }
+    }
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    let corpus_text: String = subset.iter().map(|l| format!("{l}\n")).collect();
+    std::fs::write(dir.join("corpus.jsonl"), corpus_text).unwrap();
+    let qrels_text: String =
+        std::iter::once(header).chain(kept.iter().copied()).map(|l| format!("{l}\r\n")).collect();
+    std::fs::write(dir.join("qrels/test.tsv"), qrels_text).unwrap();
+    let all_queries = std::fs::read(beir.join("queries.jsonl.gz")).unwrap();
+    std::fs::write(dir.join("queries.jsonl.gz"), all_queries).unwrap();
+    (kept.len(), judged.len())
+}
+
+fn start(dir: &Path) -> TestServer {
+    let config = dir.join("sieve.toml");
+    let models = shared().join("models");
+    let tiny = shared().join("fixtures/tiny-bert-ce");
+    let mut file = std::fs::File::create(&config).unwrap();
+    write!(
+        file,
+        "models_dir = {models:?}\ndefault_embedder = \"{EMBEDDER}\"\n\n\
+         [[models]]\nname = \"{EMBEDDER}\"\n\n\
+         [[models]]\nname = \"{TINY_CE}\"\npath = {tiny:?}\nmax_length = 128\n\n\
+         [[cascade]]\nmodel = \"{TINY_CE}\"\nkeep = 10\n",
+    )
+    .unwrap();
+    TestServer::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
+}
+
+async fn sieve(server: &TestServer, args: &[&str]) -> std::process::ExitCode {
+    let argv = ["sieve", "--addr", &server.url].into_iter().chain(args.iter().copied());
+    cli::run(Cli::parse_from(argv)).await.expect("sieve eval runs")
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eval_reports_every_pipeline_over_every_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = dir.path().join("scifact-500");
+    let (judgments, judged_docs) = write_subset(&dataset);
+    assert_eq!(judgments, 50, "judgments of the first {QUERIES} SciFact test queries");
+    assert!(judged_docs < DOCUMENTS);
+    let server = start(dir.path());
+    let out = dir.path().join("report.json");
+    let code = sieve(
+        &server,
+        &[
+            "eval",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ],
+    )
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let report = read_json(&out);
+    assert_eq!(report["dataset"], "scifact-500");
+    assert_eq!(report["collection"], "eval-scifact-500");
+    assert_eq!(report["documents"], DOCUMENTS);
+    assert_eq!(report["queries"], QUERIES);
+    assert_eq!(report["judgments"], judgments);
+    let pipelines = report["pipelines"].as_array().unwrap();
+    let names: Vec<&str> = pipelines.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["bm25", "dense", "hybrid", "hybrid+rerank"]);
+
+    let qrels_file = std::fs::File::open(dataset.join("qrels/test.tsv")).unwrap();
+    let qrels = eval::read_qrels(BufReader::new(qrels_file)).unwrap();
+    let mut candidate_sets: HashMap<&str, Vec<BTreeSet<String>>> = HashMap::new();
+    for pipeline in pipelines {
+        let name = pipeline["name"].as_str().unwrap();
+        assert_eq!(pipeline["queries"], QUERIES, "{name}");
+        assert_eq!(pipeline["errors"], Value::Array(Vec::new()), "{name}");
+        let latency = &pipeline["latency_ms"];
+        assert!(latency["p50"].as_f64().unwrap() > 0.0, "{name}: {latency}");
+        assert!(latency["p50"].as_f64() <= latency["p99"].as_f64(), "{name}: {latency}");
+
+        // The TREC file is the run in the JSON, and scoring it reproduces the reported means.
+        let trec = dir.path().join(pipeline["trec_run_file"].as_str().unwrap());
+        let run = eval::read_trec_run(BufReader::new(std::fs::File::open(&trec).unwrap())).unwrap();
+        assert_eq!(run.len(), QUERIES, "{name}");
+        let from_json: eval::Run = serde_json::from_value(pipeline["run"].clone()).unwrap();
+        assert!(from_json == run, "{name}: the run in the JSON differs from {}", trec.display());
+        for (query, hits) in &run {
+            // BM25 finds only documents sharing a word with the query; the others fill 100.
+            let expected = if name == "bm25" { 1..=100 } else { 100..=100 };
+            assert!(expected.contains(&hits.len()), "{name} {query}: {} hits", hits.len());
+            assert!(hits.windows(2).all(|w| w[0].1 > w[1].1), "{name} {query}: scores decrease");
+        }
+        let (_, mean) = eval::evaluate(&qrels, &run);
+        let metrics = &pipeline["metrics"];
+        assert_eq!(metrics["ndcg@10"].as_f64().unwrap(), mean.ndcg_at_10, "{name}");
+        assert_eq!(metrics["recall@100"].as_f64().unwrap(), mean.recall_at_100, "{name}");
+        assert_eq!(metrics["mrr@10"].as_f64().unwrap(), mean.mrr_at_10, "{name}");
+        candidate_sets.insert(
+            name,
+            run.values().map(|hits| hits.iter().map(|(d, _)| d.clone()).collect()).collect(),
+        );
+    }
+    let ndcg = |i: usize| pipelines[i]["metrics"]["ndcg@10"].as_f64().unwrap();
+    // Every relevant document is among the 500, so the real retrievers find most of them.
+    assert!(ndcg(0) > 0.6 && ndcg(1) > 0.6 && ndcg(2) > 0.6, "{pipelines:?}");
+    // The cascade reorders hybrid's 100 candidates: the same documents per query, the same
+    // Recall@100, survivors of the cross-encoder first.
+    assert_eq!(candidate_sets["hybrid"], candidate_sets["hybrid+rerank"]);
+    assert_eq!(pipelines[2]["metrics"]["recall@100"], pipelines[3]["metrics"]["recall@100"]);
+    assert_eq!(pipelines[3]["cascade"]["stages"][0]["model"], TINY_CE);
+    assert_eq!(pipelines[3]["cascade"]["candidates"], 100);
+
+    // A second run reuses the collection (no ingest) and honours --max-queries and -p.
+    let out = dir.path().join("again.json");
+    let code = sieve(
+        &server,
+        &[
+            "eval",
+            "--dataset",
+            dataset.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--max-queries",
+            "5",
+            "-p",
+            "bm25",
+            "-p",
+            &format!("bm25+{TINY_CE}:3"),
+        ],
+    )
+    .await;
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let again = read_json(&out);
+    assert_eq!(again["queries"], 5);
+    let client = server.client().await;
+    let stats = client.collection("eval-scifact-500").await.unwrap().stats.unwrap();
+    assert_eq!(
+        (stats.documents, stats.sequence),
+        (DOCUMENTS as u64, DOCUMENTS as u64),
+        "ingested once"
+    );
+    let second = &again["pipelines"][1];
+    assert_eq!(second["name"], format!("bm25+{TINY_CE}:3"));
+    let run: eval::Run = serde_json::from_value(second["run"].clone()).unwrap();
+    // bm25's first five queries, reordered: 3 survivors of the cross-encoder, then the rest.
+    let bm25: eval::Run = serde_json::from_value(again["pipelines"][0]["run"].clone()).unwrap();
+    for (query, hits) in &run {
+        let ids: BTreeSet<&String> = hits.iter().map(|(d, _)| d).collect();
+        assert_eq!(ids, bm25[query].iter().map(|(d, _)| d).collect(), "query {query}");
+    }
+}
