@@ -93,12 +93,16 @@ pub enum Command {
         /// Collection.
         #[arg(short, long)]
         collection: String,
-        /// JSON-lines queries ({"text": ...}, BEIR queries format).
+        /// JSON-lines queries ({"text": ...}, BEIR queries format), or a BEIR folder (its
+        /// queries.jsonl[.gz]).
         #[arg(long)]
         queries: PathBuf,
         /// Measured requests.
         #[arg(long, default_value_t = 1000)]
         requests: usize,
+        /// Measure for this many seconds instead of a number of requests.
+        #[arg(long, conflicts_with = "requests")]
+        duration: Option<f64>,
         /// Unmeasured requests sent first.
         #[arg(long, default_value_t = 50)]
         warmup: usize,
@@ -168,6 +172,15 @@ pub(super) fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
 
 /// The `text` of every query in a JSON-lines file.
 fn query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
+    let path = &if path.is_dir() {
+        ["queries.jsonl.gz", "queries.jsonl"]
+            .into_iter()
+            .map(|name| path.join(name))
+            .find(|p| p.is_file())
+            .ok_or_else(|| anyhow::anyhow!("{}: no queries.jsonl[.gz]", path.display()))?
+    } else {
+        path.to_path_buf()
+    };
     let texts: Vec<String> = read_jsonl(path)?
         .iter()
         .map(|line| {
@@ -419,6 +432,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             collection,
             queries,
             requests,
+            duration,
             warmup,
             concurrency,
             mode,
@@ -444,41 +458,46 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 "collection '{collection}' has no vectors; use --mode bm25"
             );
             let send_vector = needs_vector && !server_embeds;
+            let collection_name = collection.clone();
             let mut rng = StdRng::seed_from_u64(seed);
-            let all: Vec<proto::SearchRequest> = (0..requests + warmup)
-                .map(|i| {
-                    let mut request =
-                        proto::SearchRequest::new(&collection, &texts[i % texts.len()])
-                            .with_top_k(top_k)
-                            .with_mode(mode);
-                    request.include_text = Some(false);
-                    if send_vector {
-                        request.query_vector = unit_vector(&mut rng, dimension);
-                    }
-                    let plan = request.plan.get_or_insert_with(Default::default);
-                    plan.rerank = stages.clone();
-                    plan.no_rerank = no_rerank;
-                    plan.candidates = candidates.unwrap_or(0);
-                    request
-                })
-                .collect();
-            let (warm, measured) = all.split_at(warmup);
-            for request in warm {
-                client.search(request.clone()).await?;
+            let mut make = move |i: usize| {
+                let mut request =
+                    proto::SearchRequest::new(&collection_name, &texts[i % texts.len()])
+                        .with_top_k(top_k)
+                        .with_mode(mode);
+                request.include_text = Some(false);
+                if send_vector {
+                    request.query_vector = unit_vector(&mut rng, dimension);
+                }
+                let plan = request.plan.get_or_insert_with(Default::default);
+                plan.rerank = stages.clone();
+                plan.no_rerank = no_rerank;
+                plan.candidates = candidates.unwrap_or(0);
+                request
+            };
+            for i in 0..warmup {
+                client.search(make(i)).await?;
             }
+            // A fixed count, or as many as fit in --duration (requests already in flight finish).
+            let limit = if duration.is_some() { usize::MAX } else { requests };
+            let deadline = duration.map(|s| Instant::now() + Duration::from_secs_f64(s));
             let started = Instant::now();
-            let outcomes: Vec<(Duration, bool)> = futures::stream::iter(measured.iter().cloned())
-                .map(|request| {
-                    let client = client.clone();
-                    async move {
-                        let t = Instant::now();
-                        let ok = client.search(request).await.is_ok();
-                        (t.elapsed(), ok)
-                    }
-                })
-                .buffer_unordered(concurrency)
-                .collect()
-                .await;
+            let outcomes: Vec<(Duration, bool)> =
+                futures::stream::iter(warmup..warmup.saturating_add(limit))
+                    .take_while(|_| std::future::ready(deadline.is_none_or(|d| Instant::now() < d)))
+                    .map(&mut make)
+                    .map(|request| {
+                        let client = client.clone();
+                        async move {
+                            let t = Instant::now();
+                            let ok = client.search(request).await.is_ok();
+                            (t.elapsed(), ok)
+                        }
+                    })
+                    .buffer_unordered(concurrency)
+                    .collect()
+                    .await;
+            let requests = outcomes.len();
             let seconds = started.elapsed().as_secs_f64();
             let mut latency = histogram();
             for (elapsed, _) in &outcomes {
