@@ -1,6 +1,6 @@
 //! First-stage retrieval through the storage API:
-//! - HNSW: top-10 of 100,000 clustered 384-d vectors (1,000 centres on the sphere, noise
-//!   1/sqrt(384) per axis, normalised: the mixture of bench/peers/vectors.py), M 16,
+//! - HNSW: top-10 of 100,000 clustered 384-d vectors (100 centres on the sphere, noise
+//!   2/sqrt(384) per axis, normalised: the mixture of bench/peers/vectors.py), M 16,
 //!   ef_construction 100, ef_search 100; the graph is built once before timing (minutes on 2 cores).
 //! - BM25: top-100 on SciFact's 5,183 abstracts (`../shared/data/beir/scifact`) for its
 //!   1,109 queries, cycled.
@@ -34,7 +34,7 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
 
 fn clustered(rng: &mut StdRng, centres: &[Vec<f32>]) -> Vec<f32> {
     let centre = &centres[rng.random_range(0..centres.len())];
-    let spread = 1.0 / (DIM as f32).sqrt();
+    let spread = 2.0 / (DIM as f32).sqrt();
     normalised(centre.iter().map(|c| c + normal(rng) * spread).collect())
 }
 
@@ -53,7 +53,7 @@ fn hnsw(c: &mut Criterion) {
     let collection = store.create_collection("vectors", config).unwrap();
     let mut rng = StdRng::seed_from_u64(7);
     let centres: Vec<Vec<f32>> =
-        (0..1000).map(|_| normalised((0..DIM).map(|_| normal(&mut rng)).collect())).collect();
+        (0..100).map(|_| normalised((0..DIM).map(|_| normal(&mut rng)).collect())).collect();
     for start in (0..100_000).step_by(1000) {
         let upserts = (start..start + 1000)
             .map(|i| Document {
