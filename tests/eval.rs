@@ -5,11 +5,12 @@
 mod common;
 
 use std::collections::{BTreeSet, HashMap};
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::io::{BufReader, Write};
+use std::path::Path;
+use std::process::ExitCode;
 
 use clap::Parser;
-use common::TestServer;
+use common::{TestServer, gz_lines, shared};
 use serde_json::Value;
 use sieve_client::cli::{self, Cli};
 use sieve_client::eval;
@@ -20,21 +21,6 @@ const EMBEDDER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 const TINY_CE: &str = "tiny-bert-ce";
 const DOCUMENTS: usize = 500;
 const QUERIES: usize = 40;
-
-fn shared() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        dir.join("data/beir/scifact").is_dir() && dir.join("models").is_dir(),
-        "{} is missing: this test needs the shared SciFact data and models",
-        dir.display()
-    );
-    dir
-}
-
-fn gz_lines(path: &Path) -> Vec<String> {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
-}
 
 /// Writes a BEIR folder: the first `QUERIES` judged test queries, every document judged for
 /// them, then corpus documents from the start up to `DOCUMENTS`. The qrels keep SciFact's
@@ -100,8 +86,12 @@ fn start(dir: &Path) -> TestServer {
     TestServer::start(&dir.join("data"), &["--config", config.to_str().unwrap()])
 }
 
-async fn sieve(server: &TestServer, args: &[&str]) -> std::process::ExitCode {
-    let argv = ["sieve", "--addr", &server.url].into_iter().chain(args.iter().copied());
+/// Runs `sieve eval --dataset DATASET --out OUT --quiet EXTRA...` in-process.
+async fn eval(server: &TestServer, dataset: &Path, out: &Path, extra: &[&str]) -> ExitCode {
+    let (dataset, out) = (dataset.to_str().unwrap(), out.to_str().unwrap());
+    let args = ["eval", "--dataset", dataset, "--out", out, "--quiet"];
+    let argv =
+        ["sieve", "--addr", &server.url].into_iter().chain(args).chain(extra.iter().copied());
     cli::run(Cli::parse_from(argv)).await.expect("sieve eval runs")
 }
 
@@ -118,19 +108,8 @@ async fn eval_reports_every_pipeline_over_every_query() {
     assert!(judged_docs < DOCUMENTS);
     let server = start(dir.path());
     let out = dir.path().join("report.json");
-    let code = sieve(
-        &server,
-        &[
-            "eval",
-            "--dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-        ],
-    )
-    .await;
-    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let code = eval(&server, &dataset, &out, &[]).await;
+    assert_eq!(code, ExitCode::SUCCESS);
 
     let report = read_json(&out);
     assert_eq!(report["dataset"], "scifact-500");
@@ -187,25 +166,10 @@ async fn eval_reports_every_pipeline_over_every_query() {
 
     // A second run reuses the collection (no ingest) and honours --max-queries and -p.
     let out = dir.path().join("again.json");
-    let code = sieve(
-        &server,
-        &[
-            "eval",
-            "--dataset",
-            dataset.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-            "--quiet",
-            "--max-queries",
-            "5",
-            "-p",
-            "bm25",
-            "-p",
-            &format!("bm25+{TINY_CE}:3"),
-        ],
-    )
-    .await;
-    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let cascade = format!("bm25+{TINY_CE}:3");
+    let code =
+        eval(&server, &dataset, &out, &["--max-queries", "5", "-p", "bm25", "-p", &cascade]).await;
+    assert_eq!(code, ExitCode::SUCCESS);
     let again = read_json(&out);
     assert_eq!(again["queries"], 5);
     let client = server.client().await;

@@ -4,32 +4,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{TestServer, status_of};
+use common::{TestServer, gz_lines, shared, status_of};
 use futures::StreamExt;
 use sieve_client::{Client, proto};
 
 const EMBEDDER: &str = "sentence-transformers/all-MiniLM-L6-v2";
 const SCIFACT_CE: &str = "sieve/sieve-ce-minilm-l6-scifact";
 const XLMR: &str = "tiny-xlmr-ce";
-
-fn shared() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
-    assert!(
-        dir.join("models").is_dir(),
-        "{} is missing: these tests need the shared models and data",
-        dir.display()
-    );
-    dir
-}
-
-fn gz_lines(path: &Path) -> Vec<String> {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
-}
 
 /// The server with the embedder, the SciFact cross-encoder and the XLM-R fixture; the SciFact
 /// model cuts small batches so a search can be cancelled between them.

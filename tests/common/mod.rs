@@ -122,3 +122,20 @@ pub fn status_of<T: std::fmt::Debug>(result: Result<T, sieve_client::Error>) -> 
         other => panic!("expected an error status, got {other:?}"),
     }
 }
+
+/// `../shared` beside the checkout (models, fixtures, SciFact); a missing folder fails the test.
+pub fn shared() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared");
+    assert!(
+        dir.join("models").is_dir() && dir.join("data/beir/scifact").is_dir(),
+        "{} is missing: these tests need the shared models and data",
+        dir.display()
+    );
+    dir
+}
+
+/// The lines of a gzipped file.
+pub fn gz_lines(path: &Path) -> Vec<String> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
+}

@@ -343,12 +343,12 @@ fn pipelines(
         chosen.extend(["dense", "hybrid"]);
     } else {
         eprintln!(
-            "skipping dense and hybrid: collection '{}' has no built-in embedder",
+            "leaving out dense and hybrid: collection '{}' has no built-in embedder",
             collection.name
         );
     }
     if info.default_cascade.is_empty() {
-        eprintln!("skipping +rerank: the server has no default cascade");
+        eprintln!("leaving out +rerank: the server has no default cascade");
     } else {
         chosen.push(if embeds { "hybrid+rerank" } else { "bm25+rerank" });
     }
