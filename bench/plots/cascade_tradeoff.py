@@ -94,7 +94,8 @@ def main():
         ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-")
         ax.set_xlabel("candidates reranked")
     ax.set_ylabel("SciFact test nDCG@10")
-    ax.set_title(f"{args.first} → cross-encoder: candidates reranked vs quality and latency",
+    what = "quality and latency" if points else "quality"
+    ax.set_title(f"SciFact, {args.first} top-N → cross-encoder: candidates reranked vs {what}",
                  fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
