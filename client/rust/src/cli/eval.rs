@@ -148,7 +148,7 @@ fn load(dir: &Path, split: &str, max_queries: Option<usize>) -> anyhow::Result<D
     );
     qrels.retain(|query, _| asked.contains(query.as_str()));
     anyhow::ensure!(!queries.is_empty(), "{}: no judged queries", dir.display());
-    let documents = read_jsonl(&corpus)?.len() as u64;
+    let documents = ingest::count_lines(&corpus)?;
     let name = dir
         .canonicalize()
         .ok()

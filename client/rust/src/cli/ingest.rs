@@ -99,7 +99,7 @@ fn read_batches(
     Ok(rx)
 }
 
-fn count_lines(path: &Path) -> anyhow::Result<u64> {
+pub(super) fn count_lines(path: &Path) -> anyhow::Result<u64> {
     let mut reader = open(path)?;
     let mut count = 0;
     let mut buf = Vec::new();
