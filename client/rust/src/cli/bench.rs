@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::collections::{AnalyzerArg, DistanceArg, config};
 use super::ingest::open;
-use super::search::ModeArg;
+use super::search::{CascadeArgs, ModeArg};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -113,15 +113,8 @@ pub enum Command {
         /// has a built-in embedder, which then embeds the query text.
         #[arg(long, value_enum, default_value_t = ModeArg::Hybrid)]
         mode: ModeArg,
-        /// Rerank stage `model:keep`, repeatable (default: the server's cascade).
-        #[arg(long, value_name = "MODEL:KEEP")]
-        rerank: Vec<String>,
-        /// No reranking, even if the server has a default cascade.
-        #[arg(long, conflicts_with = "rerank")]
-        no_rerank: bool,
-        /// Fused candidates entering the cascade.
-        #[arg(long)]
-        candidates: Option<u32>,
+        #[command(flatten)]
+        cascade: CascadeArgs,
         /// Hits per search.
         #[arg(long, default_value_t = 10)]
         top_k: u32,
@@ -436,9 +429,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             warmup,
             concurrency,
             mode,
-            rerank,
-            no_rerank,
-            candidates,
+            cascade,
             top_k,
             seed,
         } => {
@@ -447,7 +438,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             let dense = client.collection(&collection).await?.config.and_then(|c| c.dense);
             let dimension = dense.as_ref().map_or(0, |d| d.dimension as usize);
             let server_embeds = dense.as_ref().is_some_and(|d| !d.embedder.is_empty());
-            let stages = super::search::parse_stages(&rerank)?;
+            let mut staged = proto::Plan::default();
+            cascade.apply(&mut staged)?;
             let (mode, needs_vector) = match mode {
                 ModeArg::Bm25 => (proto::Mode::Bm25, false),
                 ModeArg::Dense => (proto::Mode::Dense, true),
@@ -469,10 +461,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 if send_vector {
                     request.query_vector = unit_vector(&mut rng, dimension);
                 }
-                let plan = request.plan.get_or_insert_with(Default::default);
-                plan.rerank = stages.clone();
-                plan.no_rerank = no_rerank;
-                plan.candidates = candidates.unwrap_or(0);
+                let mode = request.plan.as_ref().map_or(0, |p| p.mode);
+                request.plan = Some(proto::Plan { mode, ..staged.clone() });
                 request
             };
             for i in 0..warmup {
@@ -506,7 +496,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             let errors = outcomes.iter().filter(|(_, ok)| !ok).count();
             json!({
                 "collection": collection, "mode": mode.as_str_name(), "server_embeds_query": server_embeds,
-                "rerank": rerank, "no_rerank": no_rerank, "candidates": candidates, "requests": requests, "concurrency": concurrency,
+                "rerank": cascade.rerank, "no_rerank": cascade.no_rerank, "candidates": cascade.candidates, "requests": requests, "concurrency": concurrency,
                 "top_k": top_k, "errors": errors, "seconds": seconds, "qps": requests as f64 / seconds,
                 "latency_ms": percentiles(&latency),
             })

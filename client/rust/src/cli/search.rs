@@ -45,15 +45,8 @@ pub struct Args {
     /// Dense weight in fusion.
     #[arg(long)]
     dense_weight: Option<f32>,
-    /// Rerank stage `model:keep`, repeatable, in order (default: the server's cascade).
-    #[arg(long, value_name = "MODEL:KEEP")]
-    rerank: Vec<String>,
-    /// No reranking, even if the server has a default cascade.
-    #[arg(long, conflicts_with = "rerank")]
-    no_rerank: bool,
-    /// Fused candidates entering the cascade (server default 50).
-    #[arg(long)]
-    candidates: Option<u32>,
+    #[command(flatten)]
+    cascade: CascadeArgs,
     /// Score passages longer than a model's window as overlapping windows.
     #[arg(long)]
     windows: bool,
@@ -76,6 +69,30 @@ pub enum ModeArg {
 enum FusionArg {
     Rrf,
     Linear,
+}
+
+/// The rerank options of `sieve search` and `sieve bench search`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct CascadeArgs {
+    /// Rerank stage `model:keep`, repeatable, in order (default: the server's cascade).
+    #[arg(long, value_name = "MODEL:KEEP")]
+    pub rerank: Vec<String>,
+    /// No reranking, even if the server has a default cascade.
+    #[arg(long, conflicts_with = "rerank")]
+    pub no_rerank: bool,
+    /// Fused candidates entering the cascade (server default 50).
+    #[arg(long)]
+    pub candidates: Option<u32>,
+}
+
+impl CascadeArgs {
+    /// Sets the plan's stages, `no_rerank` and candidates.
+    pub fn apply(&self, plan: &mut proto::Plan) -> anyhow::Result<()> {
+        plan.rerank = parse_stages(&self.rerank)?;
+        plan.no_rerank = self.no_rerank;
+        plan.candidates = self.candidates.unwrap_or_default();
+        Ok(())
+    }
 }
 
 /// Parses `--rerank model:keep` stages.
@@ -159,26 +176,25 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         Some(FusionArg::Rrf) => proto::Fusion::Rrf,
         Some(FusionArg::Linear) => proto::Fusion::Linear,
     };
-    let rerank = parse_stages(&args.rerank)?;
+    let mut plan = proto::Plan {
+        mode: mode as i32,
+        bm25_k: args.bm25_k.unwrap_or_default(),
+        dense_k: args.dense_k.unwrap_or_default(),
+        rrf_k: args.rrf_k,
+        bm25_weight: args.bm25_weight,
+        dense_weight: args.dense_weight,
+        fusion: fusion as i32,
+        rerank_windows: args.windows,
+        ..Default::default()
+    };
+    args.cascade.apply(&mut plan)?;
     let request = proto::SearchRequest {
         collection: args.collection,
         query: args.query,
         query_vector,
         top_k: args.top_k,
         filter,
-        plan: Some(proto::Plan {
-            mode: mode as i32,
-            bm25_k: args.bm25_k.unwrap_or_default(),
-            dense_k: args.dense_k.unwrap_or_default(),
-            rrf_k: args.rrf_k,
-            bm25_weight: args.bm25_weight,
-            dense_weight: args.dense_weight,
-            fusion: fusion as i32,
-            rerank,
-            no_rerank: args.no_rerank,
-            candidates: args.candidates.unwrap_or_default(),
-            rerank_windows: args.windows,
-        }),
+        plan: Some(plan),
         include_text: Some(!args.no_text),
     };
     let response = client.search(request).await?;
