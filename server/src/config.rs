@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+pub use crate::auth::KeyList;
+
 /// Log line format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +118,16 @@ settings! {
     cascade: CascadeList = CascadeList::default(), "SIEVE_CASCADE";
     /// Embedder given to collections created without dense settings ("" = none).
     default_embedder: String = String::new(), "SIEVE_DEFAULT_EMBEDDER";
+    /// API keys that may do everything. With no admin or read key the server is open.
+    admin_keys: KeyList = KeyList::default(), "SIEVE_ADMIN_KEYS";
+    /// API keys that may only read: Search, Get, Rerank, Info, GetCollection, ListCollections.
+    read_keys: KeyList = KeyList::default(), "SIEVE_READ_KEYS";
+    /// PEM certificate chain to serve TLS with ("" = plaintext); needs `tls_key`.
+    tls_cert: PathBuf = PathBuf::new(), "SIEVE_TLS_CERT";
+    /// PEM private key of `tls_cert`.
+    tls_key: PathBuf = PathBuf::new(), "SIEVE_TLS_KEY";
+    /// PEM CA certificate(s): when set, clients must present a certificate it signed.
+    tls_client_ca: PathBuf = PathBuf::new(), "SIEVE_TLS_CLIENT_CA";
 }
 
 /// One model to load, as configured.

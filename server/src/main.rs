@@ -5,6 +5,7 @@
 //! connections, lets in-flight requests finish (ingest streams end after their current batch),
 //! writes its derived indexes to disk and flushes sled.
 
+mod auth;
 mod config;
 mod convert;
 mod demo;
@@ -27,10 +28,11 @@ use sieve_proto::v1::rerank_server::RerankServer;
 use sieve_proto::v1::search_server::SearchServer;
 use sieve_storage::{Store, StoreOptions};
 use tokio::sync::watch;
-use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
+use crate::auth::{AuthLayer, Keys};
 use crate::config::{Cli, Config, LogFormat};
 use crate::service::{
     CollectionsService, DocumentsService, InfoService, RerankService, SearchService, State,
@@ -52,7 +54,12 @@ fn main() -> ExitCode {
         }
     };
     if cli.print_config {
-        print!("{}", toml::to_string(&config).expect("the configuration serialises"));
+        let shown = Config {
+            admin_keys: config.admin_keys.redacted(),
+            read_keys: config.read_keys.redacted(),
+            ..config
+        };
+        print!("{}", toml::to_string(&shown).expect("the configuration serialises"));
         return ExitCode::SUCCESS;
     }
     if let Err(e) = init_tracing(&config) {
@@ -146,7 +153,18 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
             $server::new($service).max_decoding_message_size(limit).max_encoding_message_size(limit)
         };
     }
-    let router = Server::builder()
+    let keys = Arc::new(Keys::new(&config.admin_keys, &config.read_keys));
+    if keys.is_open() {
+        tracing::warn!(
+            "no API key configured: any client may read, write and delete (set admin_keys and read_keys)"
+        );
+    }
+    let mut builder = Server::builder();
+    if let Some(tls) = tls_config(&config)? {
+        builder = builder.tls_config(tls).context("TLS settings")?;
+    }
+    let router = builder
+        .layer(AuthLayer(keys))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
         .add_service(reflection().build_v1alpha()?)
@@ -167,7 +185,8 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("sieve-server listening on {addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving");
+    let tls = !config.tls_cert.as_os_str().is_empty();
+    tracing::info!(%addr, tls, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving");
     if let Some(reranker) = demo {
         tokio::spawn(demo::run(addr, reranker));
     }
@@ -197,6 +216,35 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     tokio::task::spawn_blocking(move || store.close()).await?.context("closing the store")?;
     tracing::info!("stopped cleanly: indexes written, sled flushed");
     Ok(())
+}
+
+/// TLS from `tls_cert` + `tls_key`, requiring client certificates signed by `tls_client_ca`
+/// when that is set. `None`: plaintext.
+fn tls_config(config: &Config) -> anyhow::Result<Option<ServerTlsConfig>> {
+    let set = |path: &std::path::Path| !path.as_os_str().is_empty();
+    let read = |what: &str, path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("{what}: reading {}", path.display()))
+    };
+    match (set(&config.tls_cert), set(&config.tls_key)) {
+        (false, false) if set(&config.tls_client_ca) => {
+            anyhow::bail!("tls_client_ca is set but tls_cert and tls_key are not")
+        }
+        (false, false) => Ok(None),
+        (true, false) => anyhow::bail!("tls_cert is set but tls_key is not"),
+        (false, true) => anyhow::bail!("tls_key is set but tls_cert is not"),
+        (true, true) => {
+            let identity = Identity::from_pem(
+                read("tls_cert", &config.tls_cert)?,
+                read("tls_key", &config.tls_key)?,
+            );
+            let mut tls = ServerTlsConfig::new().identity(identity);
+            if set(&config.tls_client_ca) {
+                let ca = read("tls_client_ca", &config.tls_client_ca)?;
+                tls = tls.client_ca_root(Certificate::from_pem(ca));
+            }
+            Ok(Some(tls))
+        }
+    }
 }
 
 /// What to load for each configured model.

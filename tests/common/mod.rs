@@ -22,12 +22,21 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server on `data_dir` with extra flags and waits until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> TestServer {
+        Self::start_logged(data_dir, &[&["--log-level", "warn"], extra].concat(), None)
+    }
+
+    /// Like [`start`](Self::start), with the server's log (stderr) written to `log` if given.
+    pub fn start_logged(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> TestServer {
+        let stderr = match log {
+            Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+            None => Stdio::inherit(),
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_sieve-server"))
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
-            .args(["--log-level", "warn"])
             .args(extra)
             .stdout(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .expect("sieve-server starts");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -51,6 +60,11 @@ impl TestServer {
 
     pub async fn client(&self) -> Client {
         Client::connect(&self.url).await.expect("client connects")
+    }
+
+    /// `https://localhost:PORT`, for a server started with TLS.
+    pub fn https_url(&self) -> String {
+        self.url.replace("http://127.0.0.1", "https://localhost")
     }
 
     pub fn pid(&self) -> u32 {

@@ -27,7 +27,10 @@ use proto::rerank_client::RerankClient;
 use proto::search_client::SearchClient;
 pub use sieve_proto::v1 as proto;
 use tonic::Streaming;
-use tonic::transport::{Channel, Endpoint};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// Largest message the client sends or accepts (the server's default limit).
 const MAX_MESSAGE_BYTES: usize = 64 << 20;
@@ -43,6 +46,9 @@ pub enum Error {
         /// Transport failure.
         source: tonic::transport::Error,
     },
+    /// The connection settings cannot be used.
+    #[error("{0}")]
+    Config(String),
     /// The server answered with an error status.
     #[error("{}: {}", .0.code(), .0.message())]
     Status(#[from] tonic::Status),
@@ -51,33 +57,91 @@ pub enum Error {
     Protocol(String),
 }
 
+/// How to reach a server beyond its address: an API key and TLS settings.
+#[derive(Clone, Debug, Default)]
+pub struct ConnectOptions {
+    /// Sent as `authorization: Bearer <key>` with every call.
+    pub api_key: Option<String>,
+    /// PEM CA certificate(s) that signed the server's certificate (`https://` addresses);
+    /// without it the Mozilla roots are trusted.
+    pub ca_cert: Option<Vec<u8>>,
+    /// PEM client certificate and private key, for servers that require one.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Adds the API key to every call.
+#[derive(Clone, Debug, Default)]
+pub struct ApiKey(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for ApiKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+type Transport = InterceptedService<Channel, ApiKey>;
+
 /// A connection to one Sieve server; cheap to clone, safe to share.
 #[derive(Clone, Debug)]
 pub struct Client {
-    collections: CollectionsClient<Channel>,
-    documents: DocumentsClient<Channel>,
-    search: SearchClient<Channel>,
-    rerank: RerankClient<Channel>,
-    info: InfoClient<Channel>,
+    collections: CollectionsClient<Transport>,
+    documents: DocumentsClient<Transport>,
+    search: SearchClient<Transport>,
+    rerank: RerankClient<Transport>,
+    info: InfoClient<Transport>,
 }
 
 impl Client {
-    /// Connects to `address` (`http://host:port`, or `host:port`).
+    /// Connects to `address` (`http://host:port`, or `host:port`) without key or TLS.
     pub async fn connect(address: impl AsRef<str>) -> Result<Client, Error> {
+        Self::connect_with(address, &ConnectOptions::default()).await
+    }
+
+    /// Connects to `address`; `https://` addresses use TLS.
+    pub async fn connect_with(
+        address: impl AsRef<str>,
+        options: &ConnectOptions,
+    ) -> Result<Client, Error> {
         let address = address.as_ref();
         let uri =
             if address.contains("://") { address.to_string() } else { format!("http://{address}") };
         let connect_error = |source| Error::Connect { address: address.to_string(), source };
-        let channel = Endpoint::from_shared(uri)
-            .map_err(connect_error)?
-            .connect()
-            .await
-            .map_err(connect_error)?;
-        Ok(Self::from_channel(channel))
+        let mut endpoint = Endpoint::from_shared(uri.clone()).map_err(connect_error)?;
+        if uri.starts_with("https://") {
+            let mut tls = ClientTlsConfig::new();
+            tls = match &options.ca_cert {
+                Some(pem) => tls.ca_certificate(Certificate::from_pem(pem)),
+                None => tls.with_webpki_roots(),
+            };
+            if let Some((cert, key)) = &options.identity {
+                tls = tls.identity(Identity::from_pem(cert, key));
+            }
+            endpoint = endpoint.tls_config(tls).map_err(connect_error)?;
+        } else if options.ca_cert.is_some() || options.identity.is_some() {
+            return Err(Error::Config(format!(
+                "TLS settings were given but {address} is not an https:// address"
+            )));
+        }
+        let channel = endpoint.connect().await.map_err(connect_error)?;
+        let key =
+            match &options.api_key {
+                None => ApiKey::default(),
+                Some(key) => ApiKey(Some(format!("Bearer {key}").parse().map_err(|_| {
+                    Error::Config("the API key must be printable ASCII".to_string())
+                })?)),
+            };
+        Ok(Self::from_channel(channel, key))
     }
 
-    /// Wraps an existing channel (for custom TLS, timeouts or interceptors).
-    pub fn from_channel(channel: Channel) -> Client {
+    /// Wraps an existing channel (for custom timeouts or transports).
+    pub fn from_channel(channel: Channel, api_key: ApiKey) -> Client {
+        let channel = InterceptedService::new(channel, api_key);
         Client {
             collections: CollectionsClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)

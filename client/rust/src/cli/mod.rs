@@ -8,10 +8,13 @@ mod ingest;
 mod output;
 mod search;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::{Client, proto};
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+
+use crate::{Client, ConnectOptions, proto};
 
 /// Command-line client for a Sieve retrieval server.
 #[derive(Debug, Parser)]
@@ -20,6 +23,19 @@ pub struct Cli {
     /// Server address.
     #[arg(long, global = true, env = "SIEVE_ADDR", default_value = "http://127.0.0.1:7700")]
     addr: String,
+    /// API key, sent as `authorization: Bearer <key>`.
+    #[arg(long, global = true, env = "SIEVE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// PEM CA certificate that signed the server's certificate (https addresses; default: the
+    /// Mozilla roots).
+    #[arg(long, global = true, env = "SIEVE_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (with --client-key).
+    #[arg(long, global = true, env = "SIEVE_CLIENT_CERT", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// PEM private key of --client-cert.
+    #[arg(long, global = true, env = "SIEVE_CLIENT_KEY", requires = "client_cert")]
+    client_key: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -78,8 +94,22 @@ enum Command {
     Bench(bench::Command),
 }
 
+/// The key and TLS files the options name.
+fn connect_options(cli: &Cli) -> anyhow::Result<ConnectOptions> {
+    let read =
+        |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    Ok(ConnectOptions {
+        api_key: cli.api_key.clone(),
+        ca_cert: cli.ca_cert.as_ref().map(read).transpose()?,
+        identity: match (&cli.client_cert, &cli.client_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        },
+    })
+}
+
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let client = Client::connect(&cli.addr).await?;
+    let client = Client::connect_with(&cli.addr, &connect_options(&cli)?).await?;
     match cli.command {
         Command::Info => {
             let info = client.info().await?;
