@@ -81,6 +81,12 @@ impl TestServer {
         self.wait(Duration::from_secs(60))
     }
 
+    /// `kill -9`: no shutdown, no flush; returns once the process is gone.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("the killed server is reaped");
+    }
+
     /// Waits for the process to exit.
     pub fn wait(&mut self, limit: Duration) -> ExitStatus {
         let started = Instant::now();
