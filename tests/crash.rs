@@ -219,13 +219,13 @@ async fn verify(client: &Client, ledger: &mut Ledger, round: usize) -> (usize, u
                 let found = client.search(bm25(version)).await.unwrap();
                 assert_eq!(
                     ids_of(&found),
-                    [key.clone()],
+                    std::slice::from_ref(&key),
                     "round {round}: BM25 finds {id} v{version}"
                 );
                 let found = client.search(dense(version)).await.unwrap();
                 assert_eq!(
                     ids_of(&found),
-                    [key.clone()],
+                    std::slice::from_ref(&key),
                     "round {round}: dense finds {id} v{version}"
                 );
                 for old in allowed.iter().flatten().filter(|&&v| v != version) {
@@ -308,4 +308,71 @@ async fn no_acknowledged_write_is_lost_across_kills() {
         ledger.acked_batches,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Truncated or garbage index files are rebuilt from sled at start; a corrupt sled stops the
+/// server with a message naming it, and the data directory is left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_indexes_are_rebuilt_and_a_corrupt_sled_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--exact-search-threshold", "0"];
+    let mut server = TestServer::start(&data, &args);
+    let client = server.client().await;
+    client
+        .create_collection(COLLECTION, dense_config(DIM as u32, proto::Distance::Cosine))
+        .await
+        .unwrap();
+    let docs: Vec<proto::Document> = (0..200).map(|id| document(id, 0)).collect();
+    assert_eq!(client.upsert(COLLECTION, docs).await.unwrap().accepted.len(), 200);
+    assert!(server.terminate().success());
+
+    let collection_dir = data.join("collections/1");
+    let mut damaged = 0;
+    for entry in std::fs::read_dir(collection_dir.join("bm25")).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "term" || e == "idx") {
+            let len = std::fs::metadata(&path).unwrap().len();
+            std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
+            damaged += 1;
+        }
+    }
+    assert_eq!(damaged, 2, "one segment's term dictionary and postings truncated");
+    std::fs::write(collection_dir.join("hnsw/graph.hnsw.data"), b"not a graph").unwrap();
+
+    let mut server = TestServer::start(&data, &args);
+    let client = server.client().await;
+    for id in [0u64, 77, 199] {
+        let bm25 = proto::SearchRequest::new(COLLECTION, token(id, 0)).with_mode(proto::Mode::Bm25);
+        assert_eq!(client.search(bm25).await.unwrap().hits()[0].id, id.to_string());
+        let dense = proto::SearchRequest::new(COLLECTION, "")
+            .with_vector(vector(id, 0))
+            .with_mode(proto::Mode::Dense)
+            .with_top_k(1);
+        assert_eq!(client.search(dense).await.unwrap().hits()[0].id, id.to_string());
+    }
+    assert!(server.terminate().success());
+
+    // Garbage over the start of sled's file: sled opens empty, which must not pass for a new store.
+    let db = data.join("sled/db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let garbage = bytes.len().min(8192);
+    for (i, byte) in bytes[..garbage].iter_mut().enumerate() {
+        *byte = (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0];
+    }
+    std::fs::write(&db, bytes).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sieve-server"))
+        .args(["--listen", "127.0.0.1:0", "--log-level", "error", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the server must not start on a corrupt sled");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("the sled database at {}", data.join("sled").display())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Refusing to start rather than serve part of the data"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
+    assert!(collection_dir.join("bm25").is_dir(), "nothing was deleted");
 }

@@ -203,8 +203,18 @@ impl Collection {
             Some((key, _)) => key_seq(&key)? - 1,
             None => last_seq,
         };
-        let usable = |what: &str, seq: Seq| {
-            let ok = (floor..=last_seq).contains(&seq);
+        // An index ahead of sled means sled lost acknowledged writes (sled is written and
+        // flushed before any index): refuse rather than serve part of the data. An index from
+        // before the op log's floor cannot catch up: rebuild it.
+        let usable = |what: &str, seq: Seq| -> Result<bool> {
+            if seq > last_seq {
+                return Err(Error::Corrupt(format!(
+                    "collection '{name}': its {what} index is at sequence {seq} but sled is at \
+                     {last_seq}, so sled lost acknowledged writes. Refusing to open rather than \
+                     serve part of the data; restore the data directory from a backup"
+                )));
+            }
+            let ok = seq >= floor;
             if !ok {
                 tracing::warn!(
                     collection = name,
@@ -212,23 +222,24 @@ impl Collection {
                     seq,
                     floor,
                     last_seq,
-                    "index out of range of the op log; rebuilding"
+                    "index older than the op log; rebuilding"
                 );
             }
-            ok
+            Ok(ok)
         };
 
         let bm25_dir = dir.join("bm25");
-        let (keyword, mut keyword_writer, keyword_seq) =
-            match KeywordIndex::open(&bm25_dir, config.analyzer)
-                .filter(|(_, _, seq)| usable("bm25", *seq))
-            {
-                Some((index, writer, seq)) => (index, writer, Some(seq)),
-                None => {
-                    let (index, writer) = KeywordIndex::create(&bm25_dir, config.analyzer)?;
-                    (index, writer, None)
-                }
-            };
+        let opened = match KeywordIndex::open(&bm25_dir, config.analyzer) {
+            Some(opened) if usable("BM25", opened.2)? => Some(opened),
+            _ => None,
+        };
+        let (keyword, mut keyword_writer, keyword_seq) = match opened {
+            Some((index, writer, seq)) => (index, writer, Some(seq)),
+            None => {
+                let (index, writer) = KeywordIndex::create(&bm25_dir, config.analyzer)?;
+                (index, writer, None)
+            }
+        };
 
         let mut points = Points::default();
         let mut vectors = config.dense.as_ref().map(|d| Vectors::new(d.dimension));
@@ -273,8 +284,10 @@ impl Collection {
             (Some(dense_config), Some(vectors)) => {
                 let hnsw_dir = dir.join("hnsw");
                 let (distance, dimension) = (dense_config.distance, dense_config.dimension);
-                let loaded = Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension)
-                    .filter(|(_, seq)| usable("hnsw", *seq));
+                let loaded = match Graph::load(&hnsw_dir, dense_config.hnsw, distance, dimension) {
+                    Some(loaded) if usable("HNSW", loaded.1)? => Some(loaded),
+                    _ => None,
+                };
                 let (graph, graph_seq) = match loaded {
                     Some((graph, dump_seq)) => {
                         let replayed = replay_graph(&trees, &graph, &vectors, dump_seq)?;

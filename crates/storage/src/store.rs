@@ -16,6 +16,18 @@ use crate::config::{CollectionConfig, StoreOptions, check_collection_name};
 use crate::error::{Context, Error, Result};
 
 const NEXT_UID: &[u8] = b"next_uid";
+/// The store's identity in sled; the same value is kept in [`MARKER`] beside it.
+const STORE_ID: &[u8] = b"store_id";
+/// A file in the data directory that outlives a lost or corrupt sled database, so that an
+/// empty sled there is recognised as data loss, not as a new store.
+const MARKER: &str = "sieve-store.json";
+
+/// The content of [`MARKER`].
+#[derive(Serialize, Deserialize)]
+struct Marker {
+    store_id: u64,
+    created_ms: u64,
+}
 
 /// A collection as the catalog records it.
 #[derive(Serialize, Deserialize)]
@@ -51,7 +63,8 @@ impl Store {
             .open()
             .map_err(|e| match e {
                 sled::Error::Corruption { .. } => Error::Corrupt(format!(
-                    "sled database at {} is corrupt: {e}",
+                    "the sled database at {} is corrupt ({e}). Refusing to start rather than \
+                     serve part of the data: restore the data directory from a backup",
                     sled_dir.display()
                 )),
                 other => {
@@ -60,6 +73,7 @@ impl Store {
             })?;
         let catalog = db.open_tree("catalog").context("opening the catalog")?;
         let store_meta = db.open_tree("store").context("opening store metadata")?;
+        check_identity(dir, &db, &catalog, &store_meta)?;
         let mut collections = BTreeMap::new();
         let mut uids = Vec::new();
         for entry in catalog.iter() {
@@ -98,8 +112,11 @@ impl Store {
         Ok(store)
     }
 
-    /// Removes trees and directories of collections no longer in the catalog.
+    /// Removes trees and directories of collections no longer in the catalog (left by a crash
+    /// during a delete). A directory of a collection sled never numbered means sled lost its
+    /// catalog: an error, and the directory stays.
     fn remove_orphans(&self, live: &[u64]) -> Result<()> {
+        let next_uid = self.next_uid()?;
         let live_prefixes: Vec<String> = live.iter().map(|&uid| tree_prefix(uid)).collect();
         for name in self.db.tree_names() {
             let name = String::from_utf8_lossy(&name).into_owned();
@@ -114,6 +131,16 @@ impl Store {
         if let Ok(entries) = std::fs::read_dir(&root) {
             for entry in entries.flatten() {
                 let uid = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok());
+                if uid.is_some_and(|uid| uid >= next_uid) {
+                    return Err(Error::Corrupt(format!(
+                        "{} holds collection {} that the sled database at {} has no record of: \
+                         sled lost data. Refusing to start rather than serve part of the data; \
+                         restore the data directory from a backup",
+                        root.display(),
+                        entry.path().display(),
+                        self.dir.join("sled").display()
+                    )));
+                }
                 if uid.is_some_and(|uid| !live.contains(&uid)) {
                     std::fs::remove_dir_all(entry.path())
                         .context(format!("removing {}", entry.path().display()))?;
@@ -140,14 +167,7 @@ impl Store {
         if self.collections.read().contains_key(name) {
             return Err(Error::CollectionExists(name.to_string()));
         }
-        let uid = match self.store_meta.get(NEXT_UID).context("reading store metadata")? {
-            Some(v) => v
-                .as_ref()
-                .try_into()
-                .map(u64::from_be_bytes)
-                .map_err(|_| Error::Corrupt("next_uid".into()))?,
-            None => 1,
-        };
+        let uid = self.next_uid()?;
         let created_ms =
             SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let entry = CatalogEntry { uid, config: config.clone(), created_ms };
@@ -173,6 +193,18 @@ impl Store {
         self.collections.write().insert(name.to_string(), Arc::clone(&collection));
         tracing::info!(collection = name, uid, "collection created");
         Ok(collection)
+    }
+
+    /// The number the next collection gets (1 in a new store).
+    fn next_uid(&self) -> Result<u64> {
+        match self.store_meta.get(NEXT_UID).context("reading store metadata")? {
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt("next_uid".into())),
+            None => Ok(1),
+        }
     }
 
     /// The named collection.
@@ -235,4 +267,94 @@ impl Store {
 
 fn collection_dir(root: &Path, uid: u64) -> PathBuf {
     root.join("collections").join(uid.to_string())
+}
+
+/// Checks that the sled database is the one this data directory was made with: a lost or
+/// corrupt sled opens as an empty database, which must not be served as an empty store.
+/// A new store (no marker, empty sled, no collection directories) gets its identity here.
+fn check_identity(
+    dir: &Path,
+    db: &sled::Db,
+    catalog: &sled::Tree,
+    store_meta: &sled::Tree,
+) -> Result<()> {
+    let marker_path = dir.join(MARKER);
+    let sled_dir = dir.join("sled");
+    let marker: Option<Marker> = match std::fs::read(&marker_path) {
+        Ok(bytes) => Some(serde_json::from_slice(&bytes).map_err(|e| {
+            Error::Corrupt(format!("{} is not a store marker: {e}", marker_path.display()))
+        })?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(format!("reading {}", marker_path.display()), e)),
+    };
+    let in_sled = match store_meta.get(STORE_ID).context("reading store metadata")? {
+        Some(v) => Some(
+            v.as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| Error::Corrupt("store_id".into()))?,
+        ),
+        None => None,
+    };
+    let lost = |what: String| {
+        Error::Corrupt(format!(
+            "the sled database at {} {what}. Refusing to start rather than serve part of the \
+             data: restore the data directory from a backup, or move it away to start empty",
+            sled_dir.display()
+        ))
+    };
+    match (marker, in_sled) {
+        (Some(marker), Some(id)) if marker.store_id == id => Ok(()),
+        (Some(marker), Some(id)) => Err(lost(format!(
+            "belongs to another store (id {id:016x}; {} says {:016x})",
+            marker_path.display(),
+            marker.store_id
+        ))),
+        (Some(marker), None) => Err(lost(format!(
+            "holds no store record, but this data directory was initialised at {} ms since \
+             the epoch ({}): sled lost its data or is corrupt",
+            marker.created_ms,
+            marker_path.display()
+        ))),
+        (None, Some(id)) => write_marker(&marker_path, id),
+        (None, None) => {
+            let indexes = dir.join("collections");
+            let has_indexes =
+                std::fs::read_dir(&indexes).is_ok_and(|mut entries| entries.next().is_some());
+            let sled_empty =
+                catalog.is_empty() && store_meta.get(NEXT_UID).ok().flatten().is_none();
+            if sled_empty && has_indexes {
+                return Err(lost(format!(
+                    "is empty, but {} holds collection indexes: sled lost its data or is corrupt",
+                    indexes.display()
+                )));
+            }
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let id = (now.as_nanos() as u64) ^ (u64::from(std::process::id()) << 40);
+            store_meta.insert(STORE_ID, &id.to_be_bytes()).context("recording the store id")?;
+            db.flush().context("flushing the store id")?;
+            write_marker(&marker_path, id)
+        }
+    }
+}
+
+/// Writes the marker durably (temporary file, fsync, rename).
+fn write_marker(path: &Path, store_id: u64) -> Result<()> {
+    use std::io::Write as _;
+    let created_ms =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let bytes =
+        serde_json::to_vec_pretty(&Marker { store_id, created_ms }).expect("the marker serialises");
+    let tmp = path.with_extension("json.tmp");
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().context(format!("writing {}", path.display()))
 }

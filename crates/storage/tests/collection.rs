@@ -376,3 +376,94 @@ fn collections_are_created_listed_and_deleted() {
     let again = store.create_collection("gone", CollectionConfig::default()).unwrap();
     assert_eq!(again.stats().documents, 0, "a new collection of the same name starts empty");
 }
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn open_error(dir: &Path) -> String {
+    match Store::open(dir, options(0)) {
+        Ok(_) => panic!("the store opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn a_lost_or_foreign_sled_is_refused_and_the_indexes_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 0);
+        let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+        fill(&c, 50, 1);
+        store.close().unwrap();
+    }
+    let sled_dir = dir.path().join("sled");
+    let lost = dir.path().join("sled.lost");
+    std::fs::rename(&sled_dir, &lost).unwrap();
+    let message = open_error(dir.path());
+    assert!(message.contains("holds no store record"), "{message}");
+    assert!(message.contains("Refusing to start"), "{message}");
+    assert!(dir.path().join("collections/1/bm25").is_dir(), "the indexes are kept");
+
+    // Without the marker either, the collection directories tell the loss.
+    std::fs::remove_dir_all(&sled_dir).unwrap();
+    std::fs::remove_file(dir.path().join("sieve-store.json")).unwrap();
+    let message = open_error(dir.path());
+    assert!(message.contains("is empty, but"), "{message}");
+
+    // Another store's sled.
+    std::fs::remove_dir_all(&sled_dir).unwrap();
+    let other = tempfile::tempdir().unwrap();
+    open(other.path(), 0).close().unwrap();
+    copy_dir(&other.path().join("sled"), &sled_dir);
+    std::fs::write(dir.path().join("sieve-store.json"), b"{\"store_id\": 1, \"created_ms\": 0}")
+        .unwrap();
+    let message = open_error(dir.path());
+    assert!(message.contains("belongs to another store"), "{message}");
+
+    // The right sled back: everything is there; a lost marker is rewritten.
+    std::fs::remove_dir_all(&sled_dir).unwrap();
+    std::fs::remove_file(dir.path().join("sieve-store.json")).unwrap();
+    std::fs::rename(&lost, &sled_dir).unwrap();
+    let store = open(dir.path(), 0);
+    assert_eq!(store.collection("c").unwrap().stats().documents, 50);
+    assert!(dir.path().join("sieve-store.json").is_file());
+}
+
+#[test]
+fn an_index_ahead_of_sled_means_lost_writes_and_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_sled = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path(), 0);
+        let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+        fill(&c, 20, 1);
+        store.close().unwrap();
+    }
+    copy_dir(&dir.path().join("sled"), old_sled.path());
+    {
+        let store = open(dir.path(), 0);
+        let c = store.collection("c").unwrap();
+        let mut rng = StdRng::seed_from_u64(5);
+        let more: Vec<Document> = (20..30).map(|i| doc(i, &mut rng)).collect();
+        c.write(&WriteBatch { upserts: more, deletes: vec![] }).unwrap();
+        store.close().unwrap();
+    }
+    // sled goes back to sequence 20 while BM25 and HNSW hold sequence 30.
+    std::fs::remove_dir_all(dir.path().join("sled")).unwrap();
+    copy_dir(old_sled.path(), &dir.path().join("sled"));
+    let message = open_error(dir.path());
+    assert!(
+        message.contains("collection 'c': its BM25 index is at sequence 30 but sled is at 20"),
+        "{message}"
+    );
+}
