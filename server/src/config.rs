@@ -105,6 +105,15 @@ settings! {
     max_ids_per_request: usize = 10_000, "SIEVE_MAX_IDS_PER_REQUEST";
     /// Most fused candidates a search may send into its rerank cascade.
     max_rerank_candidates: usize = 1000, "SIEVE_MAX_RERANK_CANDIDATES";
+    /// Searches (and SearchStream calls) running at once; more are refused with RESOURCE_EXHAUSTED.
+    max_concurrent_searches: usize = 64, "SIEVE_MAX_CONCURRENT_SEARCHES";
+    /// Ingest streams open at once; more are refused with RESOURCE_EXHAUSTED.
+    max_ingest_streams: usize = 16, "SIEVE_MAX_INGEST_STREAMS";
+    /// An ingest stream that sends no batch for this many seconds is closed (DEADLINE_EXCEEDED).
+    ingest_idle_timeout_secs: u64 = 120, "SIEVE_INGEST_IDLE_TIMEOUT_SECS";
+    /// Longest a search or unary call may run, seconds; a client's shorter grpc-timeout wins
+    /// (0 = only the client's).
+    request_timeout_secs: u64 = 300, "SIEVE_REQUEST_TIMEOUT_SECS";
     /// Most texts in one Rerank request.
     max_rerank_texts: usize = 1000, "SIEVE_MAX_RERANK_TEXTS";
     /// Where models named `org/name` are found, as `<models_dir>/org--name/`.

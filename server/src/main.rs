@@ -9,6 +9,7 @@ mod auth;
 mod config;
 mod convert;
 mod demo;
+mod limits;
 mod service;
 mod status;
 
@@ -137,6 +138,7 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         store: Arc::clone(&store),
         config: config.clone(),
         planner,
+        admission: limits::Admission::new(&config),
         shutdown: shutdown_rx.clone(),
     });
 
@@ -160,6 +162,10 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         );
     }
     let mut builder = Server::builder();
+    if config.request_timeout_secs > 0 {
+        // Unary calls; streamed searches take their deadline in the service (limits.rs).
+        builder = builder.timeout(Duration::from_secs(config.request_timeout_secs));
+    }
     if let Some(tls) = tls_config(&config)? {
         builder = builder.tls_config(tls).context("TLS settings")?;
     }

@@ -127,6 +127,15 @@ async fn embed_missing_vectors(
     Ok(())
 }
 
+/// An ingest stream that sent nothing for `ingest_idle_timeout_secs` gives its slot back.
+fn idle_timeout(state: &State) -> Status {
+    Status::deadline_exceeded(format!(
+        "no batch for {} s (ingest_idle_timeout_secs): the ingest stream is closed; \
+         everything acknowledged is durable",
+        state.config.ingest_idle_timeout_secs
+    ))
+}
+
 #[tonic::async_trait]
 impl Documents for DocumentsService {
     type IngestStream = AckStream;
@@ -135,18 +144,27 @@ impl Documents for DocumentsService {
         &self,
         request: Request<Streaming<IngestRequest>>,
     ) -> Result<Response<AckStream>, Status> {
-        let mut inbound = request.into_inner();
         let state = Arc::clone(&self.0);
+        let permit = state.admission.ingest()?;
+        let mut inbound = request.into_inner();
         let (acks, ack_stream) = mpsc::channel(ACK_BUFFER);
         tokio::spawn(async move {
+            let _permit = permit;
             let mut shutdown = state.shutdown.clone();
+            let idle = std::time::Duration::from_secs(state.config.ingest_idle_timeout_secs.max(1));
             for batch in 0u64.. {
                 if *shutdown.borrow() {
                     let _ = acks.send(Err(shutting_down())).await;
                     return;
                 }
                 let next = tokio::select! {
-                    next = inbound.message() => next,
+                    next = tokio::time::timeout(idle, inbound.message()) => match next {
+                        Ok(next) => next,
+                        Err(_) => {
+                            let _ = acks.send(Err(idle_timeout(&state))).await;
+                            return;
+                        }
+                    },
                     _ = shutdown.changed() => {
                         let _ = acks.send(Err(shutting_down())).await;
                         return;

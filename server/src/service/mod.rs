@@ -19,6 +19,7 @@ pub use rerank::RerankService;
 pub use search::SearchService;
 
 use crate::config::Config;
+use crate::limits::Admission;
 
 /// What every service shares.
 pub struct State {
@@ -28,6 +29,8 @@ pub struct State {
     pub config: Config,
     /// Runs searches with the loaded models and the default cascade.
     pub planner: Arc<Planner>,
+    /// Concurrency limits.
+    pub admission: Admission,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }

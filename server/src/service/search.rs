@@ -14,8 +14,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use super::State;
-use crate::convert;
-use crate::status;
+use crate::{convert, limits, status};
 
 pub struct SearchService(pub Arc<State>);
 
@@ -65,14 +64,17 @@ impl Search for SearchService {
         request: Request<SearchRequest>,
     ) -> Result<Response<EventStream>, Status> {
         let state = Arc::clone(&self.0);
+        let deadline = limits::deadline(request.metadata(), &state.config)?;
+        let permit = state.admission.search()?;
         let request = request.into_inner();
         let (events, stream) = mpsc::unbounded_channel();
         tokio::spawn(async move {
+            let _permit = permit;
             let send = |event| {
                 let _ = events.send(Ok(SearchEvent { event: Some(event) }));
             };
             tokio::select! {
-                outcome = run(&state, request, send) => {
+                outcome = limits::within(deadline, "the search", run(&state, request, send)) => {
                     if let Err(status) = outcome {
                         let _ = events.send(Err(status));
                     }
@@ -89,14 +91,20 @@ impl Search for SearchService {
         request: Request<Streaming<SearchRequest>>,
     ) -> Result<Response<ResultStream>, Status> {
         let state = Arc::clone(&self.0);
+        let deadline = limits::deadline(request.metadata(), &state.config)?;
+        // One slot for the whole stream, which runs at most STREAM_CONCURRENCY searches at once.
+        let permit = Arc::new(state.admission.search()?);
         let results = request
             .into_inner()
             .enumerate()
             .map(move |(index, request)| {
                 let state = Arc::clone(&state);
+                let permit = Arc::clone(&permit);
                 async move {
+                    let _permit = permit;
                     let request = request?;
-                    let outcome = match collect(&state, request).await {
+                    let search = limits::within(deadline, "the search", collect(&state, request));
+                    let outcome = match search.await {
                         Ok(response) => search_result::Outcome::Response(response),
                         Err(status) => search_result::Outcome::Error(v1::Error {
                             code: status.code() as u32,
