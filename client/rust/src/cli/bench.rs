@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, default_value_t = 512)]
         batch_size: usize,
     },
+    /// Several clients at once mixing ingest batches, searches (with a cascade) and deletes for
+    /// a fixed time: throughput, latency and errors per operation.
+    Load(super::load::Args),
     /// Send searches and time them.
     Search {
         /// Collection.
@@ -208,6 +211,7 @@ pub(super) fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 
 pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
     let report = match command {
+        Command::Load(args) => return super::load::run(client, args).await,
         Command::Ingest { collection, corpus, docs, dimension, embedder, batch_size, seed } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             let lines = read_jsonl(&corpus)?;

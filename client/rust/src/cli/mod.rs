@@ -5,6 +5,7 @@ mod bench;
 mod collections;
 mod eval;
 mod ingest;
+mod load;
 mod output;
 mod search;
 
