@@ -145,3 +145,50 @@ async fn a_search_past_its_deadline_stops_and_idle_ingest_streams_close() {
     assert_eq!(client.collection("c").await.unwrap().stats.unwrap().documents, 60);
     assert_eq!(server.health().await, SERVING);
 }
+
+/// The acks carry backpressure advice, and `sieve ingest` follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acks_suggest_batch_sizes_and_the_cli_follows_them() {
+    use clap::Parser as _;
+    use sieve_client::cli::{self, Cli};
+
+    // A long target: every batch is fast, so the advice grows by the most allowed (x2), up
+    // to max_batch_documents.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(
+        dir.path(),
+        &["--ingest-target-batch-ms", "600000", "--max-batch-documents", "150"],
+    );
+    let client = server.client().await;
+    client.create_collection("c", proto::CollectionConfig::default()).await.unwrap();
+    let ack = client.upsert("c", words(40)).await.unwrap();
+    assert_eq!((ack.next_batch_size, ack.backoff_ms), (80, 0));
+    let ack = client.upsert("c", words(100)).await.unwrap();
+    assert_eq!((ack.next_batch_size, ack.backoff_ms), (150, 0));
+    drop(server);
+
+    // A zero target: every batch is too slow, so the advice halves each time.
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &["--ingest-target-batch-ms", "0"]);
+    let client = server.client().await;
+    client.create_collection("c", proto::CollectionConfig::default()).await.unwrap();
+    let ack = client.upsert("c", words(100)).await.unwrap();
+    assert_eq!(ack.next_batch_size, 50);
+    let ack = client.upsert("c", words(1)).await.unwrap();
+    assert_eq!(ack.next_batch_size, 1, "never below one document");
+
+    // The CLI shrinks its batches as told and still delivers every document.
+    let file = dir.path().join("docs.jsonl");
+    let lines: String = (0..300)
+        .map(|i| format!("{{\"_id\": \"f{i}\", \"text\": \"shrinking batches {i}\"}}\n"))
+        .collect();
+    std::fs::write(&file, lines).unwrap();
+    let argv =
+        ["sieve", "--addr", &server.url, "ingest", "-c", "c", "--batch-size", "100", "--quiet"];
+    let code =
+        cli::run(Cli::parse_from(argv.into_iter().chain([file.to_str().unwrap()]))).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let stats = client.collection("c").await.unwrap().stats.unwrap();
+    assert_eq!(stats.documents, 400, "the 100 d-documents and the 300 of the file");
+    assert_eq!(stats.sequence, 401, "100 + 1 + 300 upserts");
+}

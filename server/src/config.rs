@@ -109,6 +109,8 @@ settings! {
     max_concurrent_searches: usize = 64, "SIEVE_MAX_CONCURRENT_SEARCHES";
     /// Ingest streams open at once; more are refused with RESOURCE_EXHAUSTED.
     max_ingest_streams: usize = 16, "SIEVE_MAX_INGEST_STREAMS";
+    /// Backpressure: acks suggest a batch size that takes about this long to write and embed.
+    ingest_target_batch_ms: u64 = 1000, "SIEVE_INGEST_TARGET_BATCH_MS";
     /// An ingest stream that sends no batch for this many seconds is closed (DEADLINE_EXCEEDED).
     ingest_idle_timeout_secs: u64 = 120, "SIEVE_INGEST_IDLE_TIMEOUT_SECS";
     /// Longest a search or unary call may run, seconds; a client's shorter grpc-timeout wins

@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use sieve_models::BatchedModel;
 use sieve_proto::v1::documents_server::Documents;
 use sieve_proto::v1::{
     self, DeleteRequest, DeleteResponse, DocumentError, GetRequest, GetResponse, IngestAck,
@@ -56,6 +57,8 @@ async fn ingest_batch(
     request: IngestRequest,
 ) -> Result<IngestAck, Status> {
     let config = &state.config;
+    let started = std::time::Instant::now();
+    let documents = request.documents.len();
     if request.documents.len() > config.max_batch_documents {
         return Err(Status::invalid_argument(format!(
             "documents: {} documents in batch {batch} exceeds the limit of {} (max_batch_documents)",
@@ -65,6 +68,7 @@ async fn ingest_batch(
     }
     check_ids(&request.delete_ids, "delete_ids", state)?;
     let collection = collection(state, &request.collection)?;
+    let embedder = embedder_of(state, &collection);
     let mut errors = Vec::new();
     let mut positions = Vec::with_capacity(request.documents.len());
     let mut upserts = Vec::with_capacity(request.documents.len());
@@ -91,13 +95,50 @@ async fn ingest_batch(
         error: Some(v1::Error { code: Code::InvalidArgument as u32, message: r.reason }),
     }));
     errors.sort_by_key(|e| e.index);
+    let (next_batch_size, backoff_ms) = advice(state, &embedder, documents, started.elapsed());
     Ok(IngestAck {
         batch,
         accepted: outcome.accepted,
         errors,
         deleted: outcome.deleted,
         sequence: outcome.sequence,
+        next_batch_size,
+        backoff_ms,
     })
+}
+
+/// The built-in embedder of a collection, if it has one.
+fn embedder_of(state: &State, collection: &Collection) -> Option<Arc<BatchedModel>> {
+    let name = collection.config().dense.as_ref()?.embedder.clone()?;
+    state.planner.models().embedder(&name).ok().cloned()
+}
+
+/// Backpressure for the next batches: a size that would take about `ingest_target_batch_ms`
+/// at this batch's pace (moving at most ×2 or ÷2 per batch, within max_batch_documents), and a
+/// pause while the embedder's queue is more than half full.
+fn advice(
+    state: &State,
+    embedder: &Option<Arc<BatchedModel>>,
+    documents: usize,
+    took: std::time::Duration,
+) -> (u32, u32) {
+    if documents == 0 {
+        return (0, 0);
+    }
+    let config = &state.config;
+    let target = config.ingest_target_batch_ms as f64 * 1000.0;
+    let at_pace = documents as f64 * target / (took.as_micros().max(1) as f64);
+    let size = at_pace
+        .clamp((documents / 2).max(1) as f64, (documents * 2) as f64)
+        .min(config.max_batch_documents as f64);
+    let backoff = match embedder {
+        Some(model) => {
+            let queued = model.stats().queued.load(std::sync::atomic::Ordering::Relaxed);
+            if queued * 2 > model.policy().queue_capacity { took.as_millis() as u32 } else { 0 }
+        }
+        None => 0,
+    };
+    (size.round() as u32, backoff)
 }
 
 /// Embeds `title + " " + text` of the documents that came without a vector, when the

@@ -1,11 +1,14 @@
 //! `sieve ingest FILE`: streams a JSON-lines corpus in batches, with a progress bar, and
 //! reports what landed and what did not.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use crate::{Client, Error, jsonl, proto};
 use anyhow::Context as _;
@@ -167,8 +170,18 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<ExitCode> {
     Ok(if outcome.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
-/// Streams a JSON-lines file into `collection` in batches of `batch_size`, with a progress bar
-/// unless `quiet`.
+/// The server's latest backpressure advice (from the acks), read before each batch is sent.
+#[derive(Default)]
+struct Advice {
+    /// Suggested documents per batch (0: none yet).
+    size: AtomicUsize,
+    /// Pause before the next batch.
+    backoff_ms: AtomicU64,
+}
+
+/// Streams a JSON-lines file into `collection` in batches of at most `batch_size` (smaller when
+/// the server's acks suggest it, with the pauses they ask for), with a progress bar unless
+/// `quiet`.
 pub async fn stream_file(
     client: &Client,
     file: &Path,
@@ -184,21 +197,42 @@ pub async fn stream_file(
             .expect("valid template"),
     );
     let (requests_tx, requests_rx) = mpsc::channel::<proto::IngestRequest>(2);
+    let advice = Arc::new(Advice::default());
     let feeder = {
         let progress = progress.clone();
         let collection = collection.to_string();
+        let advice = Arc::clone(&advice);
         tokio::spawn(async move {
             let mut unreadable = Vec::new();
-            while let Some(chunk) = chunks.recv().await {
-                let chunk: Chunk = chunk?;
-                progress.inc(chunk.unreadable.len() as u64);
-                unreadable.extend(chunk.unreadable);
-                if chunk.documents.is_empty() {
-                    continue;
+            let mut pending: VecDeque<proto::Document> = VecDeque::new();
+            let mut read_all = false;
+            loop {
+                // The server's suggested size, never above --batch-size.
+                let size = match advice.size.load(Ordering::Relaxed) {
+                    0 => batch_size,
+                    advised => advised.min(batch_size),
+                };
+                while pending.len() < size && !read_all {
+                    match chunks.recv().await {
+                        Some(chunk) => {
+                            let chunk: Chunk = chunk?;
+                            progress.inc(chunk.unreadable.len() as u64);
+                            unreadable.extend(chunk.unreadable);
+                            pending.extend(chunk.documents);
+                        }
+                        None => read_all = true,
+                    }
+                }
+                if pending.is_empty() {
+                    break;
+                }
+                let backoff = advice.backoff_ms.swap(0, Ordering::Relaxed);
+                if backoff > 0 {
+                    tokio::time::sleep(Duration::from_millis(backoff)).await;
                 }
                 let request = proto::IngestRequest {
                     collection: collection.clone(),
-                    documents: chunk.documents,
+                    documents: pending.drain(..size.min(pending.len())).collect(),
                     delete_ids: Vec::new(),
                 };
                 if requests_tx.send(request).await.is_err() {
@@ -217,6 +251,10 @@ pub async fn stream_file(
     while let Some(ack) = acks.next().await {
         match ack {
             Ok(ack) => {
+                if ack.next_batch_size > 0 {
+                    advice.size.store(ack.next_batch_size as usize, Ordering::Relaxed);
+                }
+                advice.backoff_ms.store(u64::from(ack.backoff_ms), Ordering::Relaxed);
                 accepted += ack.accepted.len() as u64;
                 progress.inc((ack.accepted.len() + ack.errors.len()) as u64);
                 rejected.extend(ack.errors.into_iter().map(|e| {
