@@ -60,6 +60,22 @@ fn ingest(
     }
 }
 
+fn rerank(
+    client: &Client,
+    query: &str,
+    texts: Vec<String>,
+    model: &str,
+) -> impl Future<Output = tonic::Status> + Send + 'static {
+    let client = client.clone();
+    let request = proto::RerankRequest {
+        query: query.into(),
+        texts,
+        model: model.into(),
+        ..Default::default()
+    };
+    async move { status_of(client.rerank(request).await) }
+}
+
 fn with_plan(mut request: proto::SearchRequest, plan: proto::Plan) -> proto::SearchRequest {
     request.plan = Some(plan);
     request
@@ -383,6 +399,36 @@ async fn malformed_requests_get_precise_statuses() {
                 },
             ),
         ),
+        case(
+            "rerank stage naming an unloaded model",
+            Code::InvalidArgument,
+            "plan.rerank[0].model: model 'nope/model' is not loaded by this server (loaded: none)",
+            search(c, q("words", "fine").with_rerank([("nope/model", 5)])),
+        ),
+        case(
+            "candidates over max_rerank_candidates",
+            Code::InvalidArgument,
+            "plan.candidates: 5000 exceeds the limit of 1000 (max_rerank_candidates)",
+            search(c, q("words", "fine").with_candidates(5000)),
+        ),
+        case(
+            "rerank RPC naming an unloaded model",
+            Code::InvalidArgument,
+            "model: model 'nope/x' is not loaded by this server (loaded: none)",
+            rerank(c, "query", vec!["a text".into()], "nope/x"),
+        ),
+        case(
+            "rerank RPC on a server without cross-encoders",
+            Code::FailedPrecondition,
+            "this server has no cross-encoder loaded",
+            rerank(c, "query", vec!["a text".into()], ""),
+        ),
+        case(
+            "rerank RPC with no texts",
+            Code::InvalidArgument,
+            "texts: must not be empty",
+            rerank(c, "query", vec![], ""),
+        ),
         case("get with an empty id", Code::InvalidArgument, "ids[0]: must not be empty", {
             let c = c.clone();
             async move { status_of(c.get("vec", vec![String::new()], false).await) }
@@ -452,6 +498,7 @@ async fn bad_documents_fail_alone_in_their_batch() {
         good("a"),
         with("zero", &|d| d.vector = vec![0.0; 3]),
         with(&"i".repeat(513), &|_| {}),
+        with("huge", &|d| d.text = "x".repeat(10 << 20)),
     ];
     let ack = client.upsert("vec", documents).await.unwrap();
     assert_eq!(ack.accepted, ["a", "b"]);
@@ -474,6 +521,10 @@ async fn bad_documents_fail_alone_in_their_batch() {
             (7, "id: 'a' already appears at position 0 of this batch"),
             (8, "vector: is all zeros, which has no cosine similarity"),
             (9, "id: 513 bytes exceeds the limit of 512 (max_id_bytes)"),
+            (
+                10,
+                "text: title, text and metadata strings total 10485760 bytes, over the limit of 1000 (max_text_bytes)"
+            ),
         ]
     );
     assert!(
@@ -481,4 +532,62 @@ async fn bad_documents_fail_alone_in_their_batch() {
     );
     assert_eq!(ack.sequence, 2);
     assert_eq!(client.collection("vec").await.unwrap().stats.unwrap().documents, 2);
+}
+
+/// Speaks raw HTTP/2 to send a gRPC body that lies: a frame header announcing `announced`
+/// bytes followed by `sent` bytes, then the end of the stream. Returns the grpc-status code and
+/// message the server answers with.
+async fn raw_grpc(url: &str, path: &str, announced: u32, sent: usize) -> (i32, String) {
+    let addr = url.trim_start_matches("http://");
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (h2, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut h2 = h2.ready().await.unwrap();
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("{url}{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap();
+    let (response, mut body) = h2.send_request(request, false).unwrap();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&announced.to_be_bytes());
+    frame.extend(std::iter::repeat_n(0x0a, sent));
+    body.send_data(bytes::Bytes::from(frame), true).unwrap();
+    let response = response.await.unwrap();
+    let (parts, mut stream) = response.into_parts();
+    while let Some(chunk) = stream.data().await {
+        chunk.unwrap();
+    }
+    let trailers = stream.trailers().await.unwrap().unwrap_or_default();
+    let field = |name: &str| {
+        trailers
+            .get(name)
+            .or_else(|| parts.headers.get(name))
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    };
+    (field("grpc-status").parse().unwrap(), field("grpc-message"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_that_end_mid_message_get_a_status_and_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(dir.path(), &[]);
+    let client = server.client().await;
+    client.create_collection("c", proto::CollectionConfig::default()).await.unwrap();
+
+    // Announces 1,000 bytes, sends 10, ends: on a client stream and on a unary call.
+    let (code, message) = raw_grpc(&server.url, "/sieve.v1.Documents/Ingest", 1000, 10).await;
+    assert_eq!(Code::from_i32(code), Code::Internal, "{message}");
+    let (code, message) = raw_grpc(&server.url, "/sieve.v1.Search/Search", 1000, 10).await;
+    assert_eq!(Code::from_i32(code), Code::Internal, "{message}");
+    // Bytes that do not decode as the message.
+    let (code, _) = raw_grpc(&server.url, "/sieve.v1.Collections/ListCollections", 3, 3).await;
+    assert_eq!(Code::from_i32(code), Code::Internal);
+
+    assert_eq!(server.health().await, SERVING);
+    let stats = client.collection("c").await.unwrap().stats.unwrap();
+    assert_eq!((stats.documents, stats.sequence), (0, 0));
 }

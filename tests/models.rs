@@ -122,6 +122,31 @@ async fn embedded_collection_and_a_two_stage_cascade() {
     assert_eq!(done.models[0].step, "embed");
     assert_eq!(done.models[0].model, EMBEDDER);
 
+    // A stage cannot keep more than it receives.
+    let too_many = proto::SearchRequest::new("scifact", &query)
+        .with_candidates(30)
+        .with_rerank([(SCIFACT_CE, 40)]);
+    let status = status_of(client.search(too_many).await);
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status
+            .message()
+            .contains("rerank[0].keep: 40 is more than the 30 candidates entering the cascade"),
+        "{}",
+        status.message()
+    );
+    let narrowing = proto::SearchRequest::new("scifact", &query)
+        .with_candidates(30)
+        .with_rerank([(SCIFACT_CE, 10), (XLMR, 20)]);
+    let status = status_of(client.search(narrowing).await);
+    assert!(
+        status
+            .message()
+            .contains("rerank[1].keep: 20 is more than the 10 the previous stage keeps"),
+        "{}",
+        status.message()
+    );
+
     // Hybrid, then the SciFact cross-encoder keeps 20 of 30 and the XLM-R stage keeps 5.
     let request = proto::SearchRequest::new("scifact", &query)
         .with_candidates(30)
