@@ -5,14 +5,6 @@
 //! connections, lets in-flight requests finish (ingest streams end after their current batch),
 //! writes its derived indexes to disk and flushes sled.
 
-mod auth;
-mod config;
-mod convert;
-mod demo;
-mod limits;
-mod service;
-mod status;
-
 use std::io::{IsTerminal as _, Write as _};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,11 +25,12 @@ use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
-use crate::auth::{AuthLayer, Keys};
-use crate::config::{Cli, Config, LogFormat};
-use crate::service::{
+use sieve_server::auth::{AuthLayer, Keys};
+use sieve_server::config::{Cli, Config, LogFormat};
+use sieve_server::service::{
     CollectionsService, DocumentsService, InfoService, RerankService, SearchService, State,
 };
+use sieve_server::{demo, limits};
 
 /// mimalloc: candle allocates large fresh buffers on every forward pass, and glibc's malloc
 /// turns them into page faults (measured: 100 MiniLM pairs 13.5 s with glibc, 10.3 s with
