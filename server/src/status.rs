@@ -15,8 +15,23 @@ pub fn storage(error: sieve_storage::Error) -> Status {
             Status::data_loss(error.to_string())
         }
         Error::Io { .. } => {
+            use std::io::ErrorKind;
             tracing::error!(%error, "storage failure");
-            Status::internal(error.to_string())
+            match error.io_kind() {
+                Some(
+                    ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge,
+                ) => Status::resource_exhausted(format!(
+                    "the data directory is out of space; this batch was not written, \
+                         everything acknowledged before is intact ({error})"
+                )),
+                Some(ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied) => {
+                    Status::unavailable(format!(
+                        "the data directory cannot be written; this batch was not written, \
+                         everything acknowledged before is intact ({error})"
+                    ))
+                }
+                _ => Status::internal(error.to_string()),
+            }
         }
     }
 }

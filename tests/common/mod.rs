@@ -31,14 +31,14 @@ impl TestServer {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sieve-server"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sieve-server"));
+        command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("sieve-server starts");
+            .stderr(stderr);
+        let mut child = command.spawn().expect("sieve-server starts");
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {

@@ -131,6 +131,10 @@ struct Writer {
     last_seq: Seq,
     /// The op the HNSW dump on disk is current to.
     graph_seq: Seq,
+    /// Set when writing a batch to sled failed (disk full, read-only, I/O error): sled may hold
+    /// that batch in memory while the indexes and the counters above do not, so no further
+    /// batch may be written until a restart recovers from what is on disk.
+    failed: Option<(std::io::ErrorKind, String)>,
 }
 
 /// One op of a batch, encoded for sled.
@@ -329,6 +333,7 @@ impl Collection {
             keyword,
             dense,
             writer: Mutex::new(Writer {
+                failed: None,
                 keyword: Some(keyword_writer),
                 next_pid,
                 last_seq,
@@ -418,6 +423,17 @@ impl Collection {
         if w.keyword.is_none() {
             return Err(Error::CollectionNotFound(self.name.clone()));
         }
+        if let Some((kind, why)) = &w.failed {
+            return Err(Error::io(
+                format!(
+                    "collection '{}' takes no writes since a storage failure; everything \
+                     acknowledged is on disk, restart the server once the data directory is \
+                     writable",
+                    self.name
+                ),
+                std::io::Error::new(*kind, why.clone()),
+            ));
+        }
         let mut outcome = WriteOutcome::default();
         // Ids touched earlier in this batch, with their version after that op.
         let mut touched: HashMap<&str, Option<PointId>> = HashMap::new();
@@ -481,7 +497,7 @@ impl Collection {
                 },
             })
             .collect();
-        (&self.trees.docs, &self.trees.oplog, &self.trees.meta)
+        let committed = (&self.trees.docs, &self.trees.oplog, &self.trees.meta)
             .transaction(|(docs, oplog, meta)| {
                 for Staged { id, record, key, op } in &staged {
                     match record {
@@ -494,10 +510,20 @@ impl Collection {
                 meta.insert(NEXT_PID, &next_pid.to_be_bytes())?;
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
-            .map_err(|e| {
-                Error::io(format!("writing batch to collection '{}'", self.name), format!("{e:?}"))
-            })?;
-        self.db.flush().context(format!("flushing collection '{}'", self.name))?;
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Storage(e) => e,
+                other => sled::Error::Unsupported(format!("{other:?}")),
+            })
+            .and_then(|()| self.db.flush().map(|_| ()));
+        if let Err(e) = committed {
+            let kind = match &e {
+                sled::Error::Io(io) => io.kind(),
+                _ => std::io::ErrorKind::Other,
+            };
+            w.failed = Some((kind, e.to_string()));
+            tracing::error!(collection = self.name, error = %e, "writing to sled failed; the collection takes no more writes until restart");
+            return Err(Error::io(format!("writing a batch to collection '{}'", self.name), e));
+        }
         let durable = started.elapsed();
         w.next_pid = next_pid;
         w.last_seq = last_seq;

@@ -32,6 +32,25 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
+    /// The operating system's reason when an I/O failure underlies this error (e.g.
+    /// `StorageFull` for a full disk, `ReadOnlyFilesystem`), looking through sled's wrapping.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let Error::Io { cause, .. } = self else {
+            return None;
+        };
+        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(cause.as_ref());
+        while let Some(error) = next {
+            if let Some(io) = error.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            if let Some(sled::Error::Io(io)) = error.downcast_ref::<sled::Error>() {
+                return Some(io.kind());
+            }
+            next = error.source();
+        }
+        None
+    }
+
     pub(crate) fn io(
         context: impl fmt::Display,
         source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -50,5 +69,21 @@ impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> Context<T>
 {
     fn context(self, what: impl fmt::Display) -> Result<T> {
         self.map_err(|source| Error::io(what, source))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::ErrorKind;
+
+    #[test]
+    fn the_os_reason_is_found_under_sled_and_context() {
+        let full = std::io::Error::from(ErrorKind::StorageFull);
+        assert_eq!(Error::io("flushing", full).io_kind(), Some(ErrorKind::StorageFull));
+        let via_sled = sled::Error::Io(std::io::Error::from(ErrorKind::FileTooLarge));
+        assert_eq!(Error::io("writing", via_sled).io_kind(), Some(ErrorKind::FileTooLarge));
+        assert_eq!(Error::io("writing", "no os error").io_kind(), None);
+        assert_eq!(Error::Corrupt("x".into()).io_kind(), None);
     }
 }
