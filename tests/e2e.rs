@@ -381,5 +381,11 @@ async fn health_reflection_and_info_answer() {
     let info = server.client().await.info().await.unwrap();
     assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
     assert_eq!(info.collections, 0);
-    assert_eq!(info.limits.unwrap().max_top_k, 77, "limits come from the configuration");
+    let limits = info.limits.unwrap();
+    assert_eq!(limits.max_top_k, 77, "limits come from the configuration");
+    assert_eq!(
+        (limits.max_concurrent_searches, limits.max_ingest_streams, limits.request_timeout_secs),
+        (64, 16, 300)
+    );
+    assert_eq!((info.api_keys_required, info.tls), (false, false));
 }

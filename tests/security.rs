@@ -59,7 +59,7 @@ async fn keys_grant_by_role_and_never_reach_the_log() {
     assert_eq!(hits.hits()[0].id, "a");
     assert_eq!(reader.get("notes", vec!["a".into()], false).await.unwrap().documents.len(), 1);
     assert_eq!(reader.list_collections().await.unwrap().len(), 1);
-    assert!(reader.info().await.is_ok());
+    assert!(reader.info().await.unwrap().api_keys_required);
 
     // Writes with a read-only key: PERMISSION_DENIED, naming the method; nothing changes.
     let denied = code(reader.upsert("notes", vec![doc("b", "borrowing")]).await);
@@ -183,6 +183,7 @@ async fn tls_serves_verified_clients_and_refuses_plaintext() {
     let client = Client::connect_with(server.https_url(), &trusted).await.unwrap();
     client.create_collection("secure", proto::CollectionConfig::default()).await.unwrap();
     assert_eq!(client.list_collections().await.unwrap()[0].name, "secure");
+    assert!(client.info().await.unwrap().tls);
 
     // A plaintext client gets no answer from the TLS port.
     let plaintext = match Client::connect(&server.url).await {

@@ -35,6 +35,11 @@ impl Info for InfoService {
             max_query_bytes: c.max_query_bytes as u64,
             max_ids_per_request: c.max_ids_per_request as u32,
             max_rerank_texts: c.max_rerank_texts as u32,
+            max_rerank_candidates: c.max_rerank_candidates as u32,
+            max_concurrent_searches: c.max_concurrent_searches as u32,
+            max_ingest_streams: c.max_ingest_streams as u32,
+            request_timeout_secs: c.request_timeout_secs,
+            ingest_idle_timeout_secs: c.ingest_idle_timeout_secs,
         };
         let planner = &self.0.planner;
         let models = planner
@@ -71,6 +76,8 @@ impl Info for InfoService {
             models,
             default_cascade,
             default_embedder: c.default_embedder.clone(),
+            api_keys_required: !(c.admin_keys.0.is_empty() && c.read_keys.0.is_empty()),
+            tls: !c.tls_cert.as_os_str().is_empty(),
         }))
     }
 }
