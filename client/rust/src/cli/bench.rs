@@ -154,10 +154,23 @@ fn read_vecs<T>(path: &Path, item: impl Fn([u8; 4]) -> T) -> anyhow::Result<Vec<
     Ok(vectors)
 }
 
-fn unit_vector(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
+pub(super) fn unit_vector(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
     let v: Vec<f32> = (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
     v.into_iter().map(|x| x / norm).collect()
+}
+
+/// Passages (`title text`) of a JSON-lines corpus, at least one.
+pub(super) fn corpus_passages(corpus: &Path) -> anyhow::Result<Vec<String>> {
+    let texts: Vec<String> = read_jsonl(corpus)?
+        .iter()
+        .map(|line| {
+            let doc = jsonl::parse_document(line).map_err(anyhow::Error::msg)?;
+            Ok(format!("{} {}", doc.title, doc.text).trim().to_string())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    anyhow::ensure!(!texts.is_empty(), "{} holds no documents", corpus.display());
+    Ok(texts)
 }
 
 pub(super) fn read_jsonl(path: &Path) -> anyhow::Result<Vec<String>> {
@@ -282,15 +295,8 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 concurrency > 0 && passages > 0,
                 "--concurrency and --passages must be at least 1"
             );
-            let texts: Vec<String> = read_jsonl(&corpus)?
-                .iter()
-                .map(|line| {
-                    let doc = jsonl::parse_document(line).map_err(anyhow::Error::msg)?;
-                    Ok(format!("{} {}", doc.title, doc.text).trim().to_string())
-                })
-                .collect::<anyhow::Result<_>>()?;
+            let texts = corpus_passages(&corpus)?;
             let query_texts = query_texts(&queries)?;
-            anyhow::ensure!(!texts.is_empty(), "{} holds no documents", corpus.display());
             let make = |i: usize| proto::RerankRequest {
                 query: query_texts[i % query_texts.len()].clone(),
                 texts: (0..passages)

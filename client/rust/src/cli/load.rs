@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::json;
 
-use super::bench::{histogram, percentiles, record};
+use super::bench::{corpus_passages, histogram, percentiles, record, unit_vector};
 use super::search::CascadeArgs;
 use crate::{Client, Error, proto};
 
@@ -109,15 +109,7 @@ impl Texts {
                 .collect();
             return Ok(Texts(texts));
         };
-        let texts: Vec<String> = super::bench::read_jsonl(path)?
-            .iter()
-            .map(|line| {
-                let doc = crate::jsonl::parse_document(line).map_err(anyhow::Error::msg)?;
-                Ok(format!("{} {}", doc.title, doc.text).trim().to_string())
-            })
-            .collect::<anyhow::Result<_>>()?;
-        anyhow::ensure!(!texts.is_empty(), "{} holds no documents", path.display());
-        Ok(Texts(texts))
+        Ok(Texts(corpus_passages(path)?))
     }
 
     fn pick(&self, rng: &mut StdRng) -> &str {
@@ -142,12 +134,6 @@ fn parse_mix(mix: &str) -> anyhow::Result<[u32; 3]> {
         parts.try_into().map_err(|_| anyhow::anyhow!("--mix {mix}: expected I:S:D"))?;
     anyhow::ensure!(weights.iter().sum::<u32>() > 0, "--mix {mix}: all weights are zero");
     Ok(weights)
-}
-
-fn unit_vector(rng: &mut StdRng, dimension: usize) -> Vec<f32> {
-    let v: Vec<f32> = (0..dimension).map(|_| rng.random_range(-1.0f32..1.0)).collect();
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(f32::MIN_POSITIVE);
-    v.into_iter().map(|x| x / norm).collect()
 }
 
 /// Everything the clients share.
