@@ -376,3 +376,106 @@ async fn corrupt_indexes_are_rebuilt_and_a_corrupt_sled_is_refused() {
     assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"));
     assert!(collection_dir.join("bm25").is_dir(), "nothing was deleted");
 }
+
+/// A data directory that runs out of space: the batch that does not fit fails with
+/// RESOURCE_EXHAUSTED naming the cause, later writes are refused the same way (sled may hold
+/// part of the failed batch, and sled itself stops at its first failed write, so reads that need
+/// the disk fail with the same status), and after a restart every acknowledged document is
+/// there, searchable by BM25 and through the HNSW graph, and writes are taken again. The server
+/// runs under `ulimit -f`: a file that would grow past the limit fails with EFBIG, as a full
+/// disk does with ENOSPC (a real full or read-only filesystem needs privileges CI lacks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_and_keeps_every_acknowledged_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--exact-search-threshold", "0"];
+    let log = dir.path().join("server.log");
+    let mut server = TestServer::start_with_file_limit(&data, &args, 4 << 20, &log);
+    let client = server.client().await;
+    client
+        .create_collection(COLLECTION, dense_config(DIM as u32, proto::Distance::Cosine))
+        .await
+        .unwrap();
+    let filler = " filler".repeat(150);
+    let batch = |n: u64| -> Vec<proto::Document> {
+        (n * 100..(n + 1) * 100)
+            .map(|id| proto::Document { text: document(id, 0).text + &filler, ..document(id, 0) })
+            .collect()
+    };
+    let out_of_space = |status: &tonic::Status| {
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().starts_with("the data directory is out of space (")
+                && status.message().contains("File too large")
+                && status.message().ends_with(
+                    "writes are refused until the server restarts with free space, and nothing \
+                     acknowledged is lost (a batch that failed was not acknowledged)"
+                ),
+            "{}",
+            status.message()
+        );
+    };
+    let mut acked = 0u64;
+    let failure = loop {
+        assert!(acked < 400, "4 MiB per file never filled up after {acked} batches");
+        match client.upsert(COLLECTION, batch(acked)).await {
+            Ok(ack) => {
+                assert_eq!(ack.accepted.len(), 100);
+                acked += 1;
+            }
+            Err(error) => break common::status_of::<()>(Err(error)),
+        }
+    };
+    assert!(acked >= 5, "only {acked} batches fitted in 4 MiB");
+    out_of_space(&failure);
+    let again = common::status_of(client.upsert(COLLECTION, batch(acked)).await);
+    out_of_space(&again);
+    assert!(
+        again.message().contains("takes no writes since a storage failure"),
+        "{}",
+        again.message()
+    );
+    let ids: Vec<String> = (0..acked * 100).map(|id| id.to_string()).collect();
+    match client.get(COLLECTION, ids.clone(), false).await {
+        Ok(found) => assert_eq!(found.documents.len(), ids.len(), "{:?}", found.missing),
+        Err(error) => out_of_space(&common::status_of::<()>(Err(error))),
+    }
+    assert_eq!(server.health().await, common::SERVING);
+    server.kill();
+
+    let server = TestServer::start(&data, &args);
+    let client = server.client().await;
+    let found = client.get(COLLECTION, ids.clone(), false).await.unwrap();
+    assert_eq!(
+        found.documents.len(),
+        ids.len(),
+        "acknowledged documents lost: {:?}",
+        found.missing
+    );
+    for id in [0, acked * 50, acked * 100 - 1] {
+        let bm25 = proto::SearchRequest::new(COLLECTION, token(id, 0))
+            .with_mode(proto::Mode::Bm25)
+            .with_top_k(3);
+        let hits = client.search(bm25).await.unwrap();
+        assert_eq!(hits.hits()[0].id, id.to_string(), "BM25 finds {id}");
+        let dense = proto::SearchRequest::new(COLLECTION, "")
+            .with_vector(vector(id, 0))
+            .with_mode(proto::Mode::Dense)
+            .with_top_k(1);
+        let hits = client.search(dense).await.unwrap();
+        assert_eq!(hits.hits()[0].id, id.to_string(), "dense finds {id}");
+    }
+    // The refused batch was never acknowledged: it is either wholly there or wholly absent.
+    let stats = client.collection(COLLECTION).await.unwrap().stats.unwrap();
+    assert!(
+        [acked * 100, (acked + 1) * 100].contains(&stats.documents)
+            && stats.vectors == stats.documents,
+        "{stats:?} after {acked} acknowledged batches"
+    );
+    let ack = client.upsert(COLLECTION, batch(acked + 1)).await.unwrap();
+    assert_eq!(ack.accepted.len(), 100, "writes are taken again");
+    println!(
+        "{acked} batches of 100 fitted in 4 MiB files, the next was refused: {}",
+        failure.message()
+    );
+}

@@ -21,13 +21,15 @@ pub fn storage(error: sieve_storage::Error) -> Status {
                 Some(
                     ErrorKind::StorageFull | ErrorKind::QuotaExceeded | ErrorKind::FileTooLarge,
                 ) => Status::resource_exhausted(format!(
-                    "the data directory is out of space; this batch was not written, \
-                         everything acknowledged before is intact ({error})"
+                    "the data directory is out of space ({error}); writes are refused until \
+                     the server restarts with free space, and nothing acknowledged is lost \
+                     (a batch that failed was not acknowledged)"
                 )),
                 Some(ErrorKind::ReadOnlyFilesystem | ErrorKind::PermissionDenied) => {
                     Status::unavailable(format!(
-                        "the data directory cannot be written; this batch was not written, \
-                         everything acknowledged before is intact ({error})"
+                        "the data directory cannot be written ({error}); writes are refused \
+                         until the server restarts with a writable data directory, and nothing \
+                         acknowledged is lost (a batch that failed was not acknowledged)"
                     ))
                 }
                 _ => Status::internal(error.to_string()),

@@ -27,11 +27,38 @@ impl TestServer {
 
     /// Like [`start`](Self::start), with the server's log (stderr) written to `log` if given.
     pub fn start_logged(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> TestServer {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_sieve-server")), data_dir, extra, log)
+    }
+
+    /// Starts the server unable to grow any file past `max_file_bytes` (`ulimit -f`, SIGXFSZ
+    /// ignored), so writes fail as they do on a full disk: with `EFBIG` instead of `ENOSPC`.
+    pub fn start_with_file_limit(
+        data_dir: &Path,
+        extra: &[&str],
+        max_file_bytes: u64,
+        log: &Path,
+    ) -> TestServer {
+        let mut command = Command::new("bash");
+        command.args([
+            "-c",
+            &format!("trap '' XFSZ; ulimit -f {}; exec \"$0\" \"$@\"", max_file_bytes / 1024),
+            env!("CARGO_BIN_EXE_sieve-server"),
+            "--log-level",
+            "warn",
+        ]);
+        Self::spawn(command, data_dir, extra, Some(log))
+    }
+
+    fn spawn(
+        mut command: Command,
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+    ) -> TestServer {
         let stderr = match log {
             Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
             None => Stdio::inherit(),
         };
-        let mut command = Command::new(env!("CARGO_BIN_EXE_sieve-server"));
         command
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
