@@ -380,3 +380,112 @@ async fn stream_of_searches_with_a_cascade_answers_in_order() {
         error.message
     );
 }
+
+/// `/metrics` on its own port: per-RPC counts and latency by final status (streams included),
+/// ingest documents and bytes, cascade stage and model batch histograms, model queues,
+/// collection sizes and each derived index's lag behind sled's op-log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_scraped_with_every_named_series() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sieve.toml");
+    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
+    std::fs::write(
+        &config,
+        format!("[[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n"),
+    )
+    .unwrap();
+    let server = TestServer::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap(), "--metrics-listen", "127.0.0.1:0"],
+    );
+    let client = server.client().await;
+    client.create_collection("m", common::dense_config(4, proto::Distance::Cosine)).await.unwrap();
+    let doc = |id: &str, text: &str, vector: Vec<f32>| proto::Document {
+        id: id.into(),
+        text: text.into(),
+        vector,
+        ..Default::default()
+    };
+    let topics = [
+        "bees", "glaciers", "vitamins", "rivers", "stars", "ants", "tides", "bones", "moss", "owls",
+    ];
+    let mut batch: Vec<proto::Document> = topics
+        .iter()
+        .enumerate()
+        .map(|(i, topic)| {
+            let vector = (0..4).map(|d| if d == i % 4 { 1.0 } else { 0.1 * i as f32 }).collect();
+            doc(&format!("d{i}"), &format!("a passage about {topic}"), vector)
+        })
+        .collect();
+    batch.push(doc("bad", "wrong dimension", vec![1.0]));
+    let request_bytes = prost::Message::encoded_len(&proto::IngestRequest {
+        collection: "m".into(),
+        documents: batch.clone(),
+        delete_ids: Vec::new(),
+    });
+    let ack = client.upsert("m", batch).await.unwrap();
+    assert_eq!((ack.accepted.len(), ack.errors.len()), (10, 1));
+    client
+        .upsert("m", vec![doc("d0", "bees dance again", vec![0.0, 0.0, 0.0, 1.0])])
+        .await
+        .unwrap();
+    let search = proto::SearchRequest::new("m", "bees")
+        .with_vector(vec![1.0, 0.0, 0.0, 0.0])
+        .with_candidates(3)
+        .with_rerank([(XLMR, 2)]);
+    assert_eq!(client.search(search).await.unwrap().hits().len(), 2);
+    status_of(client.search(proto::SearchRequest::new("nope", "x")).await);
+    assert_eq!(client.delete("m", vec!["d1".into()]).await.unwrap().deleted, ["d1"]);
+
+    let samples = server.scrape();
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let mut labels: Vec<(String, String)> =
+            labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        labels.sort();
+        *samples.get(&(name.to_string(), labels.clone())).unwrap_or_else(|| {
+            panic!("no sample {name}{labels:?}; scraped: {:#?}", samples.keys().collect::<Vec<_>>())
+        })
+    };
+    let rpc = |method: &str, code: &str| {
+        value("sieve_grpc_requests_total", &[("method", method), ("code", code)])
+    };
+    assert_eq!(rpc("sieve.v1.Collections/CreateCollection", "OK"), 1.0);
+    assert_eq!(rpc("sieve.v1.Documents/Ingest", "OK"), 2.0);
+    assert_eq!(rpc("sieve.v1.Search/Search", "OK"), 1.0);
+    assert_eq!(rpc("sieve.v1.Search/Search", "NOT_FOUND"), 1.0);
+    assert_eq!(rpc("sieve.v1.Documents/Delete", "OK"), 1.0);
+    let latency = [("method", "sieve.v1.Search/Search"), ("code", "OK")];
+    assert_eq!(value("sieve_grpc_request_duration_seconds_count", &latency), 1.0);
+    assert!(value("sieve_grpc_request_duration_seconds_sum", &latency) > 0.0);
+
+    let m = [("collection", "m")];
+    assert_eq!(value("sieve_ingest_documents_total", &m), 11.0);
+    assert_eq!(value("sieve_ingest_rejected_documents_total", &m), 1.0);
+    assert_eq!(value("sieve_ingest_deleted_documents_total", &m), 1.0);
+    assert!(value("sieve_ingest_bytes_total", &m) > request_bytes as f64);
+
+    assert_eq!(value("sieve_search_phase_seconds_count", &[("phase", "total")]), 1.0);
+    assert_eq!(value("sieve_search_phase_seconds_count", &[("phase", "rerank")]), 1.0);
+    let stage = [("stage", "rerank:1"), ("model", XLMR)];
+    assert_eq!(value("sieve_rerank_stage_seconds_count", &stage), 1.0);
+    let model = [("model", XLMR)];
+    assert_eq!(value("sieve_model_batch_inputs_sum", &model), 3.0);
+    assert!(value("sieve_model_batch_tokens_sum", &model) >= 3.0);
+    assert!(value("sieve_model_batch_seconds_count", &model) >= 1.0);
+    assert_eq!(value("sieve_model_inputs_total", &model), 3.0);
+    assert_eq!(value("sieve_model_queue_inputs", &model), 0.0);
+    assert_eq!(value("sieve_model_cancelled_inputs_total", &model), 0.0);
+
+    // 9 live; d0's first vector and d1's stay in the graph as tombstones (2 of 11 points, under
+    // the 0.2 rebuild ratio); 12 ops, none in a graph dump yet (one is written every 50,000).
+    assert_eq!(value("sieve_collection_documents", &m), 9.0);
+    assert_eq!(value("sieve_collection_vectors", &m), 9.0);
+    assert_eq!(value("sieve_collection_tombstones", &m), 2.0);
+    assert_eq!(value("sieve_collection_tombstone_ratio", &m), 2.0 / 11.0);
+    assert_eq!(value("sieve_collection_sequence", &m), 12.0);
+    assert_eq!(value("sieve_index_lag_operations", &[("collection", "m"), ("index", "bm25")]), 0.0);
+    assert_eq!(
+        value("sieve_index_lag_operations", &[("collection", "m"), ("index", "hnsw")]),
+        12.0
+    );
+}

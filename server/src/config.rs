@@ -67,6 +67,9 @@ macro_rules! settings {
 settings! {
     /// Address the gRPC server listens on (port 0 picks a free port).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7700)), "SIEVE_LISTEN";
+    /// Address of the Prometheus `/metrics` endpoint, a separate HTTP port ("" = off; port 0
+    /// picks a free one).
+    metrics_listen: String = String::new(), "SIEVE_METRICS_LISTEN";
     /// Directory holding all data (created if missing).
     data_dir: PathBuf = PathBuf::from("sieve-data"), "SIEVE_DATA_DIR";
     /// Log filter, in `tracing` EnvFilter syntax (e.g. "info", "info,sieve_storage=debug").

@@ -7,5 +7,6 @@ pub mod config;
 pub mod convert;
 pub mod demo;
 pub mod limits;
+pub mod metrics;
 pub mod service;
 pub mod status;

@@ -27,6 +27,7 @@ use tonic_health::ServingStatus;
 
 use sieve_server::auth::{AuthLayer, Keys};
 use sieve_server::config::{Cli, Config, LogFormat};
+use sieve_server::metrics::MetricsLayer;
 use sieve_server::service::{
     CollectionsService, DocumentsService, InfoService, RerankService, SearchService, State,
 };
@@ -154,6 +155,10 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
             "no API key configured: any client may read, write and delete (set admin_keys and read_keys)"
         );
     }
+    if !config.metrics_listen.is_empty() {
+        // Installed before the first request so every call is counted.
+        sieve_server::metrics::recorder();
+    }
     let mut builder = Server::builder();
     if config.request_timeout_secs > 0 {
         // Unary calls; streamed searches take their deadline in the service (limits.rs).
@@ -163,6 +168,7 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         builder = builder.tls_config(tls).context("TLS settings")?;
     }
     let router = builder
+        .layer(MetricsLayer)
         .layer(AuthLayer(keys))
         .add_service(health_service)
         .add_service(reflection().build_v1()?)
@@ -181,6 +187,24 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     }));
+    let metrics_server = match config.metrics_listen.as_str() {
+        "" => None,
+        listen => {
+            let listen: std::net::SocketAddr = listen.parse().with_context(|| {
+                format!("metrics_listen: '{listen}' is not an address such as 0.0.0.0:7701")
+            })?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("metrics: listening on {listen}"))?;
+            let metrics_addr = listener.local_addr()?;
+            println!("sieve-server metrics on http://{metrics_addr}/metrics");
+            Some(tokio::spawn(sieve_server::metrics::serve(
+                listener,
+                Arc::clone(&state),
+                shutdown_rx.clone(),
+            )))
+        }
+    };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("sieve-server listening on {addr}");
     let _ = std::io::stdout().flush();
@@ -211,6 +235,9 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
             );
             server.abort();
         }
+    }
+    if let Some(task) = metrics_server {
+        task.abort();
     }
     tokio::task::spawn_blocking(move || store.close()).await?.context("closing the store")?;
     tracing::info!("stopped cleanly: indexes written, sled flushed");

@@ -17,6 +17,8 @@ pub struct TestServer {
     pub url: String,
     /// The data directory it serves.
     pub data_dir: PathBuf,
+    /// `http://127.0.0.1:PORT/metrics` when started with `--metrics-listen`.
+    pub metrics_url: Option<String>,
 }
 
 impl TestServer {
@@ -69,20 +71,29 @@ impl TestServer {
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut metrics = None;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(url) = line.strip_prefix("sieve-server metrics on ") {
+                    metrics = Some(url.to_string());
+                }
                 if let Some(addr) = line.strip_prefix("sieve-server listening on ") {
-                    let _ = tx.send(addr.to_string());
+                    let _ = tx.send((addr.to_string(), metrics.clone()));
                 }
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(addr) => addr,
+        let (addr, metrics_url) = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(found) => found,
             Err(_) => {
                 let _ = child.kill();
                 panic!("sieve-server did not report its address within 60 s");
             }
         };
-        TestServer { child, url: format!("http://{addr}"), data_dir: data_dir.to_path_buf() }
+        TestServer {
+            child,
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_path_buf(),
+            metrics_url,
+        }
     }
 
     pub async fn client(&self) -> Client {
@@ -124,6 +135,22 @@ impl TestServer {
             assert!(started.elapsed() < limit, "sieve-server still running after {limit:?}");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// One scrape of `/metrics`: every sample as (name, labels) → value.
+    pub fn scrape(&self) -> std::collections::BTreeMap<(String, Vec<(String, String)>), f64> {
+        use std::io::{Read as _, Write as _};
+        let url = self.metrics_url.as_deref().expect("started with --metrics-listen");
+        let host = url.trim_start_matches("http://").trim_end_matches("/metrics");
+        let mut stream = std::net::TcpStream::connect(host).expect("metrics port answers");
+        write!(stream, "GET /metrics HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("content-type: text/plain; version=0.0.4"), "{head}");
+        parse_exposition(body)
     }
 
     /// The `grpc.health.v1` status of the whole server.
@@ -185,4 +212,32 @@ pub fn shared() -> PathBuf {
 pub fn gz_lines(path: &Path) -> Vec<String> {
     let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     BufReader::new(flate2::read::GzDecoder::new(file)).lines().map(Result::unwrap).collect()
+}
+
+/// Prometheus text format, samples only: `name{k="v",...} value` → ((name, sorted labels), value).
+pub fn parse_exposition(
+    text: &str,
+) -> std::collections::BTreeMap<(String, Vec<(String, String)>), f64> {
+    let mut samples = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').expect("`series value`");
+        let (name, labels) = match series.split_once('{') {
+            Some((name, rest)) => {
+                let inner = rest.strip_suffix('}').expect("labels end with }");
+                let mut labels: Vec<(String, String)> = inner
+                    .split("\",")
+                    .filter(|pair| !pair.is_empty())
+                    .map(|pair| {
+                        let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                        (k.to_string(), v.trim_end_matches('"').to_string())
+                    })
+                    .collect();
+                labels.sort();
+                (name.to_string(), labels)
+            }
+            None => (series.to_string(), Vec::new()),
+        };
+        samples.insert((name, labels), value.parse::<f64>().expect("a number"));
+    }
+    samples
 }

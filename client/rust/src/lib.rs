@@ -95,6 +95,7 @@ pub struct Client {
     search: SearchClient<Transport>,
     rerank: RerankClient<Transport>,
     info: InfoClient<Transport>,
+    health: tonic_health::pb::health_client::HealthClient<Transport>,
 }
 
 impl Client {
@@ -155,8 +156,18 @@ impl Client {
             rerank: RerankClient::new(channel.clone())
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            info: InfoClient::new(channel),
+            info: InfoClient::new(channel.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(channel),
         }
+    }
+
+    /// Whether the server (`service` ""), or one of its services (`"sieve.v1.Search"`), is
+    /// SERVING, per `grpc.health.v1`.
+    pub async fn serving(&self, service: impl Into<String>) -> Result<bool, Error> {
+        use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
+        let request = HealthCheckRequest { service: service.into() };
+        let status = self.health.clone().check(request).await?.into_inner().status;
+        Ok(status == ServingStatus::Serving as i32)
     }
 
     /// Server version, build and limits.

@@ -210,7 +210,20 @@ impl Worker {
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats.inputs.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.stats.padded_tokens.fetch_add((longest * batch.len()) as u64, Ordering::Relaxed);
-        tracing::trace!(model = self.model.name(), inputs = batch.len(), longest, elapsed = ?started.elapsed(), "batch");
+        let elapsed = started.elapsed();
+        tracing::trace!(
+            model = self.model.name(),
+            inputs = batch.len(),
+            longest,
+            ?elapsed,
+            "batch"
+        );
+        let model = self.model.name().to_string();
+        metrics::histogram!("sieve_model_batch_inputs", "model" => model.clone())
+            .record(batch.len() as f64);
+        metrics::histogram!("sieve_model_batch_tokens", "model" => model.clone())
+            .record((longest * batch.len()) as f64);
+        metrics::histogram!("sieve_model_batch_seconds", "model" => model).record(elapsed);
         match result {
             Ok(Outputs::Scores(scores)) => {
                 for (entry, score) in batch.into_iter().zip(scores) {

@@ -81,6 +81,12 @@ pub struct CollectionStats {
     pub tombstones: u64,
     /// Last durable sequence number.
     pub sequence: Seq,
+    /// The sequence the committed BM25 index is current to (behind `sequence` only after an
+    /// indexing failure; caught up at the next start).
+    pub bm25_sequence: Seq,
+    /// The sequence of the HNSW graph's last dump: ops after it are replayed at start
+    /// (equal to `sequence` without dense settings).
+    pub graph_dump_sequence: Seq,
 }
 
 /// Document counts as each store sees them; equal when the indexes are in step with sled.
@@ -166,6 +172,10 @@ pub struct Collection {
     dense: Option<Dense>,
     writer: Mutex<Writer>,
     sequence: AtomicU64,
+    /// The op the committed BM25 index is current to.
+    bm25_sequence: AtomicU64,
+    /// The op the HNSW dump on disk is current to (mirrors `Writer::graph_seq` for readers).
+    graph_dump_sequence: AtomicU64,
 }
 
 pub(crate) fn tree_prefix(uid: u64) -> String {
@@ -340,6 +350,8 @@ impl Collection {
                 graph_seq,
             }),
             sequence: AtomicU64::new(last_seq),
+            bm25_sequence: AtomicU64::new(last_seq),
+            graph_dump_sequence: AtomicU64::new(graph_seq),
         };
         collection.truncate_oplog(&collection.writer.lock())?;
         Ok(collection)
@@ -375,6 +387,8 @@ impl Collection {
             vectors,
             tombstones,
             sequence: self.sequence.load(Ordering::Acquire),
+            bm25_sequence: self.bm25_sequence.load(Ordering::Acquire),
+            graph_dump_sequence: self.graph_dump_sequence.load(Ordering::Acquire),
         }
     }
 
@@ -588,6 +602,7 @@ impl Collection {
             dense.graph.read().clone().insert_many(&items);
         }
         keyword.commit(last_seq, &self.keyword)?;
+        self.bm25_sequence.store(last_seq, Ordering::Release);
         self.publish(planned);
         Ok(())
     }
@@ -653,6 +668,7 @@ impl Collection {
             dense.config.dimension,
         )?;
         w.graph_seq = w.last_seq;
+        self.graph_dump_sequence.store(w.last_seq, Ordering::Release);
         Ok(())
     }
 

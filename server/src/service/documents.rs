@@ -59,6 +59,8 @@ async fn ingest_batch(
     let config = &state.config;
     let started = std::time::Instant::now();
     let documents = request.documents.len();
+    let request_bytes = prost::Message::encoded_len(&request);
+    let name = request.collection.clone();
     if request.documents.len() > config.max_batch_documents {
         return Err(Status::invalid_argument(format!(
             "documents: {} documents in batch {batch} exceeds the limit of {} (max_batch_documents)",
@@ -96,7 +98,7 @@ async fn ingest_batch(
     }));
     errors.sort_by_key(|e| e.index);
     let (next_batch_size, backoff_ms) = advice(state, &embedder, documents, started.elapsed());
-    Ok(IngestAck {
+    let ack = IngestAck {
         batch,
         accepted: outcome.accepted,
         errors,
@@ -104,7 +106,9 @@ async fn ingest_batch(
         sequence: outcome.sequence,
         next_batch_size,
         backoff_ms,
-    })
+    };
+    crate::metrics::ingested(&name, request_bytes, &ack);
+    Ok(ack)
 }
 
 /// The built-in embedder of a collection, if it has one.
@@ -259,11 +263,13 @@ impl Documents for DocumentsService {
         let request = request.into_inner();
         check_ids(&request.ids, "ids", &self.0)?;
         let collection = collection(&self.0, &request.collection)?;
+        let name = request.collection;
         let ids = request.ids;
         let outcome = {
             let batch = WriteBatch { upserts: Vec::new(), deletes: ids.clone() };
             blocking(move || collection.write(&batch).map_err(status::storage)).await?
         };
+        crate::metrics::deleted(&name, outcome.deleted.len());
         let deleted: HashSet<&String> = outcome.deleted.iter().collect();
         let missing = ids.iter().filter(|id| !deleted.contains(id)).cloned().collect();
         Ok(Response::new(DeleteResponse {

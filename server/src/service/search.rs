@@ -39,7 +39,9 @@ async fn run(
         })
         .await
         .map_err(status::search)?;
-    emit(search_event::Event::Done(convert::summary(summary)));
+    let done = convert::summary(summary);
+    crate::metrics::searched(&done);
+    emit(search_event::Event::Done(done));
     Ok(())
 }
 

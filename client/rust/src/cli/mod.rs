@@ -45,6 +45,13 @@ pub struct Cli {
 enum Command {
     /// Server version, build and limits.
     Info,
+    /// Exit 0 when the server (or `--service`) answers SERVING to a gRPC health check, else 1;
+    /// for container health checks.
+    Health {
+        /// A service name such as sieve.v1.Search (default: the whole server).
+        #[arg(long, default_value = "")]
+        service: String,
+    },
     /// Create, list, inspect and delete collections.
     #[command(subcommand)]
     Collections(collections::Command),
@@ -112,6 +119,11 @@ fn connect_options(cli: &Cli) -> anyhow::Result<ConnectOptions> {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let client = Client::connect_with(&cli.addr, &connect_options(&cli)?).await?;
     match cli.command {
+        Command::Health { service } => {
+            let serving = client.serving(service).await?;
+            println!("{}", if serving { "SERVING" } else { "NOT_SERVING" });
+            return Ok(if serving { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
         Command::Info => {
             let info = client.info().await?;
             println!("{}", serde_json::to_string_pretty(&output::info(&info))?);
