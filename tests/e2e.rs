@@ -389,3 +389,119 @@ async fn health_reflection_and_info_answer() {
     );
     assert_eq!((info.api_keys_required, info.tls), (false, false));
 }
+
+/// Hybrid answers of a collection as (id, score, BM25 rank, dense rank) per query.
+async fn hybrid_answers(
+    client: &Client,
+    collection: &str,
+    docs: &[proto::Document],
+) -> Vec<Vec<(String, f32, Option<u32>, Option<u32>)>> {
+    let mut out = Vec::new();
+    for i in [0, 7, 333, 1200] {
+        // One unique word: BM25 ties (every document shares the filler words) are ordered by
+        // the index's segment layout, which a restore rebuilds differently.
+        let request = proto::SearchRequest::new(collection, format!("zq{i}w"))
+            .with_vector(docs[i].vector.clone())
+            .with_top_k(20);
+        let response = client.search(request).await.unwrap();
+        out.push(
+            response
+                .hits()
+                .iter()
+                .map(|h| (h.id.clone(), h.score, h.bm25.map(|b| b.rank), h.dense.map(|d| d.rank)))
+                .collect(),
+        );
+    }
+    out
+}
+
+/// A snapshot taken while a client streams batches in holds exactly the batches acknowledged
+/// up to its sequence; restored into a new collection it answers searches exactly as a
+/// collection built from those documents alone; list, delete and bad names behave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_under_concurrent_ingest_restores_that_point_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = TestServer::start(&dir.path().join("data"), &[]);
+    let client = server.client().await;
+    client
+        .create_collection("live", dense_config(DIM as u32, proto::Distance::Cosine))
+        .await
+        .unwrap();
+    let docs = corpus(DOCS, 21);
+    // The first 1,000 documents go in before the snapshot, the rest stream in while it is taken.
+    ingest_batches(&client, "live", &docs[..1000]).await;
+    let writer = {
+        let client = client.clone();
+        let rest = docs[1000..].to_vec();
+        tokio::spawn(async move { ingest_batches(&client, "live", &rest).await })
+    };
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let snapshot = client.create_snapshot("live").await.unwrap();
+    let acked = writer.await.unwrap();
+    let sequence = snapshot.sequence as usize;
+    assert!(
+        sequence >= 1000 && sequence.is_multiple_of(100),
+        "the snapshot is at a batch boundary: {sequence}; acks {acked:?}"
+    );
+    assert_eq!(snapshot.documents as usize, sequence);
+    assert_eq!(snapshot.collection, "live");
+    assert_eq!(snapshot.name, format!("live-{sequence}-{}.snapshot", snapshot.created_unix_ms));
+    assert!(snapshot.size_bytes > 0);
+    assert_eq!(snapshot.config.as_ref().unwrap().dense.as_ref().unwrap().dimension, DIM as u32);
+    println!("snapshot at sequence {sequence} of {DOCS} while ingesting");
+
+    let restored = client.restore_snapshot(&snapshot.name, "restored").await.unwrap();
+    let stats = restored.stats.unwrap();
+    assert_eq!((stats.documents, stats.vectors), (sequence as u64, sequence as u64));
+    client
+        .create_collection("reference", dense_config(DIM as u32, proto::Distance::Cosine))
+        .await
+        .unwrap();
+    ingest_batches(&client, "reference", &docs[..sequence]).await;
+    let reference = hybrid_answers(&client, "reference", &docs).await;
+    assert_eq!(hybrid_answers(&client, "restored", &docs).await, reference);
+    assert_ne!(hybrid_answers(&client, "live", &docs).await, reference, "live moved on");
+    let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+    let got = client.get("restored", ids, true).await.unwrap();
+    assert_eq!(got.documents, docs[..sequence].to_vec(), "text, metadata and vectors intact");
+
+    let listed = client.list_snapshots("live").await.unwrap();
+    assert_eq!(listed, vec![snapshot.clone()]);
+    assert!(client.list_snapshots("reference").await.unwrap().is_empty());
+    let exists = common::status_of(client.restore_snapshot(&snapshot.name, "restored").await);
+    assert_eq!(exists.code(), tonic::Code::AlreadyExists, "{exists:?}");
+    let traversal = common::status_of(client.restore_snapshot("../sled/db", "x").await);
+    assert_eq!(traversal.code(), tonic::Code::InvalidArgument, "{traversal:?}");
+    assert!(traversal.message().starts_with("snapshot: '../sled/db' is not a snapshot name"));
+    client.delete_snapshot(&snapshot.name).await.unwrap();
+    let gone = common::status_of(client.restore_snapshot(&snapshot.name, "again").await);
+    assert_eq!(gone.code(), tonic::Code::NotFound, "{gone:?}");
+    assert_eq!(gone.message(), format!("snapshot '{}' not found", snapshot.name));
+    assert!(client.list_snapshots("").await.unwrap().is_empty());
+    let missing = common::status_of(client.create_snapshot("nope").await);
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+}
+
+/// Streams documents in batches of 100; returns each ack's sequence.
+async fn ingest_batches(client: &Client, collection: &str, docs: &[proto::Document]) -> Vec<u64> {
+    let batches: Vec<proto::IngestRequest> = docs
+        .chunks(100)
+        .map(|chunk| proto::IngestRequest {
+            collection: collection.to_string(),
+            documents: chunk.to_vec(),
+            delete_ids: vec![],
+        })
+        .collect();
+    // Paced, so that a snapshot taken meanwhile lands between batches.
+    let paced = futures::stream::iter(batches).then(|batch| async move {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        batch
+    });
+    let mut acks = client.ingest(paced).await.unwrap();
+    let mut sequences = Vec::new();
+    while let Some(ack) = acks.message().await.unwrap() {
+        assert!(ack.errors.is_empty(), "{:?}", ack.errors);
+        sequences.push(ack.sequence);
+    }
+    sequences
+}

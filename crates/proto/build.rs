@@ -7,7 +7,7 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let files = ["common", "collections", "documents", "search", "rerank", "info"]
+    let files = ["common", "collections", "documents", "search", "rerank", "info", "admin"]
         .map(|name| root.join(format!("sieve/v1/{name}.proto")));
     for file in &files {
         println!("cargo:rerun-if-changed={}", file.display());

@@ -191,8 +191,7 @@ pub fn collection_config(
     Ok((CollectionConfig { dense, analyzer }, config.keyword_only))
 }
 
-pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
-    let config = collection.config();
+pub fn config_to_proto(config: &CollectionConfig) -> v1::CollectionConfig {
     let dense = config.dense.as_ref().map(|d| v1::DenseConfig {
         dimension: d.dimension as u32,
         distance: match d.distance {
@@ -207,14 +206,18 @@ pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
             ef_search: d.hnsw.ef_search as u32,
         }),
     });
+    v1::CollectionConfig {
+        keyword_only: dense.is_none(),
+        dense,
+        keyword: Some(v1::KeywordConfig { analyzer: config.analyzer.name().to_string() }),
+    }
+}
+
+pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
     let stats = collection.stats();
     v1::Collection {
         name: collection.name().to_string(),
-        config: Some(v1::CollectionConfig {
-            keyword_only: dense.is_none(),
-            dense,
-            keyword: Some(v1::KeywordConfig { analyzer: config.analyzer.name().to_string() }),
-        }),
+        config: Some(config_to_proto(collection.config())),
         stats: Some(v1::CollectionStats {
             documents: stats.documents,
             vectors: stats.vectors,
@@ -222,6 +225,18 @@ pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
             sequence: stats.sequence,
         }),
         created_unix_ms: collection.created_ms(),
+    }
+}
+
+pub fn snapshot_to_proto(info: sieve_storage::snapshot::SnapshotInfo) -> v1::Snapshot {
+    v1::Snapshot {
+        config: Some(config_to_proto(&info.config)),
+        name: info.name,
+        collection: info.collection,
+        sequence: info.sequence,
+        documents: info.documents,
+        size_bytes: info.size_bytes,
+        created_unix_ms: info.created_unix_ms,
     }
 }
 

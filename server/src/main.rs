@@ -14,6 +14,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use sieve_models::{BatchPolicy, ModelSpec, Precision, Registry};
 use sieve_planner::{Planner, StageSpec};
+use sieve_proto::v1::admin_server::AdminServer;
 use sieve_proto::v1::collections_server::CollectionsServer;
 use sieve_proto::v1::documents_server::DocumentsServer;
 use sieve_proto::v1::info_server::InfoServer;
@@ -29,7 +30,8 @@ use sieve_server::auth::{AuthLayer, Keys};
 use sieve_server::config::{Cli, Config, LogFormat};
 use sieve_server::metrics::MetricsLayer;
 use sieve_server::service::{
-    CollectionsService, DocumentsService, InfoService, RerankService, SearchService, State,
+    AdminService, CollectionsService, DocumentsService, InfoService, RerankService, SearchService,
+    State,
 };
 use sieve_server::{demo, limits};
 
@@ -177,7 +179,8 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         .add_service(limited!(DocumentsServer, DocumentsService(Arc::clone(&state))))
         .add_service(limited!(SearchServer, SearchService(Arc::clone(&state))))
         .add_service(limited!(RerankServer, RerankService(Arc::clone(&state))))
-        .add_service(limited!(InfoServer, InfoService(Arc::clone(&state))));
+        .add_service(limited!(InfoServer, InfoService(Arc::clone(&state))))
+        .add_service(limited!(AdminServer, AdminService(Arc::clone(&state))));
     let services = service_names();
     for name in services {
         health.set_service_status(name, ServingStatus::Serving).await;
@@ -316,7 +319,7 @@ fn check_model_roles(config: &Config, planner: &Planner) -> anyhow::Result<()> {
 }
 
 /// Names reported by `grpc.health.v1`; "" is the whole server.
-fn service_names() -> [&'static str; 6] {
+fn service_names() -> [&'static str; 7] {
     use tonic::server::NamedService;
     [
         "",
@@ -325,6 +328,7 @@ fn service_names() -> [&'static str; 6] {
         <SearchServer<SearchService> as NamedService>::NAME,
         <RerankServer<RerankService> as NamedService>::NAME,
         <InfoServer<InfoService> as NamedService>::NAME,
+        <AdminServer<AdminService> as NamedService>::NAME,
     ]
 }
 

@@ -8,7 +8,7 @@ pub fn storage(error: sieve_storage::Error) -> Status {
     use sieve_storage::Error;
     match error {
         Error::InvalidArgument(msg) => Status::invalid_argument(msg),
-        Error::CollectionNotFound(_) => Status::not_found(error.to_string()),
+        Error::CollectionNotFound(_) | Error::NotFound(_) => Status::not_found(error.to_string()),
         Error::CollectionExists(_) => Status::already_exists(error.to_string()),
         Error::Corrupt(_) => {
             tracing::error!(%error, "corrupt data");

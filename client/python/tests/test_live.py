@@ -146,3 +146,18 @@ def test_errors_carry_the_grpc_status(server, admin, demo):
     assert exists.value.code == grpc.StatusCode.ALREADY_EXISTS
     with pytest.raises(ValueError, match="model:keep"):
         admin.search(demo, QUESTION, rerank=["no-keep"])
+
+
+def test_a_snapshot_round_trips(admin, demo):
+    snapshot = admin.create_snapshot(demo)
+    assert snapshot.collection == demo and snapshot.documents == 42
+    assert snapshot.name in [s.name for s in admin.list_snapshots(demo)]
+    restored = admin.restore_snapshot(snapshot.name, "py-restored")
+    assert restored.stats.documents == 42
+    ids = [d["_id"] for d in demo_documents()]
+    assert admin.get("py-restored", ids, include_vectors=True) == admin.get(demo, ids, include_vectors=True)
+    assert admin.search("py-restored", QUESTION, top_k=1, no_rerank=True).ids() == ["bees-dance"]
+    admin.delete_snapshot(snapshot.name)
+    with pytest.raises(sieve.SieveError) as gone:
+        admin.delete_snapshot(snapshot.name)
+    assert gone.value.code == grpc.StatusCode.NOT_FOUND

@@ -20,6 +20,7 @@ pub mod eval;
 pub mod jsonl;
 
 use futures::{Stream, StreamExt};
+use proto::admin_client::AdminClient;
 use proto::collections_client::CollectionsClient;
 use proto::documents_client::DocumentsClient;
 use proto::info_client::InfoClient;
@@ -95,6 +96,7 @@ pub struct Client {
     search: SearchClient<Transport>,
     rerank: RerankClient<Transport>,
     info: InfoClient<Transport>,
+    admin: AdminClient<Transport>,
     health: tonic_health::pb::health_client::HealthClient<Transport>,
 }
 
@@ -157,6 +159,7 @@ impl Client {
                 .max_decoding_message_size(MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(MAX_MESSAGE_BYTES),
             info: InfoClient::new(channel.clone()),
+            admin: AdminClient::new(channel.clone()),
             health: tonic_health::pb::health_client::HealthClient::new(channel),
         }
     }
@@ -168,6 +171,42 @@ impl Client {
         let request = HealthCheckRequest { service: service.into() };
         let status = self.health.clone().check(request).await?.into_inner().status;
         Ok(status == ServingStatus::Serving as i32)
+    }
+
+    /// Writes a consistent snapshot of a collection on the server (`<data_dir>/snapshots`).
+    pub async fn create_snapshot(
+        &self,
+        collection: impl Into<String>,
+    ) -> Result<proto::Snapshot, Error> {
+        let request = proto::CreateSnapshotRequest { collection: collection.into() };
+        Ok(self.admin.clone().create_snapshot(request).await?.into_inner())
+    }
+
+    /// Creates the new collection `into` from a snapshot.
+    pub async fn restore_snapshot(
+        &self,
+        snapshot: impl Into<String>,
+        into: impl Into<String>,
+    ) -> Result<proto::Collection, Error> {
+        let request =
+            proto::RestoreSnapshotRequest { snapshot: snapshot.into(), collection: into.into() };
+        Ok(self.admin.clone().restore_snapshot(request).await?.into_inner())
+    }
+
+    /// Snapshots on the server, oldest first (of one collection, or all with "").
+    pub async fn list_snapshots(
+        &self,
+        collection: impl Into<String>,
+    ) -> Result<Vec<proto::Snapshot>, Error> {
+        let request = proto::ListSnapshotsRequest { collection: collection.into() };
+        Ok(self.admin.clone().list_snapshots(request).await?.into_inner().snapshots)
+    }
+
+    /// Deletes a snapshot file on the server.
+    pub async fn delete_snapshot(&self, snapshot: impl Into<String>) -> Result<(), Error> {
+        let request = proto::DeleteSnapshotRequest { snapshot: snapshot.into() };
+        self.admin.clone().delete_snapshot(request).await?;
+        Ok(())
     }
 
     /// Server version, build and limits.

@@ -710,6 +710,25 @@ impl Collection {
         }
     }
 
+    /// Runs `f` at one consistent point of the collection: with the last durable sequence, the
+    /// number of live documents and every live document (in id order). Writes to this
+    /// collection wait until `f` returns; searches do not.
+    pub fn read_consistent<T>(
+        &self,
+        f: impl FnOnce(Seq, u64, &mut dyn Iterator<Item = Result<Document>>) -> Result<T>,
+    ) -> Result<T> {
+        let w = self.writer.lock();
+        if w.keyword.is_none() {
+            return Err(Error::CollectionNotFound(self.name.clone()));
+        }
+        let count = self.points.read().0.len() as u64;
+        let mut documents = self.trees.docs.iter().map(|item| {
+            let (id, bytes) = item.context("reading a document")?;
+            Ok(decode_record(&id, &bytes)?.1)
+        });
+        f(w.last_seq, count, &mut documents)
+    }
+
     /// The stored document with this id.
     pub fn get(&self, id: &str) -> Result<Option<Document>> {
         match self.trees.docs.get(id).context("reading a document")? {

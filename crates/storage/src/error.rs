@@ -12,6 +12,9 @@ pub enum Error {
     /// A named collection does not exist.
     #[error("collection '{0}' not found")]
     CollectionNotFound(String),
+    /// A named thing other than a collection (a snapshot) does not exist; the message says what.
+    #[error("{0}")]
+    NotFound(String),
     /// A collection of that name exists already.
     #[error("collection '{0}' already exists")]
     CollectionExists(String),

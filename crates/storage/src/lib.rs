@@ -29,6 +29,7 @@ mod filter;
 mod graph;
 mod keyword;
 mod record;
+pub mod snapshot;
 mod store;
 mod vectors;
 

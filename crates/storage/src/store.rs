@@ -150,6 +150,11 @@ impl Store {
         Ok(())
     }
 
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The store's tuning.
     pub fn options(&self) -> &StoreOptions {
         &self.options

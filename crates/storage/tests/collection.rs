@@ -467,3 +467,45 @@ fn an_index_ahead_of_sled_means_lost_writes_and_is_refused() {
         "{message}"
     );
 }
+
+/// A snapshot that lost its end (a crash while copying it, a partial download) or holds a
+/// garbled line is refused, and the half-restored collection is removed again; an intact one
+/// restores every document with its vector.
+#[test]
+fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 10_000);
+    let collection = store.create_collection("src", dense_config(Distance::Cosine)).unwrap();
+    let docs = fill(&collection, 2500, 5);
+    let info = sieve_storage::snapshot::create(&store, "src").unwrap();
+    assert_eq!((info.sequence, info.documents), (2500, 2500));
+    let path = sieve_storage::snapshot::dir(&store).join(&info.name);
+    let intact = std::fs::read_to_string(&path).unwrap();
+
+    let lines: Vec<&str> = intact.lines().collect();
+    assert_eq!(lines.len(), 2502, "header, 2,500 documents, end marker");
+    let damaged = [
+        ("truncated", lines[..1800].join("\n")),
+        ("no end marker", lines[..2501].join("\n")),
+        ("garbled", {
+            let mut garbled = lines.clone();
+            garbled[700] = &lines[700][..30];
+            garbled.join("\n")
+        }),
+    ];
+    for (what, text) in damaged {
+        std::fs::write(&path, text).unwrap();
+        let Err(error) = sieve_storage::snapshot::restore(&store, &info.name, "copy") else {
+            panic!("{what}: restored")
+        };
+        assert!(matches!(error, sieve_storage::Error::Corrupt(_)), "{what}: {error}");
+        assert!(error.to_string().contains(&info.name), "{what}: {error}");
+        assert!(store.collection("copy").is_err(), "{what}: the partial restore is gone");
+    }
+    std::fs::write(&path, &intact).unwrap();
+    let copy = sieve_storage::snapshot::restore(&store, &info.name, "copy").unwrap();
+    assert_eq!(copy.stats().documents, 2500);
+    for doc in [&docs[0], &docs[1234], &docs[2499]] {
+        assert_eq!(copy.get(&doc.id).unwrap().as_ref(), Some(doc));
+    }
+}

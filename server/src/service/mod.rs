@@ -1,5 +1,6 @@
 //! The gRPC services of `sieve.v1`.
 
+mod admin;
 mod collections;
 mod documents;
 mod info;
@@ -12,6 +13,7 @@ use sieve_planner::Planner;
 use sieve_storage::Store;
 use tokio::sync::watch;
 
+pub use admin::AdminService;
 pub use collections::CollectionsService;
 pub use documents::DocumentsService;
 pub use info::InfoService;

@@ -23,6 +23,8 @@ from sieve.types import (
     stages_arg,
 )
 from sieve.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
     collections_pb2,
     collections_pb2_grpc,
     common_pb2,
@@ -127,6 +129,7 @@ class Client:
         self._search = search_pb2_grpc.SearchStub(self._channel)
         self._rerank = rerank_pb2_grpc.RerankStub(self._channel)
         self._info = info_pb2_grpc.InfoStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
 
     def close(self) -> None:
         self._channel.close()
@@ -190,6 +193,27 @@ class Client:
 
     def delete_collection(self, name: str, *, timeout: Optional[float] = None) -> None:
         self._call(self._collections.DeleteCollection, collections_pb2.DeleteCollectionRequest(name=name), timeout)
+
+    # --- snapshots ---------------------------------------------------------------------
+
+    def create_snapshot(self, collection: str, *, timeout: Optional[float] = None) -> admin_pb2.Snapshot:
+        """Writes a consistent snapshot of `collection` on the server; `.name` identifies it."""
+        return self._call(self._admin.CreateSnapshot, admin_pb2.CreateSnapshotRequest(collection=collection), timeout)
+
+    def list_snapshots(self, collection: str = "", *, timeout: Optional[float] = None) -> List[admin_pb2.Snapshot]:
+        """Snapshots on the server, oldest first (one collection's, or all)."""
+        request = admin_pb2.ListSnapshotsRequest(collection=collection)
+        return list(self._call(self._admin.ListSnapshots, request, timeout).snapshots)
+
+    def restore_snapshot(
+        self, snapshot: str, collection: str, *, timeout: Optional[float] = None
+    ) -> collections_pb2.Collection:
+        """Creates the new collection `collection` from a snapshot (indexes are rebuilt)."""
+        request = admin_pb2.RestoreSnapshotRequest(snapshot=snapshot, collection=collection)
+        return self._call(self._admin.RestoreSnapshot, request, timeout)
+
+    def delete_snapshot(self, snapshot: str, *, timeout: Optional[float] = None) -> None:
+        self._call(self._admin.DeleteSnapshot, admin_pb2.DeleteSnapshotRequest(snapshot=snapshot), timeout)
 
     # --- documents -----------------------------------------------------------------------
 

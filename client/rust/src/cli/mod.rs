@@ -45,6 +45,9 @@ pub struct Cli {
 enum Command {
     /// Server version, build and limits.
     Info,
+    /// Snapshots of collections, kept on the server: create, list, restore, delete.
+    #[command(subcommand)]
+    Snapshots(SnapshotCommand),
     /// Exit 0 when the server (or `--service`) answers SERVING to a gRPC health check, else 1;
     /// for container health checks.
     Health {
@@ -102,6 +105,33 @@ enum Command {
     Bench(bench::Command),
 }
 
+#[derive(Debug, Subcommand)]
+enum SnapshotCommand {
+    /// Write a consistent snapshot of a collection (writes to it wait meanwhile).
+    Create {
+        /// The collection.
+        collection: String,
+    },
+    /// List snapshots, oldest first.
+    List {
+        /// Only this collection's.
+        #[arg(short, long, default_value = "")]
+        collection: String,
+    },
+    /// Create a new collection from a snapshot (its indexes are rebuilt).
+    Restore {
+        /// The snapshot's name, as `list` prints it.
+        snapshot: String,
+        /// The new collection's name.
+        collection: String,
+    },
+    /// Delete a snapshot file.
+    Delete {
+        /// The snapshot's name.
+        snapshot: String,
+    },
+}
+
 /// The key and TLS files the options name.
 fn connect_options(cli: &Cli) -> anyhow::Result<ConnectOptions> {
     let read =
@@ -124,6 +154,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", if serving { "SERVING" } else { "NOT_SERVING" });
             return Ok(if serving { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
+        Command::Snapshots(command) => match command {
+            SnapshotCommand::Create { collection } => {
+                let snapshot = client.create_snapshot(collection).await?;
+                println!("{}", serde_json::to_string_pretty(&output::snapshot(&snapshot))?);
+            }
+            SnapshotCommand::List { collection } => {
+                for snapshot in client.list_snapshots(collection).await? {
+                    println!("{}", serde_json::to_string(&output::snapshot(&snapshot))?);
+                }
+            }
+            SnapshotCommand::Restore { snapshot, collection } => {
+                let restored = client.restore_snapshot(snapshot, collection).await?;
+                println!("{}", serde_json::to_string_pretty(&output::collection(&restored))?);
+            }
+            SnapshotCommand::Delete { snapshot } => {
+                client.delete_snapshot(&snapshot).await?;
+                println!("deleted {snapshot}");
+            }
+        },
         Command::Info => {
             let info = client.info().await?;
             println!("{}", serde_json::to_string_pretty(&output::info(&info))?);

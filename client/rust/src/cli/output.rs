@@ -52,6 +52,17 @@ pub fn collection(c: &proto::Collection) -> Json {
     })
 }
 
+pub fn snapshot(s: &proto::Snapshot) -> Json {
+    json!({
+        "name": s.name,
+        "collection": s.collection,
+        "sequence": s.sequence,
+        "documents": s.documents,
+        "size_bytes": s.size_bytes,
+        "created_unix_ms": s.created_unix_ms,
+    })
+}
+
 pub fn info(info: &proto::GetInfoResponse) -> Json {
     let l = info.limits.unwrap_or_default();
     json!({

@@ -1,0 +1,84 @@
+//! `sieve.v1.Admin`: snapshots of collections (create, restore into a new collection, list,
+//! delete). The file work runs off the async runtime; every method needs an admin key.
+
+use std::sync::Arc;
+
+use sieve_proto::v1::admin_server::Admin;
+use sieve_proto::v1::{
+    Collection, CreateSnapshotRequest, DeleteSnapshotRequest, DeleteSnapshotResponse,
+    ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, Snapshot,
+};
+use sieve_storage::snapshot;
+use tonic::{Request, Response, Status};
+
+use super::State;
+use crate::convert;
+use crate::status::{self, blocking};
+
+pub struct AdminService(pub Arc<State>);
+
+fn required(value: &str, field: &str) -> Result<(), Status> {
+    if value.is_empty() {
+        Err(Status::invalid_argument(format!("{field}: must not be empty")))
+    } else {
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    async fn create_snapshot(
+        &self,
+        request: Request<CreateSnapshotRequest>,
+    ) -> Result<Response<Snapshot>, Status> {
+        let name = request.into_inner().collection;
+        required(&name, "collection")?;
+        let store = Arc::clone(&self.0.store);
+        let info =
+            blocking(move || snapshot::create(&store, &name).map_err(status::storage)).await?;
+        Ok(Response::new(convert::snapshot_to_proto(info)))
+    }
+
+    async fn restore_snapshot(
+        &self,
+        request: Request<RestoreSnapshotRequest>,
+    ) -> Result<Response<Collection>, Status> {
+        let request = request.into_inner();
+        required(&request.snapshot, "snapshot")?;
+        required(&request.collection, "collection")?;
+        let store = Arc::clone(&self.0.store);
+        let restored = blocking(move || {
+            let collection = snapshot::restore(&store, &request.snapshot, &request.collection)
+                .map_err(status::storage)?;
+            Ok(convert::collection_to_proto(&collection))
+        })
+        .await?;
+        Ok(Response::new(restored))
+    }
+
+    async fn list_snapshots(
+        &self,
+        request: Request<ListSnapshotsRequest>,
+    ) -> Result<Response<ListSnapshotsResponse>, Status> {
+        let collection = request.into_inner().collection;
+        let store = Arc::clone(&self.0.store);
+        let found = blocking(move || {
+            let filter = (!collection.is_empty()).then_some(collection.as_str());
+            snapshot::list(&store, filter).map_err(status::storage)
+        })
+        .await?;
+        let snapshots = found.into_iter().map(convert::snapshot_to_proto).collect();
+        Ok(Response::new(ListSnapshotsResponse { snapshots }))
+    }
+
+    async fn delete_snapshot(
+        &self,
+        request: Request<DeleteSnapshotRequest>,
+    ) -> Result<Response<DeleteSnapshotResponse>, Status> {
+        let name = request.into_inner().snapshot;
+        required(&name, "snapshot")?;
+        let store = Arc::clone(&self.0.store);
+        blocking(move || snapshot::delete(&store, &name).map_err(status::storage)).await?;
+        Ok(Response::new(DeleteSnapshotResponse {}))
+    }
+}
