@@ -5,12 +5,14 @@ Quality: `sieve eval` with a pipeline that reranks the first stage's top 100 and
 candidate. A cascade over the top N < 100 returns those N ordered by the same scores, then the
 rest of the first stage, so its ranking is rebuilt exactly from the two runs and scored here
 (nDCG@10, trec_eval's definition) for each N.
-Latency: one `sieve bench search --mode bm25 --rerank MODEL:10 --candidates N` JSON per N,
-given as N=path.
+Keep values: a stage keeping K < 10 returns its K survivors, then the candidates it cut and
+the rest of the first stage in first-stage order (as `sieve eval` lists a cascade's run).
+Latency: one `sieve bench search --mode MODE --rerank MODEL:10 --candidates N` JSON per first
+stage and N, given as MODE:N=path.
 
     /tmp/peers/bin/python bench/plots/cascade_tradeoff.py --report /tmp/eval/scifact.json \
         --qrels ../shared/data/beir/scifact/qrels/test.tsv \
-        --latency 10=/tmp/lat10.json 20=/tmp/lat20.json 50=/tmp/lat50.json 100=/tmp/lat100.json \
+        --latency bm25:10=/tmp/lat/bm25-10.json ... hybrid:200=/tmp/lat/hybrid-200.json \
         --out docs/cascade-tradeoff.png
 """
 
@@ -50,7 +52,7 @@ def main():
     parser.add_argument("--report", required=True)
     parser.add_argument("--qrels", required=True)
     parser.add_argument("--first", default="bm25", help="the first-stage pipeline in the report")
-    parser.add_argument("--latency", nargs="*", default=[], help="N=bench-search.json")
+    parser.add_argument("--latency", nargs="*", default=[], help="[FIRST:]N=bench-search.json")
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
 
@@ -63,41 +65,57 @@ def main():
     qrels = read_qrels(args.qrels)
     judged = [q for q in qrels if any(g > 0 for g in qrels[q].values())]
 
+    # latency[first stage][N] = p50 ms, from `[FIRST:]N=bench-search.json` arguments.
     latency = {}
     for item in args.latency:
-        n, path = item.split("=", 1)
-        latency[int(n)] = json.load(open(path))["latency_ms"]["p50"]
+        key, path = item.split("=", 1)
+        stage, _, n = key.rpartition(":")
+        latency.setdefault(stage or args.first, {})[int(n)] = json.load(open(path))["latency_ms"]["p50"]
 
-    rows = []
-    for n in (0, 10, 20, 30, 50, 100):
+    def quality(n, keep):
+        """Mean nDCG@10 of the first stage's top n reranked, keeping the best `keep`: the
+        survivors by cross-encoder score, then the cut candidates and the rest in first-stage
+        order (how `sieve eval` lists a cascade's run)."""
         scores = []
         for q in judged:
             ranked = [d for d, _ in first.get(q, [])]
-            head = sorted(ranked[:n], key=lambda d: -ce[q][d])
-            scores.append(ndcg10(head + ranked[n:], qrels[q]))
-        rows.append((n, sum(scores) / len(scores), latency.get(n)))
-    print(f"{'candidates':>10} {'nDCG@10':>8} {'p50 ms':>9}")
-    for n, quality, ms in rows:
-        print(f"{n:>10} {quality:>8.4f} {ms if ms is not None else float('nan'):>9.1f}")
+            survivors = sorted(ranked[:n], key=lambda d: -ce[q][d])[:keep]
+            kept = set(survivors)
+            scores.append(ndcg10(survivors + [d for d in ranked if d not in kept], qrels[q]))
+        return sum(scores) / len(scores)
+
+    sizes = (0, 10, 20, 30, 50, 100)
+    keeps = (10, 5, 3, 1)
+    table = {keep: [quality(n, keep) for n in sizes] for keep in keeps}
+    own = latency.get(args.first, {})
+    print(f"{'candidates':>10} " + " ".join(f"{'keep ' + str(k):>8}" for k in keeps)
+          + " " + " ".join(f"{stage + ' p50 ms':>16}" for stage in latency))
+    for i, n in enumerate(sorted(set(sizes) | {n for l in latency.values() for n in l})):
+        cells = [f"{table[k][sizes.index(n)]:>8.4f}" if n in sizes else f"{'':>8}" for k in keeps]
+        ms = [f"{latency[stage][n]:>16,.0f}" if n in latency[stage] else f"{'':>16}" for stage in latency]
+        print(f"{n:>10} " + " ".join(cells) + " " + " ".join(ms))
     print(f"(reported by sieve eval for {full['name']}: {full['metrics']['ndcg@10']:.4f})")
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
-    points = [(ms, q, n) for n, q, ms in rows if ms is not None]
-    if points:
-        ax.plot([p[0] for p in points], [p[1] for p in points], "o-", color="#1f77b4")
-        for ms, q, n in points:
-            ax.annotate(f"{n}" if n else "no rerank", (ms, q), textcoords="offset points",
-                        xytext=(6, -12))
-        ax.set_xscale("log")
-        ax.set_xlabel("p50 latency per query, ms (log scale; 2 CPU cores, one query at a time)")
-    else:
-        ax.plot([r[0] for r in rows], [r[1] for r in rows], "o-")
-        ax.set_xlabel("candidates reranked")
-    ax.set_ylabel("SciFact test nDCG@10")
-    what = "quality and latency" if points else "quality"
-    ax.set_title(f"SciFact, {args.first} top-N → cross-encoder: candidates reranked vs {what}",
-                 fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=120)
+    for keep, style in zip(keeps, ("o-", "s--", "^--", "v:")):
+        left.plot(sizes, table[keep], style, label=f"keep {keep}")
+    left.set_xlabel(f"candidates reranked ({args.first} top N; 0 = no rerank)")
+    left.set_ylabel("SciFact test nDCG@10")
+    left.set_title("quality by candidates and keep", fontsize=9)
+    left.legend(fontsize=8)
+    left.grid(True, alpha=0.3)
+    for stage, marker in zip(latency, ("o-", "s-", "^-")):
+        points = sorted(latency[stage].items())
+        right.plot([n for n, _ in points], [ms / 1000 for _, ms in points], marker,
+                   label=f"{stage} first stage")
+    right.set_xlabel("candidates reranked")
+    right.set_ylabel("p50 seconds per query (2 CPU cores, one at a time)")
+    right.set_title("latency by candidates (idle machine)", fontsize=9)
+    if latency:
+        right.legend(fontsize=8)
+    right.grid(True, alpha=0.3)
+    fig.suptitle("SciFact, first stage top N → sieve-ce-minilm-l6-scifact, through Sieve's API",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(args.out)
     print(f"wrote {args.out}")
