@@ -31,3 +31,8 @@ fn run(script: &str, scratch: &str) {
 fn python_sdk_against_the_live_server() {
     run("client/python/run-tests.sh", "python-venv");
 }
+
+#[test]
+fn typescript_sdk_against_the_live_server() {
+    run("client/typescript/run-tests.sh", "unused");
+}
