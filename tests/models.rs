@@ -489,3 +489,121 @@ async fn metrics_are_scraped_with_every_named_series() {
         12.0
     );
 }
+
+/// OTLP traces: a search with a cascade reaches a (fake) collector as a `search` span under the
+/// caller's `traceparent`, with children for the first stage (`bm25`, `dense`, `fusion`,
+/// `fetch`), `rerank` and one `rerank_stage` naming its model; spans are flushed on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traces_reach_an_otlp_collector_with_a_span_per_phase_and_stage() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+        TraceService, TraceServiceServer,
+    };
+    use opentelemetry_proto::tonic::collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+    };
+    use opentelemetry_proto::tonic::trace::v1::Span;
+
+    type Spans = std::sync::Arc<std::sync::Mutex<Vec<Span>>>;
+    struct Collector(Spans);
+    #[tonic::async_trait]
+    impl TraceService for Collector {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            let spans = request
+                .into_inner()
+                .resource_spans
+                .into_iter()
+                .flat_map(|r| r.scope_spans)
+                .flat_map(|s| s.spans);
+            self.0.lock().unwrap().extend(spans);
+            Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+        }
+    }
+    let received = Spans::default();
+    let incoming =
+        tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let collector_addr = incoming.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Collector(std::sync::Arc::clone(&received))))
+            .serve_with_incoming(incoming),
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sieve.toml");
+    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
+    std::fs::write(
+        &config,
+        format!("[[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n"),
+    )
+    .unwrap();
+    let endpoint = format!("http://{collector_addr}");
+    let mut server = TestServer::start(
+        &dir.path().join("data"),
+        &["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint],
+    );
+    let client = server.client().await;
+    client.create_collection("t", common::dense_config(4, proto::Distance::Cosine)).await.unwrap();
+    let docs = (0..6)
+        .map(|i| proto::Document {
+            id: format!("d{i}"),
+            text: format!("passage number {i} about tracing"),
+            vector: (0..4).map(|d| if d == i % 4 { 1.0 } else { 0.2 }).collect(),
+            ..Default::default()
+        })
+        .collect();
+    client.upsert("t", docs).await.unwrap();
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut search = proto::search_client::SearchClient::connect(server.url.clone()).await.unwrap();
+    let mut request = tonic::Request::new(
+        proto::SearchRequest::new("t", "tracing")
+            .with_vector(vec![1.0, 0.2, 0.2, 0.2])
+            .with_candidates(4)
+            .with_rerank([(XLMR, 2)]),
+    );
+    request
+        .metadata_mut()
+        .insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
+    let mut events = search.search(request).await.unwrap().into_inner();
+    let mut stages = 0;
+    while let Some(event) = events.message().await.unwrap() {
+        stages += usize::from(matches!(event.event, Some(proto::search_event::Event::Hits(_))));
+    }
+    assert_eq!(stages, 2, "fused and one rerank stage");
+    assert!(server.terminate().success(), "SIGTERM flushes the spans and exits cleanly");
+
+    let spans = received.lock().unwrap().clone();
+    let named = |name: &str| -> &Span {
+        spans.iter().find(|s| s.name == name).unwrap_or_else(|| {
+            panic!("no `{name}` span; got {:?}", spans.iter().map(|s| &s.name).collect::<Vec<_>>())
+        })
+    };
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let root = named("search");
+    assert_eq!(hex(&root.trace_id), trace_id, "the caller's trace");
+    assert_eq!(hex(&root.parent_span_id), caller_span, "a child of the caller's span");
+    let child_of = |child: &Span, parent: &Span| {
+        assert_eq!(child.trace_id, root.trace_id, "{} is in the trace", child.name);
+        assert_eq!(child.parent_span_id, parent.span_id, "{} is under {}", child.name, parent.name);
+    };
+    let first = named("first_stage");
+    child_of(first, root);
+    for phase in ["bm25", "dense", "fusion", "fetch"] {
+        child_of(named(phase), first);
+    }
+    let rerank = named("rerank");
+    child_of(rerank, root);
+    let stage = named("rerank_stage");
+    child_of(stage, rerank);
+    let attribute = |span: &Span, key: &str| -> String {
+        let value = span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| kv.value.clone());
+        format!("{:?}", value.and_then(|v| v.value).expect("attribute set"))
+    };
+    assert!(attribute(stage, "model").contains(XLMR), "{}", attribute(stage, "model"));
+    assert!(attribute(stage, "candidates").contains('4'), "{}", attribute(stage, "candidates"));
+    assert!(attribute(root, "collection").contains("\"t\""), "{}", attribute(root, "collection"));
+}

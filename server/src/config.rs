@@ -70,6 +70,9 @@ settings! {
     /// Address of the Prometheus `/metrics` endpoint, a separate HTTP port ("" = off; port 0
     /// picks a free one).
     metrics_listen: String = String::new(), "SIEVE_METRICS_LISTEN";
+    /// OpenTelemetry: send traces over OTLP/gRPC to this collector, e.g. http://otel:4317
+    /// ("" = off).
+    otlp_endpoint: String = String::new(), "SIEVE_OTLP_ENDPOINT";
     /// Directory holding all data (created if missing).
     data_dir: PathBuf = PathBuf::from("sieve-data"), "SIEVE_DATA_DIR";
     /// Log filter, in `tracing` EnvFilter syntax (e.g. "info", "info,sieve_storage=debug").

@@ -10,3 +10,4 @@ pub mod limits;
 pub mod metrics;
 pub mod service;
 pub mod status;
+pub mod telemetry;

@@ -59,10 +59,6 @@ fn main() -> ExitCode {
         print!("{}", toml::to_string(&shown).expect("the configuration serialises"));
         return ExitCode::SUCCESS;
     }
-    if let Err(e) = init_tracing(&config) {
-        eprintln!("sieve-server: {e:#}");
-        return ExitCode::from(2);
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -70,8 +66,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let traces = match init_tracing(&config, runtime.handle()) {
+        Ok(traces) => traces,
+        Err(e) => {
+            eprintln!("sieve-server: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
     let demo = cli.demo.then(|| demo::prepare(&mut config));
-    match runtime.block_on(serve(config, demo)) {
+    let outcome = runtime.block_on(serve(config, demo));
+    if let Some(provider) = traces
+        && let Err(e) = provider.shutdown()
+    {
+        eprintln!("sieve-server: flushing traces: {e}");
+    }
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -81,18 +90,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_tracing(config: &Config) -> anyhow::Result<()> {
+/// Logs to stderr, and traces to an OTLP collector when `otlp_endpoint` is set (the returned
+/// provider flushes them at exit).
+fn init_tracing(
+    config: &Config,
+    runtime: &tokio::runtime::Handle,
+) -> anyhow::Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log_level)
         .with_context(|| format!("log_level '{}' is not a valid filter", config.log_level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
-    match config.log_format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    let logs = match config.log_format {
+        LogFormat::Text => logs.with_filter(filter).boxed(),
+        LogFormat::Json => logs.json().with_filter(filter).boxed(),
+    };
+    if config.otlp_endpoint.is_empty() {
+        tracing_subscriber::registry().with(logs).init();
+        return Ok(None);
     }
-    Ok(())
+    let _entered = runtime.enter();
+    let telemetry = sieve_server::telemetry::init(&config.otlp_endpoint, runtime.clone())?;
+    tracing_subscriber::registry().with(logs).with(telemetry.layer).init();
+    Ok(Some(telemetry.provider))
 }
 
 /// Serves until SIGINT/SIGTERM. `demo`: run the demo, reranking with this model if any.

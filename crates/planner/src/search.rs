@@ -213,7 +213,9 @@ impl Planner {
                 .and_then(|d| d.embedder.clone())
                 .expect("resolve_mode checked there is an embedder");
             let t = Instant::now();
-            let embedded = self.models.embedder(&name)?.embed(vec![text.clone()]).await?;
+            let span = tracing::info_span!("embed", model = name.as_str());
+            let embedded = self.models.embedder(&name)?.embed(vec![text.clone()]);
+            let embedded = tracing::Instrument::instrument(embedded, span).await?;
             embed_time = t.elapsed();
             models.push(ModelStep {
                 step: "embed".into(),
@@ -227,7 +229,9 @@ impl Planner {
         }
 
         let want_passages = cascade.is_some();
+        let span = tracing::info_span!("first_stage", mode = ?mode, candidates = first_n);
         let first = tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
             first_stage(&collection, &query, mode, first_n, want_passages)
         })
         .await
@@ -252,40 +256,40 @@ impl Planner {
 
         if let Some((cascade, _)) = cascade {
             let rerank_started = Instant::now();
+            let rerank_span = tracing::info_span!("rerank", stages = cascade.stages().len());
             let last = cascade.stages().len();
             // Each candidate's placements so far, so a hit shows every stage it went through.
             let mut placements: Vec<Vec<StagePlacement>> = vec![Vec::new(); fused.len()];
             let returned = &mut summary.returned;
-            let outcomes = cascade
-                .run(&text, &passages, windows, |outcome: &StageOutcome| {
-                    let limit = if outcome.stage == last { top_k } else { usize::MAX };
-                    let hits: Vec<Hit> = outcome
-                        .kept
-                        .iter()
-                        .take(limit)
-                        .enumerate()
-                        .map(|(rank, &(index, score))| {
-                            placements[index].push(StagePlacement {
-                                stage: outcome.stage,
-                                model: outcome.model.clone(),
-                                rank: rank as u32 + 1,
-                                score,
-                            });
-                            Hit {
-                                score: f64::from(score),
-                                stages: placements[index].clone(),
-                                ..fused[index].clone()
-                            }
-                        })
-                        .collect();
-                    *returned = hits.len();
-                    on_list(StageList {
-                        name: format!("rerank:{}", outcome.stage),
-                        model: Some(outcome.model.clone()),
-                        hits,
-                    });
-                })
-                .await?;
+            let outcomes = cascade.run(&text, &passages, windows, |outcome: &StageOutcome| {
+                let limit = if outcome.stage == last { top_k } else { usize::MAX };
+                let hits: Vec<Hit> = outcome
+                    .kept
+                    .iter()
+                    .take(limit)
+                    .enumerate()
+                    .map(|(rank, &(index, score))| {
+                        placements[index].push(StagePlacement {
+                            stage: outcome.stage,
+                            model: outcome.model.clone(),
+                            rank: rank as u32 + 1,
+                            score,
+                        });
+                        Hit {
+                            score: f64::from(score),
+                            stages: placements[index].clone(),
+                            ..fused[index].clone()
+                        }
+                    })
+                    .collect();
+                *returned = hits.len();
+                on_list(StageList {
+                    name: format!("rerank:{}", outcome.stage),
+                    model: Some(outcome.model.clone()),
+                    hits,
+                });
+            });
+            let outcomes = tracing::Instrument::instrument(outcomes, rerank_span).await?;
             timings.rerank = rerank_started.elapsed();
             summary.models.extend(outcomes.into_iter().map(|o| ModelStep {
                 step: format!("rerank:{}", o.stage),
@@ -317,12 +321,15 @@ fn first_stage(
     let filter = query.filter.as_ref();
     // A retriever running alone must supply at least the candidates asked for.
     let alone = |retriever: Mode| if mode == retriever { first_n } else { 0 };
+    let parent = tracing::Span::current();
     let run_bm25 = || -> Result<(Vec<Candidate>, Duration), SearchError> {
+        let _span = tracing::info_span!(parent: &parent, "bm25").entered();
         let t = Instant::now();
         let k = plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES).max(alone(Mode::Bm25));
         Ok((collection.search_bm25(&query.text, k, filter)?, t.elapsed()))
     };
     let run_dense = || -> Result<(Vec<Candidate>, Duration), SearchError> {
+        let _span = tracing::info_span!(parent: &parent, "dense").entered();
         let t = Instant::now();
         let k = plan.dense_k.unwrap_or(DEFAULT_CANDIDATES).max(alone(Mode::Dense));
         let vector = query.vector.as_deref().expect("the vector was given or embedded");
@@ -343,6 +350,7 @@ fn first_stage(
     let (bm25, bm25_time) = bm25?;
     let (dense, dense_time) = dense?;
 
+    let fusion_span = tracing::info_span!("fusion").entered();
     let fusion_started = Instant::now();
     let to_ranking = |weight: f64, list: &[Candidate]| Ranking {
         weight,
@@ -356,6 +364,8 @@ fn first_stage(
         Fusion::Linear => linear_fusion(&lists),
     };
     let fusion_time = fusion_started.elapsed();
+    drop(fusion_span);
+    let _fetch_span = tracing::info_span!("fetch").entered();
 
     let fetch_started = Instant::now();
     let placement = |list: &[Candidate], rank: Option<u32>| {

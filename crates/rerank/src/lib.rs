@@ -112,7 +112,16 @@ impl Cascade {
         let mut outcomes = Vec::with_capacity(self.stages.len());
         for (i, stage) in self.stages.iter().enumerate() {
             let batch: Vec<String> = survivors.iter().map(|&s| texts[s].clone()).collect();
-            let scored = stage.model.score(query, batch, windows).await?;
+            let span = tracing::info_span!(
+                "rerank_stage",
+                stage = i + 1,
+                model = stage.model.model().name(),
+                candidates = batch.len(),
+                keep = stage.keep,
+            );
+            let scored =
+                tracing::Instrument::instrument(stage.model.score(query, batch, windows), span)
+                    .await?;
             let kept = best(&survivors, &scored.scores, stage.keep);
             survivors = kept.iter().map(|&(index, _)| index).collect();
             let outcome = StageOutcome {

@@ -68,9 +68,15 @@ impl Search for SearchService {
         let state = Arc::clone(&self.0);
         let deadline = limits::deadline(request.metadata(), &state.config)?;
         let permit = state.admission.search()?;
+        let span = tracing::info_span!(
+            "search",
+            collection = request.get_ref().collection.as_str(),
+            top_k = request.get_ref().top_k,
+        );
+        crate::telemetry::link_to_caller(&span, request.metadata());
         let request = request.into_inner();
         let (events, stream) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
+        let search = async move {
             let _permit = permit;
             let send = |event| {
                 let _ = events.send(Ok(SearchEvent { event: Some(event) }));
@@ -84,7 +90,8 @@ impl Search for SearchService {
                 // Dropping the search drops its model queue entries with it.
                 () = events.closed() => tracing::debug!("search cancelled: the client went away"),
             }
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(search, span));
         Ok(Response::new(Box::pin(UnboundedReceiverStream::new(stream))))
     }
 
