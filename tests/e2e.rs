@@ -96,6 +96,14 @@ async fn answers(
         requests.push(dense_search("cos", &docs[i].vector, 10));
         requests.push(dense_search("euclid", &docs[i].vector, 10));
     }
+    ranked(client, requests).await
+}
+
+/// Each request's hits as (id, score, BM25 rank, dense rank).
+async fn ranked(
+    client: &Client,
+    requests: Vec<proto::SearchRequest>,
+) -> Vec<Vec<(String, f32, Option<u32>, Option<u32>)>> {
     let mut out = Vec::new();
     for request in requests {
         let response = client.search(request).await.unwrap();
@@ -370,6 +378,7 @@ async fn health_reflection_and_info_answer() {
         [
             "grpc.health.v1.Health",
             "grpc.reflection.v1.ServerReflection",
+            "sieve.v1.Admin",
             "sieve.v1.Collections",
             "sieve.v1.Documents",
             "sieve.v1.Info",
@@ -396,23 +405,16 @@ async fn hybrid_answers(
     collection: &str,
     docs: &[proto::Document],
 ) -> Vec<Vec<(String, f32, Option<u32>, Option<u32>)>> {
-    let mut out = Vec::new();
-    for i in [0, 7, 333, 1200] {
-        // One unique word: BM25 ties (every document shares the filler words) are ordered by
-        // the index's segment layout, which a restore rebuilds differently.
-        let request = proto::SearchRequest::new(collection, format!("zq{i}w"))
-            .with_vector(docs[i].vector.clone())
-            .with_top_k(20);
-        let response = client.search(request).await.unwrap();
-        out.push(
-            response
-                .hits()
-                .iter()
-                .map(|h| (h.id.clone(), h.score, h.bm25.map(|b| b.rank), h.dense.map(|d| d.rank)))
-                .collect(),
-        );
-    }
-    out
+    // One unique word: BM25 ties (every document shares the filler words) are ordered by the
+    // index's segment layout, which a restore rebuilds differently.
+    let requests = [0, 7, 333, 1200]
+        .map(|i| {
+            proto::SearchRequest::new(collection, format!("zq{i}w"))
+                .with_vector(docs[i].vector.clone())
+                .with_top_k(20)
+        })
+        .to_vec();
+    ranked(client, requests).await
 }
 
 /// A snapshot taken while a client streams batches in holds exactly the batches acknowledged

@@ -35,6 +35,15 @@ fn start(dir: &Path) -> TestServer {
     TestServer::start(&data, &["--config", config.to_str().unwrap()])
 }
 
+/// A server with only the tiny XLM-R cross-encoder fixture (fast), and extra flags.
+fn start_with_xlmr(dir: &Path, extra: &[&str]) -> TestServer {
+    let config = dir.join("sieve.toml");
+    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
+    let toml = format!("[[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n");
+    std::fs::write(&config, toml).unwrap();
+    TestServer::start(&dir.join("data"), &[&["--config", config.to_str().unwrap()], extra].concat())
+}
+
 /// 300 SciFact documents: those judged relevant to the first test queries, then the corpus
 /// from its start; and the first test query with its relevant document.
 fn scifact_subset() -> (Vec<proto::Document>, (String, String)) {
@@ -387,17 +396,7 @@ async fn stream_of_searches_with_a_cascade_answers_in_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_are_scraped_with_every_named_series() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sieve.toml");
-    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
-    std::fs::write(
-        &config,
-        format!("[[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n"),
-    )
-    .unwrap();
-    let server = TestServer::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap(), "--metrics-listen", "127.0.0.1:0"],
-    );
+    let server = start_with_xlmr(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     let client = server.client().await;
     client.create_collection("m", common::dense_config(4, proto::Distance::Cosine)).await.unwrap();
     let doc = |id: &str, text: &str, vector: Vec<f32>| proto::Document {
@@ -532,18 +531,8 @@ async fn traces_reach_an_otlp_collector_with_a_span_per_phase_and_stage() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("sieve.toml");
-    let xlmr = shared().join("fixtures/tiny-xlmr-ce");
-    std::fs::write(
-        &config,
-        format!("[[models]]\nname = \"{XLMR}\"\npath = {xlmr:?}\nmax_length = 128\n"),
-    )
-    .unwrap();
     let endpoint = format!("http://{collector_addr}");
-    let mut server = TestServer::start(
-        &dir.path().join("data"),
-        &["--config", config.to_str().unwrap(), "--otlp-endpoint", &endpoint],
-    );
+    let mut server = start_with_xlmr(dir.path(), &["--otlp-endpoint", &endpoint]);
     let client = server.client().await;
     client.create_collection("t", common::dense_config(4, proto::Distance::Cosine)).await.unwrap();
     let docs = (0..6)

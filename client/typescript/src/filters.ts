@@ -4,7 +4,8 @@ import { Filter, Value } from "./gen/sieve/v1/common";
 
 type MetadataValue = string | number | boolean;
 
-function toValue(value: MetadataValue): Value {
+/** A metadata value as the API's `Value`: strings, integers, other numbers, booleans. */
+export function toValue(value: MetadataValue): Value {
   if (typeof value === "boolean") return { kind: { $case: "boolValue", value } };
   if (typeof value === "string") return { kind: { $case: "stringValue", value } };
   if (Number.isInteger(value)) return { kind: { $case: "intValue", value } };

@@ -50,6 +50,7 @@ import {
   StageHits,
 } from "./gen/sieve/v1/search";
 
+import { toValue } from "./filters";
 export { filters } from "./filters";
 export type { Collection, GetInfoResponse, IngestAck, Snapshot };
 
@@ -215,12 +216,7 @@ const DISTANCES: Record<string, Distance> = {
   l2: Distance.DISTANCE_L2,
 };
 
-export function valueToProto(value: MetadataValue): Value {
-  if (typeof value === "boolean") return { kind: { $case: "boolValue", value } };
-  if (typeof value === "string") return { kind: { $case: "stringValue", value } };
-  if (Number.isInteger(value)) return { kind: { $case: "intValue", value } };
-  return { kind: { $case: "floatValue", value } };
-}
+export { toValue as valueToProto };
 
 function valueFromProto(value: Value | undefined): MetadataValue | null {
   return value?.kind ? value.kind.value : null;
@@ -230,7 +226,7 @@ function documentToProto(doc: Document): DocumentMessage {
   const id = doc.id ?? doc._id;
   if (typeof id !== "string") throw new TypeError(`a document needs a string id (or _id): ${JSON.stringify(doc)}`);
   const metadata: Record<string, Value> = {};
-  for (const [key, value] of Object.entries(doc.metadata ?? {})) metadata[key] = valueToProto(value);
+  for (const [key, value] of Object.entries(doc.metadata ?? {})) metadata[key] = toValue(value);
   return DocumentMessage.fromPartial({ id, title: doc.title ?? "", text: doc.text ?? "", metadata, vector: doc.vector ?? [] });
 }
 
