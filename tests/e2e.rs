@@ -430,20 +430,41 @@ async fn snapshot_under_concurrent_ingest_restores_that_point_exactly() {
         .await
         .unwrap();
     let docs = corpus(DOCS, 21);
-    // The first 1,000 documents go in before the snapshot, the rest stream in while it is taken.
-    ingest_batches(&client, "live", &docs[..1000]).await;
-    let writer = {
-        let client = client.clone();
-        let rest = docs[1000..].to_vec();
-        tokio::spawn(async move { ingest_batches(&client, "live", &rest).await })
+    let batch = |range: std::ops::Range<usize>| proto::IngestRequest {
+        collection: "live".to_string(),
+        documents: docs[range].to_vec(),
+        delete_ids: vec![],
     };
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    let snapshot = client.create_snapshot("live").await.unwrap();
-    let acked = writer.await.unwrap();
+    // One ingest stream stays open throughout: 1,000 documents are acknowledged before the
+    // snapshot, 500 more are sent while it is taken, and the last 500 only after it returned,
+    // so the snapshot lands between batches 1,000 and 1,500 and the live collection moves on.
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let mut acks = client.ingest(ReceiverStream::new(rx)).await.unwrap();
+    let mut acked = Vec::new();
+    for start in (0..1000).step_by(100) {
+        tx.send(batch(start..start + 100)).await.unwrap();
+        acked.push(acks.message().await.unwrap().unwrap().sequence);
+    }
+    let snapshot = {
+        let client = client.clone();
+        tokio::spawn(async move { client.create_snapshot("live").await })
+    };
+    for start in (1000..1500).step_by(100) {
+        tx.send(batch(start..start + 100)).await.unwrap();
+        acked.push(acks.message().await.unwrap().unwrap().sequence);
+    }
+    let snapshot = snapshot.await.unwrap().unwrap();
+    for start in (1500..DOCS).step_by(100) {
+        tx.send(batch(start..start + 100)).await.unwrap();
+        acked.push(acks.message().await.unwrap().unwrap().sequence);
+    }
+    drop(tx);
+    assert!(acks.message().await.unwrap().is_none());
+    assert_eq!(acked, (1..=20).map(|b| b * 100).collect::<Vec<u64>>());
     let sequence = snapshot.sequence as usize;
     assert!(
-        sequence >= 1000 && sequence.is_multiple_of(100),
-        "the snapshot is at a batch boundary: {sequence}; acks {acked:?}"
+        (1000..=1500).contains(&sequence) && sequence.is_multiple_of(100),
+        "the snapshot is at a batch boundary between the acks before and after it: {sequence}"
     );
     assert_eq!(snapshot.documents as usize, sequence);
     assert_eq!(snapshot.collection, "live");
@@ -484,8 +505,8 @@ async fn snapshot_under_concurrent_ingest_restores_that_point_exactly() {
     assert_eq!(missing.code(), tonic::Code::NotFound);
 }
 
-/// Streams documents in batches of 100; returns each ack's sequence.
-async fn ingest_batches(client: &Client, collection: &str, docs: &[proto::Document]) -> Vec<u64> {
+/// Streams documents in batches of 100 and checks every batch was acknowledged whole.
+async fn ingest_batches(client: &Client, collection: &str, docs: &[proto::Document]) {
     let batches: Vec<proto::IngestRequest> = docs
         .chunks(100)
         .map(|chunk| proto::IngestRequest {
@@ -494,16 +515,12 @@ async fn ingest_batches(client: &Client, collection: &str, docs: &[proto::Docume
             delete_ids: vec![],
         })
         .collect();
-    // Paced, so that a snapshot taken meanwhile lands between batches.
-    let paced = futures::stream::iter(batches).then(|batch| async move {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        batch
-    });
-    let mut acks = client.ingest(paced).await.unwrap();
-    let mut sequences = Vec::new();
+    let expected = batches.len();
+    let mut acks = client.ingest(futures::stream::iter(batches)).await.unwrap();
+    let mut received = 0;
     while let Some(ack) = acks.message().await.unwrap() {
         assert!(ack.errors.is_empty(), "{:?}", ack.errors);
-        sequences.push(ack.sequence);
+        received += 1;
     }
-    sequences
+    assert_eq!(received, expected);
 }
