@@ -1,10 +1,10 @@
 """The latency/quality trade-off of a rerank cascade's candidate count, from Sieve's own runs.
 
-Quality: `sieve eval` with a pipeline that reranks the first stage's top 100 and keeps all 100
-(`-p bm25 -p bm25+MODEL:100`, `--out report.json`) holds the cross-encoder's score of every
-candidate. A cascade over the top N < 100 returns those N ordered by the same scores, then the
-rest of the first stage, so its ranking is rebuilt exactly from the two runs and scored here
-(nDCG@10, trec_eval's definition) for each N.
+Quality: `sieve eval` with a pipeline that reranks the first stage's top M and keeps all M
+(`-p bm25 -p bm25+MODEL:200 --candidates 200 --top-k 200`, `--out report.json`) holds the
+cross-encoder's score of every candidate. A cascade over the top N < M returns those N ordered by
+the same scores, then the rest of the first stage, so its ranking is rebuilt exactly from the two
+runs and scored here (nDCG@10, trec_eval's definition) for each N up to M.
 Keep values: a stage keeping K < 10 returns its K survivors, then the candidates it cut and
 the rest of the first stage in first-stage order (as `sieve eval` lists a cascade's run).
 Latency: one `sieve bench search --mode MODE --rerank MODEL:10 --candidates N` JSON per first
@@ -59,8 +59,12 @@ def main():
     report = json.load(open(args.report))
     pipelines = {p["name"]: p for p in report["pipelines"]}
     first = pipelines[args.first]["run"]
-    full = next(p for name, p in pipelines.items()
-                if name.startswith(args.first + "+") and name.endswith(":100"))
+    # The widest "FIRST+MODEL:M" pipeline that kept every candidate it reranked.
+    full_size, full = max(
+        ((int(name.rsplit(":", 1)[1]), p) for name, p in pipelines.items()
+        if name.startswith(args.first + "+") and name.rsplit(":", 1)[-1].isdigit()),
+        key=lambda sized: sized[0],
+    )
     ce = {q: {d: s for d, s in hits} for q, hits in full["run"].items()}
     qrels = read_qrels(args.qrels)
     judged = [q for q in qrels if any(g > 0 for g in qrels[q].values())]
@@ -84,7 +88,7 @@ def main():
             scores.append(ndcg10(survivors + [d for d in ranked if d not in kept], qrels[q]))
         return sum(scores) / len(scores)
 
-    sizes = (0, 10, 20, 30, 50, 100)
+    sizes = tuple(n for n in (0, 10, 20, 30, 50, 100, 200) if n <= full_size)
     keeps = (10, 5, 3, 1)
     table = {keep: [quality(n, keep) for n in sizes] for keep in keeps}
     own = latency.get(args.first, {})
