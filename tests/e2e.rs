@@ -441,26 +441,24 @@ async fn snapshot_under_concurrent_ingest_restores_that_point_exactly() {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let mut acks = client.ingest(ReceiverStream::new(rx)).await.unwrap();
     let mut acked = Vec::new();
-    for start in (0..1000).step_by(100) {
+    let (mut pending, mut snapshot) = (None, None);
+    for start in (0..DOCS).step_by(100) {
+        if start == 1000 {
+            let client = client.clone();
+            pending = Some(tokio::spawn(async move { client.create_snapshot("live").await }));
+        }
+        if start == 1500 {
+            snapshot = Some(pending.take().unwrap().await.unwrap().unwrap());
+        }
         tx.send(batch(start..start + 100)).await.unwrap();
-        acked.push(acks.message().await.unwrap().unwrap().sequence);
-    }
-    let snapshot = {
-        let client = client.clone();
-        tokio::spawn(async move { client.create_snapshot("live").await })
-    };
-    for start in (1000..1500).step_by(100) {
-        tx.send(batch(start..start + 100)).await.unwrap();
-        acked.push(acks.message().await.unwrap().unwrap().sequence);
-    }
-    let snapshot = snapshot.await.unwrap().unwrap();
-    for start in (1500..DOCS).step_by(100) {
-        tx.send(batch(start..start + 100)).await.unwrap();
-        acked.push(acks.message().await.unwrap().unwrap().sequence);
+        let ack = acks.message().await.unwrap().unwrap();
+        assert!(ack.errors.is_empty(), "{:?}", ack.errors);
+        acked.push(ack.sequence);
     }
     drop(tx);
     assert!(acks.message().await.unwrap().is_none());
     assert_eq!(acked, (1..=20).map(|b| b * 100).collect::<Vec<u64>>());
+    let snapshot = snapshot.unwrap();
     let sequence = snapshot.sequence as usize;
     assert!(
         (1000..=1500).contains(&sequence) && sequence.is_multiple_of(100),
