@@ -10,7 +10,7 @@ the rest of the first stage in first-stage order (as `sieve eval` lists a cascad
 Latency: one `sieve bench search --mode MODE --rerank MODEL:10 --candidates N` JSON per first
 stage and N, given as MODE:N=path.
 
-    /tmp/peers/bin/python bench/plots/cascade_tradeoff.py --report /tmp/eval/scifact.json \
+    /tmp/peers/bin/python bench/plots/cascade_tradeoff.py --report /tmp/eval200/scifact-200.json \
         --qrels ../shared/data/beir/scifact/qrels/test.tsv \
         --latency bm25:10=/tmp/lat/bm25-10.json ... hybrid:200=/tmp/lat/hybrid-200.json \
         --out docs/cascade-tradeoff.png
