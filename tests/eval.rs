@@ -1,6 +1,7 @@
 //! `sieve eval` end to end: a 500-document SciFact subset in BEIR layout, ingested through the
 //! real server (embedded by all-MiniLM-L6-v2), every pipeline run over the judged queries, and
-//! the JSON report and TREC runs checked against the qrels with Sieve's own measures.
+//! the JSON report and TREC runs checked against the qrels with Sieve's own measures; and
+//! `sieve bench vectors` (HNSW recall against exact ground truth) on small generated sets.
 
 mod common;
 
@@ -188,4 +189,103 @@ async fn eval_reports_every_pipeline_over_every_query() {
         let ids: BTreeSet<&String> = hits.iter().map(|(d, _)| d).collect();
         assert_eq!(ids, bm25[query].iter().map(|(d, _)| d).collect(), "query {query}");
     }
+}
+
+/// Writes `rows` in the TEXMEX layout `sieve bench vectors` reads: per row an i32 length, then
+/// its items as little-endian 4-byte words.
+fn write_vecs(path: &Path, rows: &[Vec<[u8; 4]>]) {
+    let mut bytes = Vec::new();
+    for row in rows {
+        bytes.extend_from_slice(&(row.len() as i32).to_le_bytes());
+        row.iter().for_each(|item| bytes.extend_from_slice(item));
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A `bench/peers/vectors.py`-shaped folder: `base` and `queries` as given, and each query's
+/// 100 nearest base rows by cosine similarity (exact), best first.
+fn write_vector_set(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>]) {
+    let cosine = |a: &[f32], b: &[f32]| {
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (norm(a) * norm(b))
+    };
+    let truth: Vec<Vec<[u8; 4]>> = queries
+        .iter()
+        .map(|q| {
+            let mut ranked: Vec<(f32, i32)> =
+                base.iter().enumerate().map(|(i, v)| (cosine(q, v), i as i32)).collect();
+            ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+            ranked.iter().take(100).map(|&(_, i)| i.to_le_bytes()).collect()
+        })
+        .collect();
+    let floats = |rows: &[Vec<f32>]| -> Vec<Vec<[u8; 4]>> {
+        rows.iter().map(|v| v.iter().map(|x| x.to_le_bytes()).collect()).collect()
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    write_vecs(&dir.join("base.fvecs"), &floats(base));
+    write_vecs(&dir.join("queries.fvecs"), &floats(queries));
+    write_vecs(&dir.join("truth.ivecs"), &truth);
+}
+
+fn bench_vectors(dir: &Path, collection: &str, dense_k: u32) -> cli::bench::Command {
+    cli::bench::Command::Vectors {
+        dir: dir.to_path_buf(),
+        collection: collection.to_string(),
+        m: 16,
+        ef_construction: 100,
+        ef_search: 100,
+        batch_size: 512,
+        dense_k,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_vectors_scores_recall_against_the_exact_ground_truth() {
+    use rand::{Rng, SeedableRng};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut vector = || (0..16).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let base: Vec<Vec<f32>> = (0..3_000).map(|_| vector()).collect();
+    let queries: Vec<Vec<f32>> = (0..30).map(|_| vector()).collect();
+    // 700 vectors are searched exactly (under the threshold), 3,000 through the HNSW graph.
+    let (small, large) = (dir.path().join("small"), dir.path().join("large"));
+    write_vector_set(&small, &base[..700], &queries);
+    write_vector_set(&large, &base, &queries);
+    let server = TestServer::start(&dir.path().join("data"), &["--exact-search-threshold", "1000"]);
+    let client = server.client().await;
+
+    let exact = cli::bench::report(&client, bench_vectors(&small, "small", 10)).await.unwrap();
+    assert_eq!(exact["vectors"], 700, "{exact:#}");
+    assert_eq!(exact["queries"], 30);
+    assert_eq!(exact["dimension"], 16);
+    assert_eq!(exact["dense_k"], 10);
+    assert_eq!((exact["m"].clone(), exact["ef_search"].clone()), (16.into(), 100.into()));
+    assert!(exact["ingest_seconds"].as_f64().unwrap() > 0.0, "{exact:#}");
+    // Exact search finds exactly the ground truth: ids, file layouts and scoring agree.
+    assert_eq!(exact["recall@10"], 1.0, "{exact:#}");
+
+    // A second run finds every vector in place and only searches.
+    let again = cli::bench::report(&client, bench_vectors(&small, "small", 10)).await.unwrap();
+    assert_eq!(again["ingest_seconds"], Value::Null, "{again:#}");
+    assert_eq!(again["recall@10"], 1.0);
+
+    let graph = cli::bench::report(&client, bench_vectors(&large, "large", 10)).await.unwrap();
+    let recall = graph["recall@10"].as_f64().unwrap();
+    println!("HNSW recall@10 on 3,000 x 16 at ef 100: {recall}");
+    assert!(recall >= 0.9, "the graph walk lost neighbours: {graph:#}");
+    let stats = client.collection("large").await.unwrap().stats.unwrap();
+    assert_eq!((stats.documents, stats.vectors), (3_000, 3_000));
+
+    // Files that do not agree are refused before anything is sent.
+    let torn = dir.path().join("torn");
+    std::fs::create_dir_all(&torn).unwrap();
+    for file in ["base.fvecs", "queries.fvecs", "truth.ivecs"] {
+        std::fs::copy(small.join(file), torn.join(file)).unwrap();
+    }
+    let bytes = std::fs::read(torn.join("base.fvecs")).unwrap();
+    std::fs::write(torn.join("base.fvecs"), &bytes[..bytes.len() - 2]).unwrap();
+    let error = cli::bench::report(&client, bench_vectors(&torn, "torn", 10)).await.unwrap_err();
+    assert!(error.to_string().ends_with("base.fvecs: truncated"), "{error}");
+    assert!(client.collection("torn").await.is_err(), "nothing was created");
 }

@@ -87,6 +87,11 @@ pub enum Command {
         /// Documents per ingest batch.
         #[arg(long, default_value_t = 512)]
         batch_size: usize,
+        /// Candidates the dense retriever fetches per query (the plan's dense_k). The graph walk
+        /// keeps max(ef_search, 1.2 x dense_k + 8) candidates, so 10 walks at exactly ef_search,
+        /// as the peers do; the server's default, 100, walks at 128.
+        #[arg(long, default_value_t = 10)]
+        dense_k: u32,
     },
     /// Several clients at once mixing ingest batches, searches (with a cascade) and deletes for
     /// a fixed time: throughput, latency and errors per operation.
@@ -223,8 +228,19 @@ pub(super) fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
 }
 
 pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
+    if let Command::Load(args) = command {
+        return super::load::run(client, args).await;
+    }
+    let report = report(client, command).await?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
+}
+
+/// Runs a benchmark and returns its JSON report (what `sieve bench` prints). `Load` streams its
+/// own report (see `--out`) and is refused here.
+pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_json::Value> {
     let report = match command {
-        Command::Load(args) => return super::load::run(client, args).await,
+        Command::Load(_) => anyhow::bail!("bench load writes its own report: run it with `run`"),
         Command::Ingest { collection, corpus, docs, dimension, embedder, batch_size, seed } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             let lines = read_jsonl(&corpus)?;
@@ -346,7 +362,15 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
                 "latency_ms": percentiles(&latency), "queue_ms": percentiles(&queue), "compute_ms": percentiles(&compute),
             })
         }
-        Command::Vectors { dir, collection, m, ef_construction, ef_search, batch_size } => {
+        Command::Vectors {
+            dir,
+            collection,
+            m,
+            ef_construction,
+            ef_search,
+            batch_size,
+            dense_k,
+        } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             let base = read_fvecs(&dir.join("base.fvecs"))?;
             let queries = read_fvecs(&dir.join("queries.fvecs"))?;
@@ -410,10 +434,11 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             let mut recall = 0.0;
             let started = Instant::now();
             for (query, truth) in queries.iter().zip(&truth) {
-                let request = proto::SearchRequest::new(&collection, "")
+                let mut request = proto::SearchRequest::new(&collection, "")
                     .with_vector(query.clone())
                     .with_top_k(10)
                     .with_mode(proto::Mode::Dense);
+                request.plan.get_or_insert_with(Default::default).dense_k = dense_k;
                 let t = Instant::now();
                 let response = client.search(request).await?;
                 record(&mut latency, t.elapsed());
@@ -425,7 +450,7 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             json!({
                 "collection": collection, "vectors": base.len(), "dimension": dimension, "queries": queries.len(),
                 "m": hnsw.m, "ef_construction": hnsw.ef_construction, "ef_search": hnsw.ef_search,
-                "ingest_seconds": ingest_seconds,
+                "dense_k": dense_k, "ingest_seconds": ingest_seconds,
                 "ingest_docs_per_sec": ingest_seconds.map(|s| base.len() as f64 / s),
                 "recall@10": recall / queries.len() as f64,
                 "qps_one_client": queries.len() as f64 / seconds, "latency_ms": percentiles(&latency),
@@ -512,6 +537,5 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
             })
         }
     };
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    Ok(())
+    Ok(report)
 }

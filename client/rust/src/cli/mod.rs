@@ -1,7 +1,7 @@
 //! Commands of the `sieve` tool, as a library so programs and tests can run them in-process:
 //! `cli::run(Cli::parse_from(["sieve", "--addr", url, "eval", ...]))`.
 
-mod bench;
+pub mod bench;
 mod collections;
 mod eval;
 mod ingest;
