@@ -6,7 +6,9 @@ ground truth, build time, and queries/s one query at a time.
     /tmp/peers/bin/python bench/peers/hnsw.py --vectors /tmp/vec100k --m 16 --ef-construction 100 --ef-search 100 --threads 2
 
 Builds use --threads threads; searches run one query per call on one thread, as a server
-answers single requests. Prints JSON.
+answers single requests. Several --ef-search values search the same graph once each (a sweep:
+`--ef-search 100 128 248 488` matches `sieve bench vectors --dense-k 10/100/200/400`). Prints JSON:
+per engine, the build time and one entry per ef_search.
 """
 
 import argparse
@@ -42,7 +44,7 @@ def main():
     parser.add_argument("--vectors", type=Path, required=True)
     parser.add_argument("--m", type=int, default=16)
     parser.add_argument("--ef-construction", type=int, default=100)
-    parser.add_argument("--ef-search", type=int, default=100)
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[100])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -58,10 +60,12 @@ def main():
     index.init_index(max_elements=len(base), M=args.m, ef_construction=args.ef_construction, random_seed=1)
     index.add_items(base, np.arange(len(base)), num_threads=args.threads)
     build = time.perf_counter() - t
-    index.set_ef(args.ef_search)
     index.set_num_threads(1)
-    found, speed = timed_queries(lambda q: index.knn_query(q, k=10)[0][0], queries)
-    report["hnswlib"] = {"build_seconds": build, "recall@10": recall_at_10(found, truth), **speed}
+    report["hnswlib"] = {"build_seconds": build, "searches": []}
+    for ef in args.ef_search:
+        index.set_ef(ef)
+        found, speed = timed_queries(lambda q: index.knn_query(q, k=10)[0][0], queries)
+        report["hnswlib"]["searches"].append({"ef_search": ef, "recall@10": recall_at_10(found, truth), **speed})
 
     import faiss
     faiss.omp_set_num_threads(args.threads)
@@ -70,10 +74,12 @@ def main():
     t = time.perf_counter()
     index.add(base)
     build = time.perf_counter() - t
-    index.hnsw.efSearch = args.ef_search
     faiss.omp_set_num_threads(1)
-    found, speed = timed_queries(lambda q: index.search(q[None, :], 10)[1][0], queries)
-    report["faiss_hnsw"] = {"build_seconds": build, "recall@10": recall_at_10(found, truth), **speed}
+    report["faiss_hnsw"] = {"build_seconds": build, "searches": []}
+    for ef in args.ef_search:
+        index.hnsw.efSearch = ef
+        found, speed = timed_queries(lambda q: index.search(q[None, :], 10)[1][0], queries)
+        report["faiss_hnsw"]["searches"].append({"ef_search": ef, "recall@10": recall_at_10(found, truth), **speed})
     report["faiss_version"] = faiss.__version__
     print(json.dumps(report, indent=2))
 
