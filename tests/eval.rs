@@ -228,7 +228,8 @@ fn write_vector_set(dir: &Path, base: &[Vec<f32>], queries: &[Vec<f32>]) {
     write_vecs(&dir.join("truth.ivecs"), &truth);
 }
 
-fn bench_vectors(dir: &Path, collection: &str, dense_k: u32) -> cli::bench::Command {
+/// `sieve bench vectors` with its defaults (M 16, ef 100, dense_k 10: the walk at exactly ef).
+fn bench_vectors(dir: &Path, collection: &str) -> cli::bench::Command {
     cli::bench::Command::Vectors {
         dir: dir.to_path_buf(),
         collection: collection.to_string(),
@@ -236,7 +237,7 @@ fn bench_vectors(dir: &Path, collection: &str, dense_k: u32) -> cli::bench::Comm
         ef_construction: 100,
         ef_search: 100,
         batch_size: 512,
-        dense_k,
+        dense_k: 10,
     }
 }
 
@@ -255,22 +256,23 @@ async fn bench_vectors_scores_recall_against_the_exact_ground_truth() {
     let server = TestServer::start(&dir.path().join("data"), &["--exact-search-threshold", "1000"]);
     let client = server.client().await;
 
-    let exact = cli::bench::report(&client, bench_vectors(&small, "small", 10)).await.unwrap();
+    let exact = cli::bench::report(&client, bench_vectors(&small, "small")).await.unwrap();
     assert_eq!(exact["vectors"], 700, "{exact:#}");
     assert_eq!(exact["queries"], 30);
     assert_eq!(exact["dimension"], 16);
     assert_eq!(exact["dense_k"], 10);
-    assert_eq!((exact["m"].clone(), exact["ef_search"].clone()), (16.into(), 100.into()));
+    assert_eq!(exact["m"], 16);
+    assert_eq!(exact["ef_search"], 100);
     assert!(exact["ingest_seconds"].as_f64().unwrap() > 0.0, "{exact:#}");
     // Exact search finds exactly the ground truth: ids, file layouts and scoring agree.
     assert_eq!(exact["recall@10"], 1.0, "{exact:#}");
 
     // A second run finds every vector in place and only searches.
-    let again = cli::bench::report(&client, bench_vectors(&small, "small", 10)).await.unwrap();
+    let again = cli::bench::report(&client, bench_vectors(&small, "small")).await.unwrap();
     assert_eq!(again["ingest_seconds"], Value::Null, "{again:#}");
     assert_eq!(again["recall@10"], 1.0);
 
-    let graph = cli::bench::report(&client, bench_vectors(&large, "large", 10)).await.unwrap();
+    let graph = cli::bench::report(&client, bench_vectors(&large, "large")).await.unwrap();
     let recall = graph["recall@10"].as_f64().unwrap();
     println!("HNSW recall@10 on 3,000 x 16 at ef 100: {recall}");
     assert!(recall >= 0.9, "the graph walk lost neighbours: {graph:#}");
@@ -285,7 +287,7 @@ async fn bench_vectors_scores_recall_against_the_exact_ground_truth() {
     }
     let bytes = std::fs::read(torn.join("base.fvecs")).unwrap();
     std::fs::write(torn.join("base.fvecs"), &bytes[..bytes.len() - 2]).unwrap();
-    let error = cli::bench::report(&client, bench_vectors(&torn, "torn", 10)).await.unwrap_err();
+    let error = cli::bench::report(&client, bench_vectors(&torn, "torn")).await.unwrap_err();
     assert!(error.to_string().ends_with("base.fvecs: truncated"), "{error}");
     assert!(client.collection("torn").await.is_err(), "nothing was created");
 }
