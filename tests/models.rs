@@ -341,6 +341,90 @@ fn a_missing_model_stops_start_up_and_says_where_it_looked() {
     assert!(stderr.contains("git clone https://huggingface.co/org/absent"), "{stderr}");
 }
 
+/// The kernels this CPU runs best, as the server names them.
+fn detected_kernels() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+        return "avx2";
+    }
+    "portable"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kernels_are_chosen_per_model_reported_and_give_the_same_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sieve.toml");
+    let tiny = |name: &str| shared().join("fixtures").join(name);
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nname = \"fast/{XLMR}\"\npath = {:?}\nmax_length = 128\n\n\
+             [[models]]\nname = \"reference/{XLMR}\"\npath = {:?}\nmax_length = 128\n\
+             kernels = \"reference\"\n\n\
+             [[models]]\nname = \"portable/{XLMR}\"\npath = {:?}\nmax_length = 128\n\
+             kernels = \"portable\"\n",
+            tiny(XLMR),
+            tiny(XLMR),
+            tiny(XLMR)
+        ),
+    )
+    .unwrap();
+    let server =
+        TestServer::start(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let client = server.client().await;
+    let info = client.info().await.unwrap();
+    let kernels: Vec<(&str, &str)> =
+        info.models.iter().map(|m| (m.name.as_str(), m.kernels.as_str())).collect();
+    assert_eq!(
+        kernels,
+        [
+            (format!("fast/{XLMR}").as_str(), detected_kernels()),
+            (format!("portable/{XLMR}").as_str(), "portable"),
+            (format!("reference/{XLMR}").as_str(), "reference"),
+        ]
+    );
+    let texts = ["Sieve reranks candidates.", "A kitchen sieve.", "Zwölf Boxkämpfer jagen Viktor."];
+    let mut all = Vec::new();
+    for prefix in ["fast", "portable", "reference"] {
+        let request = proto::RerankRequest {
+            model: format!("{prefix}/{XLMR}"),
+            query: "what does sieve do?".into(),
+            texts: texts.iter().map(|t| t.to_string()).collect(),
+            ..Default::default()
+        };
+        let response = client.rerank(request).await.unwrap();
+        let mut scores: Vec<(u32, f32)> =
+            response.results.iter().map(|r| (r.index, r.score)).collect();
+        scores.sort_by_key(|&(index, _)| index);
+        all.push(scores);
+    }
+    for other in &all[..2] {
+        for ((i, a), (j, b)) in other.iter().zip(&all[2]) {
+            assert_eq!(i, j);
+            assert!((a - b).abs() < 1e-4, "text {i}: {a} vs the reference's {b}");
+        }
+    }
+    drop(server);
+
+    // A name no kernel set has stops start-up and lists the choices.
+    std::fs::write(
+        &config,
+        format!("[[models]]\nname = \"{XLMR}\"\npath = {:?}\nkernels = \"avx9000\"\n", tiny(XLMR)),
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sieve-server"))
+        .args(["--listen", "127.0.0.1:0", "--config", config.to_str().unwrap(), "--data-dir"])
+        .arg(dir.path().join("data2"))
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("has kernels 'avx9000' (use auto, reference, portable or avx2)"),
+        "{stderr}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_of_searches_with_a_cascade_answers_in_order() {
     let dir = tempfile::tempdir().unwrap();

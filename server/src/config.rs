@@ -127,7 +127,7 @@ settings! {
     /// Where models named `org/name` are found, as `<models_dir>/org--name/`.
     models_dir: PathBuf = PathBuf::from("models"), "SIEVE_MODELS_DIR";
     /// Models to load at start. In the file, `[[models]]` tables (`name`, and optionally `path`,
-    /// `max_length`, `dtype`, `max_batch_tokens`, `max_batch_requests`, `queue_capacity`); as
+    /// `max_length`, `dtype`, `kernels`, `max_batch_tokens`, `max_batch_requests`, `queue_capacity`); as
     /// a flag, `name` or `name=path`, comma-separated.
     models: ModelList = ModelList::default(), "SIEVE_MODELS";
     /// Rerank stages of searches that name none. In the file, `[[cascade]]` tables (`model`,
@@ -162,6 +162,10 @@ pub struct ModelEntry {
     /// Compute precision: f32 (default), f16 or bf16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
+    /// Kernels: auto (default: `SIEVE_KERNELS`, else the fastest this CPU runs), reference
+    /// (candle), portable or avx2.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernels: Option<String>,
     /// Padded tokens per forward pass (default 8192).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_batch_tokens: Option<usize>,
@@ -181,6 +185,7 @@ impl ModelEntry {
             path: None,
             max_length: None,
             dtype: None,
+            kernels: None,
             max_batch_tokens: None,
             max_batch_requests: None,
             queue_capacity: None,

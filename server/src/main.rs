@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Parser;
-use sieve_models::{BatchPolicy, ModelSpec, Precision, Registry};
+use sieve_models::{BatchPolicy, Kernels, ModelSpec, Precision, Registry};
 use sieve_planner::{Planner, StageSpec};
 use sieve_proto::v1::admin_server::AdminServer;
 use sieve_proto::v1::collections_server::CollectionsServer;
@@ -313,11 +313,18 @@ fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
                     format!("models: '{}' has dtype '{name}' (use f32, f16 or bf16)", entry.name)
                 })?,
             };
+            let kernels = match entry.kernels.as_deref() {
+                None | Some("auto") => Kernels::from_env().map_err(anyhow::Error::msg)?,
+                Some(name) => Kernels::from_name(name).with_context(|| {
+                    format!("models: '{}' has kernels '{name}' ({})", entry.name, Kernels::CHOICES)
+                })?,
+            };
             Ok(ModelSpec {
                 name: entry.name.clone(),
                 path: entry.path.clone(),
                 max_length: entry.max_length,
                 precision,
+                kernels,
                 batch: BatchPolicy {
                     max_batch_tokens: entry.max_batch_tokens.unwrap_or(defaults.max_batch_tokens),
                     max_batch_requests: entry

@@ -2,7 +2,8 @@
 //! tokens: 8,192 padded tokens, the default batch budget) through
 //! `sieve--sieve-ce-minilm-l6-scifact` (MiniLM-L6, the shape of ms-marco-MiniLM-L-6-v2) in f32,
 //! tokenization included; and the forward pass alone on the pre-tokenized batch. Also one
-//! all-MiniLM-L6-v2 embedding batch of the same 32 abstracts.
+//! all-MiniLM-L6-v2 embedding batch of the same 32 abstracts. Each on the reference (candle)
+//! path and on the kernels this CPU picks, named in the benchmark id.
 //!
 //!     cargo bench -p sieve-models --bench rerank
 
@@ -10,7 +11,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sieve_models::{Model, Precision};
+use sieve_models::{Kernels, Model, Precision};
 
 fn shared() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
@@ -35,35 +36,43 @@ fn passages(n: usize) -> Vec<String> {
 }
 
 fn rerank(c: &mut Criterion) {
-    let dir = shared().join("models/sieve--sieve-ce-minilm-l6-scifact");
-    let model =
-        Model::load("sieve/sieve-ce-minilm-l6-scifact", &dir, None, Precision::F32).unwrap();
+    eprintln!("CPU: {}", sieve_models::cpu_description());
     let texts = passages(32);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let query = "0-dimensional biomaterials show inductive properties.";
-    let mut group = c.benchmark_group("rerank");
-    group.sample_size(10);
-    group.bench_function("scifact-ce 32 pairs x 256 tokens", |b| {
-        b.iter(|| model.score_pairs(query, &refs).unwrap())
-    });
-    let encoded: Vec<_> =
-        refs.iter().map(|p| model.tokenizer().encode_pair(query, p).unwrap()).collect();
-    let batch: Vec<_> = encoded.iter().collect();
-    group.bench_function("scifact-ce forward only", |b| b.iter(|| model.forward(&batch).unwrap()));
-    group.finish();
+    for kernels in [Kernels::Reference, Kernels::detect()] {
+        let load = |name: &str, folder: &str| {
+            let dir = shared().join("models").join(folder);
+            Model::load_with_kernels(name, &dir, None, Precision::F32, kernels).unwrap()
+        };
+        let model = load("sieve/sieve-ce-minilm-l6-scifact", "sieve--sieve-ce-minilm-l6-scifact");
+        let mut group = c.benchmark_group(format!("rerank-{}", kernels.name()));
+        group.sample_size(10);
+        group.bench_function("scifact-ce 32 pairs x 256 tokens", |b| {
+            b.iter(|| model.score_pairs(query, &refs).unwrap())
+        });
+        let encoded: Vec<_> =
+            refs.iter().map(|p| model.tokenizer().encode_pair(query, p).unwrap()).collect();
+        let batch: Vec<_> = encoded.iter().collect();
+        group.bench_function("scifact-ce forward only", |b| {
+            b.iter(|| model.forward(&batch).unwrap())
+        });
+        group.finish();
 
-    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
-    let embedder =
-        Model::load("sentence-transformers/all-MiniLM-L6-v2", &dir, None, Precision::F32).unwrap();
-    let mut group = c.benchmark_group("embed");
-    group.sample_size(10);
-    group.bench_function("all-minilm 32 abstracts", |b| {
-        b.iter(|| embedder.embed_texts(&refs).unwrap())
-    });
-    group.bench_function("all-minilm 1 query", |b| {
-        b.iter(|| embedder.embed_texts(&[query]).unwrap())
-    });
-    group.finish();
+        let embedder = load(
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "sentence-transformers--all-MiniLM-L6-v2",
+        );
+        let mut group = c.benchmark_group(format!("embed-{}", kernels.name()));
+        group.sample_size(10);
+        group.bench_function("all-minilm 32 abstracts", |b| {
+            b.iter(|| embedder.embed_texts(&refs).unwrap())
+        });
+        group.bench_function("all-minilm 1 query", |b| {
+            b.iter(|| embedder.embed_texts(&[query]).unwrap())
+        });
+        group.finish();
+    }
 }
 
 criterion_group!(benches, rerank);

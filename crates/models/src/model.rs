@@ -7,6 +7,7 @@ use candle_core::{DType, Device};
 
 use crate::checkpoint::{Architecture, Checkpoint};
 use crate::error::{ModelError, Result};
+use crate::kernels::Kernels;
 use crate::network::{Network, Outputs};
 use crate::tokenize::{Encoded, TextTokenizer};
 
@@ -59,22 +60,59 @@ pub struct Model {
     network: Network,
     pad: u32,
     precision: Precision,
+    kernels: Kernels,
     device: Device,
 }
 
 impl Model {
-    /// Loads the checkpoint folder `dir` under `name`, on the CPU.
+    /// Loads the checkpoint folder `dir` under `name`, on the CPU, with the kernels
+    /// `SIEVE_KERNELS` names or else the fastest this CPU runs.
     pub fn load(
         name: &str,
         dir: &Path,
         max_length: Option<usize>,
         precision: Precision,
     ) -> Result<Model> {
+        let kernels = Kernels::from_env().map_err(ModelError::Unsupported)?;
+        Model::load_with_kernels(name, dir, max_length, precision, kernels)
+    }
+
+    /// Loads with the given kernels. Sieve's own kernels compute in f32; another precision runs
+    /// on the reference path.
+    pub fn load_with_kernels(
+        name: &str,
+        dir: &Path,
+        max_length: Option<usize>,
+        precision: Precision,
+        kernels: Kernels,
+    ) -> Result<Model> {
+        if !kernels.is_supported() {
+            return Err(ModelError::Unsupported(format!(
+                "model '{name}': the {} kernels need a CPU feature this one lacks ({})",
+                kernels.name(),
+                crate::kernels::cpu_description()
+            )));
+        }
+        let kernels = if precision == Precision::F32 { kernels } else { Kernels::Reference };
         let checkpoint = Checkpoint::open(dir, max_length)?;
         let device = Device::Cpu;
         let tokenizer = TextTokenizer::load(name, dir, checkpoint.max_length)?;
-        let (network, pad) = Network::load(&checkpoint, precision.dtype(), &device)?;
-        Ok(Model { name: name.to_string(), checkpoint, tokenizer, network, pad, precision, device })
+        let (network, pad) = Network::load(&checkpoint, precision.dtype(), &device, kernels)?;
+        Ok(Model {
+            name: name.to_string(),
+            checkpoint,
+            tokenizer,
+            network,
+            pad,
+            precision,
+            kernels,
+            device,
+        })
+    }
+
+    /// The kernels its forward pass runs on.
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// The name it was loaded under.

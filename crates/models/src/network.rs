@@ -9,7 +9,9 @@ use candle_transformers::models::xlm_roberta::{
 };
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
+use crate::encoder::Encoder;
 use crate::error::{ModelError, Result};
+use crate::kernels::{Isa, Kernels};
 use crate::tokenize::Encoded;
 
 /// What a forward pass returns, one entry per input.
@@ -22,9 +24,20 @@ pub enum Outputs {
 }
 
 pub(crate) enum Network {
-    Embedder { bert: BertModel, pooling: Pooling },
-    BertCrossEncoder { bert: BertModel, pooler: Linear, classifier: Linear },
-    XlmRoberta { model: Box<XLMRobertaForSequenceClassification> },
+    /// Sieve's own encoder on its kernels (any architecture).
+    Own(Box<Encoder>),
+    Embedder {
+        bert: BertModel,
+        pooling: Pooling,
+    },
+    BertCrossEncoder {
+        bert: BertModel,
+        pooler: Linear,
+        classifier: Linear,
+    },
+    XlmRoberta {
+        model: Box<XLMRobertaForSequenceClassification>,
+    },
 }
 
 fn unsupported(checkpoint: &Checkpoint, e: impl std::fmt::Display) -> ModelError {
@@ -32,11 +45,13 @@ fn unsupported(checkpoint: &Checkpoint, e: impl std::fmt::Display) -> ModelError
 }
 
 impl Network {
-    /// Loads the weights (converted to `dtype` on load) and builds the network.
+    /// Loads the weights (converted to `dtype` on load) and builds the network: Sieve's own
+    /// encoder when `kernels` names one and the dtype is f32, else candle's (the reference).
     pub(crate) fn load(
         checkpoint: &Checkpoint,
         dtype: DType,
         device: &Device,
+        kernels: Kernels,
     ) -> Result<(Network, u32)> {
         let weights = checkpoint.dir.join("model.safetensors");
         // SAFETY: the file is memory-mapped read-only; Sieve never writes model files.
@@ -44,6 +59,13 @@ impl Network {
             .map_err(|e| unsupported(checkpoint, e))?;
         let config = &checkpoint.config;
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+        if let Some(isa) = Isa::of(kernels)
+            && dtype == DType::F32
+        {
+            let encoder =
+                Encoder::load(checkpoint, vb, isa).map_err(|e| unsupported(checkpoint, e))?;
+            return Ok((Network::Own(Box::new(encoder)), pad));
+        }
         let network = match checkpoint.architecture {
             Architecture::BertEmbedder | Architecture::BertCrossEncoder => {
                 let mut bert_config: BertConfig = serde_json::from_value(config.clone())
@@ -108,6 +130,9 @@ impl Network {
         pad: u32,
         device: &Device,
     ) -> candle_core::Result<Outputs> {
+        if let Network::Own(encoder) = self {
+            return encoder.forward(batch);
+        }
         let longest = batch.iter().map(|e| e.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * longest);
         let mut type_ids = Vec::with_capacity(batch.len() * longest);
@@ -150,6 +175,7 @@ impl Network {
                 let logits = model.forward(&ids, &mask, &type_ids)?;
                 Ok(Outputs::Scores(first_column(&logits)?))
             }
+            Network::Own(_) => unreachable!("handled above"),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ModelError, Result};
+use crate::kernels::{Kernels, cpu_description};
 use crate::model::{Model, Precision};
 use crate::queue::{BatchPolicy, Output, Queue, QueueStats};
 use crate::tokenize::Encoded;
@@ -23,6 +24,8 @@ pub struct ModelSpec {
     pub max_length: Option<usize>,
     /// Compute precision.
     pub precision: Precision,
+    /// Kernels of the forward pass.
+    pub kernels: Kernels,
     /// Batching.
     pub batch: BatchPolicy,
 }
@@ -35,6 +38,7 @@ impl ModelSpec {
             path: None,
             max_length: None,
             precision: Precision::F32,
+            kernels: Kernels::detect(),
             batch: BatchPolicy::default(),
         }
     }
@@ -121,7 +125,13 @@ impl BatchedModel {
     /// Loads a model and starts its queue.
     pub fn load(spec: &ModelSpec, models_dir: &Path) -> Result<BatchedModel> {
         let dir = resolve(spec, models_dir)?;
-        let model = Model::load(&spec.name, &dir, spec.max_length, spec.precision)?;
+        let model = Model::load_with_kernels(
+            &spec.name,
+            &dir,
+            spec.max_length,
+            spec.precision,
+            spec.kernels,
+        )?;
         Ok(BatchedModel { queue: Queue::start(Arc::new(model), spec.batch)? })
     }
 
@@ -234,6 +244,8 @@ impl Registry {
                 architecture = model.architecture().name(),
                 max_length = model.max_length(),
                 precision = model.precision().name(),
+                kernels = model.kernels().name(),
+                cpu = cpu_description(),
                 "model loaded"
             );
             models.insert(spec.name.clone(), Arc::new(loaded));

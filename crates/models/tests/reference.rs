@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
-use sieve_models::{Architecture, Encoded, Model, Outputs, Precision};
+use sieve_models::{Architecture, Encoded, Kernels, Model, Outputs, Precision, cpu_description};
 
 /// `../shared` beside the checkout. CI has it; its absence is a failure, not a skip.
 fn shared() -> PathBuf {
@@ -17,6 +17,24 @@ fn shared() -> PathBuf {
         dir.display()
     );
     dir
+}
+
+/// Every kernel set this CPU runs: the reference (candle), Sieve's portable kernels, and AVX2
+/// where the CPU has it (said when it does not, so the fallback is what was checked).
+fn kernel_sets() -> Vec<Kernels> {
+    let mut sets = vec![Kernels::Reference, Kernels::Portable];
+    if Kernels::Avx2.is_supported() {
+        sets.push(Kernels::Avx2);
+    } else {
+        eprintln!("no AVX2 + FMA on {}: the avx2 kernels are not checked", cpu_description());
+    }
+    sets
+}
+
+fn load(name: &str, dir: &Path, max_length: Option<usize>, kernels: Kernels) -> Model {
+    let model = Model::load_with_kernels(name, dir, max_length, Precision::F32, kernels).unwrap();
+    assert_eq!(model.kernels(), kernels);
+    model
 }
 
 fn read_json(path: &Path) -> Value {
@@ -67,7 +85,8 @@ fn check_cross_encoder(model: &Model, reference: &Value, tolerance: f32) {
         let expected = logit(pair);
         assert!(
             (alone - expected).abs() <= tolerance,
-            "pair {i}: logit {alone} vs reference {expected}"
+            "{:?} pair {i}: logit {alone} vs reference {expected}",
+            model.kernels()
         );
         inputs.push(encoded);
     }
@@ -92,34 +111,44 @@ fn check_cross_encoder(model: &Model, reference: &Value, tolerance: f32) {
 #[test]
 fn tiny_bert_cross_encoder_matches_transformers() {
     let dir = shared().join("fixtures/tiny-bert-ce");
-    let model = Model::load("tiny-bert-ce", &dir, Some(128), Precision::F32).unwrap();
-    assert_eq!(model.architecture(), Architecture::BertCrossEncoder);
-    assert_eq!(model.max_length(), 128);
-    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+    for kernels in kernel_sets() {
+        let model = load("tiny-bert-ce", &dir, Some(128), kernels);
+        assert_eq!(model.architecture(), Architecture::BertCrossEncoder);
+        assert_eq!(model.max_length(), 128);
+        check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+    }
 }
 
 #[test]
 fn tiny_xlmr_cross_encoder_matches_transformers() {
     let dir = shared().join("fixtures/tiny-xlmr-ce");
-    let model = Model::load("tiny-xlmr-ce", &dir, Some(128), Precision::F32).unwrap();
-    assert_eq!(model.architecture(), Architecture::XlmRobertaCrossEncoder);
-    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+    for kernels in kernel_sets() {
+        let model = load("tiny-xlmr-ce", &dir, Some(128), kernels);
+        assert_eq!(model.architecture(), Architecture::XlmRobertaCrossEncoder);
+        check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-4);
+    }
 }
 
 #[test]
 fn scifact_cross_encoder_matches_transformers() {
     let dir = shared().join("models/sieve--sieve-ce-minilm-l6-scifact");
-    let model =
-        Model::load("sieve/sieve-ce-minilm-l6-scifact", &dir, None, Precision::F32).unwrap();
-    assert_eq!(model.max_length(), 256, "from tokenizer_config.json");
-    check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-3);
+    for kernels in kernel_sets() {
+        let model = load("sieve/sieve-ce-minilm-l6-scifact", &dir, None, kernels);
+        assert_eq!(model.max_length(), 256, "from tokenizer_config.json");
+        check_cross_encoder(&model, &read_json(&dir.join("reference.json")), 1e-3);
+    }
 }
 
 #[test]
 fn all_minilm_embeddings_match_sentence_transformers() {
+    for kernels in kernel_sets() {
+        check_all_minilm(kernels);
+    }
+}
+
+fn check_all_minilm(kernels: Kernels) {
     let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
-    let model =
-        Model::load("sentence-transformers/all-MiniLM-L6-v2", &dir, None, Precision::F32).unwrap();
+    let model = load("sentence-transformers/all-MiniLM-L6-v2", &dir, None, kernels);
     assert_eq!(model.architecture(), Architecture::BertEmbedder);
     assert_eq!(
         model.max_length(),
@@ -140,7 +169,7 @@ fn all_minilm_embeddings_match_sentence_transformers() {
             assert_eq!(got.len(), 384);
             let worst =
                 got.iter().zip(&expected[i]).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-            assert!(worst <= 1e-4, "sentence {i} ({name}): max difference {worst}");
+            assert!(worst <= 1e-4, "{kernels:?} sentence {i} ({name}): max difference {worst}");
         }
     }
 }
@@ -173,12 +202,14 @@ fn half_precision_checkpoints_load_and_score_in_f32() {
         let reference = read_json(&shared().join("fixtures").join(fixture).join("reference.json"));
         for dtype in [candle_core::DType::F16, candle_core::DType::BF16] {
             let dir = converted_fixture(fixture, dtype);
-            let model = Model::load(fixture, dir.path(), Some(128), Precision::F32).unwrap();
-            // What rounding the weights implies, measured by running the f32 reference forward
-            // pass (numpy) on weights rounded to each dtype: worst 0.004 for f16 and 0.088 for
-            // bf16 (8-bit mantissa; these fixtures' weights are large, std 0.4).
-            let tolerance = if dtype == candle_core::DType::F16 { 1e-2 } else { 1e-1 };
-            check_cross_encoder(&model, &reference, tolerance);
+            for kernels in kernel_sets() {
+                let model = load(fixture, dir.path(), Some(128), kernels);
+                // What rounding the weights implies, measured by running the f32 reference forward
+                // pass (numpy) on weights rounded to each dtype: worst 0.004 for f16 and 0.088 for
+                // bf16 (8-bit mantissa; these fixtures' weights are large, std 0.4).
+                let tolerance = if dtype == candle_core::DType::F16 { 1e-2 } else { 1e-1 };
+                check_cross_encoder(&model, &reference, tolerance);
+            }
         }
     }
 }

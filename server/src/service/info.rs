@@ -60,6 +60,7 @@ impl Info for InfoService {
                     cancelled: stats.cancelled.load(Ordering::Relaxed),
                     batches: stats.batches.load(Ordering::Relaxed),
                     inputs: stats.inputs.load(Ordering::Relaxed),
+                    kernels: model.kernels().name().to_string(),
                 }
             })
             .collect();

@@ -91,7 +91,7 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
         "api_keys_required": info.api_keys_required,
         "tls": info.tls,
         "models": info.models.iter().map(|m| json!({
-            "name": m.name, "architecture": m.architecture, "precision": m.precision,
+            "name": m.name, "architecture": m.architecture, "precision": m.precision, "kernels": m.kernels,
             "max_length": m.max_length, "dimension": m.dimension, "max_batch_tokens": m.max_batch_tokens,
             "max_batch_requests": m.max_batch_requests, "queue_capacity": m.queue_capacity,
             "queued": m.queued, "cancelled": m.cancelled, "batches": m.batches, "inputs": m.inputs,

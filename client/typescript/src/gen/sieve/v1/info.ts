@@ -72,6 +72,8 @@ export interface ModelInfo {
   cancelled: number;
   batches: number;
   inputs: number;
+  /** Kernels of the forward pass: reference (candle), portable or avx2 (Sieve's own encoder). */
+  kernels: string;
 }
 
 export interface GetInfoResponse {
@@ -572,6 +574,7 @@ function createBaseModelInfo(): ModelInfo {
     cancelled: 0,
     batches: 0,
     inputs: 0,
+    kernels: "",
   };
 }
 
@@ -612,6 +615,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.inputs !== 0) {
       writer.uint32(96).uint64(message.inputs);
+    }
+    if (message.kernels !== "") {
+      writer.uint32(106).string(message.kernels);
     }
     return writer;
   },
@@ -725,6 +731,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.inputs = longToNumber(reader.uint64());
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.kernels = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -767,6 +781,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       cancelled: isSet(object.cancelled) ? globalThis.Number(object.cancelled) : 0,
       batches: isSet(object.batches) ? globalThis.Number(object.batches) : 0,
       inputs: isSet(object.inputs) ? globalThis.Number(object.inputs) : 0,
+      kernels: isSet(object.kernels) ? globalThis.String(object.kernels) : "",
     };
   },
 
@@ -808,6 +823,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.inputs !== 0) {
       obj.inputs = Math.round(message.inputs);
     }
+    if (message.kernels !== "") {
+      obj.kernels = message.kernels;
+    }
     return obj;
   },
 
@@ -828,6 +846,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.cancelled = object.cancelled ?? 0;
     message.batches = object.batches ?? 0;
     message.inputs = object.inputs ?? 0;
+    message.kernels = object.kernels ?? "";
     return message;
   },
 };

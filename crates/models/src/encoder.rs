@@ -1,0 +1,556 @@
+//! Sieve's own BERT / XLM-RoBERTa encoder on its kernels: weights read once through candle's
+//! `VarBuilder` and prepacked, inputs packed end to end (no padding, so no FLOP or mask is spent
+//! on it), a workspace reused across batches, and one rayon region per layer stage.
+//!
+//! A cross-encoder's last layer runs for the first token only: its head reads nothing else, so
+//! keys and values are computed for every token and the rest for one row per sequence (exact).
+
+use std::cell::RefCell;
+
+use candle_core::DType;
+use candle_nn::VarBuilder;
+use parking_lot::Mutex;
+use rayon::prelude::*;
+
+use crate::checkpoint::{Architecture, Checkpoint, Pooling};
+use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, gemm, par_gemm};
+use crate::network::Outputs;
+use crate::tokenize::Encoded;
+
+/// A linear layer: packed weight and bias.
+struct Linear {
+    weight: Packed,
+    bias: Vec<f32>,
+}
+
+/// LayerNorm's scale and shift.
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+/// One transformer layer (post-LayerNorm, as BERT and XLM-R).
+struct Layer {
+    query: Linear,
+    /// Keys and values in one matrix: columns `0..hidden` keys, `hidden..2·hidden` values.
+    key_value: Linear,
+    attention_out: Linear,
+    attention_norm: Norm,
+    up: Linear,
+    down: Linear,
+    output_norm: Norm,
+}
+
+/// What turns the last hidden states into outputs.
+enum Head {
+    /// Pooling and L2 normalisation (bi-encoders).
+    Embed(Pooling),
+    /// `out(tanh(dense(first token)))`: BERT's pooler + classifier, XLM-R's classification head.
+    Classify { dense: Linear, out: Linear },
+}
+
+/// Buffers of one forward pass, grown to the largest batch seen and reused.
+#[derive(Default)]
+struct Workspace {
+    /// Hidden states, `tokens × hidden`.
+    states: Vec<f32>,
+    /// The next layer's states (built here, then swapped with `states`).
+    next: Vec<f32>,
+    /// Everything a layer uses on the way.
+    buffers: Buffers,
+}
+
+/// A layer's intermediate results.
+#[derive(Default)]
+struct Buffers {
+    queries: Vec<f32>,
+    keys_values: Vec<f32>,
+    context: Vec<f32>,
+    /// Attention output after its residual and LayerNorm: the feed-forward block's input.
+    attended: Vec<f32>,
+    /// Feed-forward intermediate when a batch is too short to split by rows.
+    intermediate: Vec<f32>,
+}
+
+/// Per-worker scratch of the attention and feed-forward tasks, kept between batches.
+#[derive(Default)]
+struct Scratch {
+    keys: Packed,
+    values: Packed,
+    scores: Vec<f32>,
+    intermediate: Vec<f32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// The shape numbers of a checkpoint.
+struct Shape {
+    hidden: usize,
+    heads: usize,
+    layers: usize,
+    intermediate: usize,
+    vocab: usize,
+    positions: usize,
+    types: usize,
+    eps: f32,
+}
+
+/// A BERT or XLM-RoBERTa encoder with its head, on Sieve's kernels.
+pub(crate) struct Encoder {
+    isa: Isa,
+    hidden: usize,
+    heads: usize,
+    eps: f32,
+    activation: Activation,
+    vocab: usize,
+    positions: usize,
+    types: usize,
+    /// First position id (XLM-R counts from `pad_token_id + 1`).
+    position_offset: usize,
+    word_embeddings: Vec<f32>,
+    position_embeddings: Vec<f32>,
+    type_embeddings: Vec<f32>,
+    embedding_norm: Norm,
+    layers: Vec<Layer>,
+    head: Head,
+    workspace: Mutex<Workspace>,
+}
+
+fn read(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Vec<f32>> {
+    vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
+}
+
+fn linear(vb: &VarBuilder, n: usize, k: usize) -> candle_core::Result<Linear> {
+    let weight = read(vb, &[n, k], "weight")?;
+    Ok(Linear { weight: Packed::from_rows(&weight, n, k), bias: read(vb, &[n], "bias")? })
+}
+
+fn norm(vb: &VarBuilder, size: usize) -> candle_core::Result<Norm> {
+    // Old BERT checkpoints name LayerNorm's parameters gamma and beta.
+    let (scale, shift) =
+        if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
+    Ok(Norm { gamma: read(vb, &[size], scale)?, beta: read(vb, &[size], shift)? })
+}
+
+fn config_usize(config: &serde_json::Value, key: &str) -> candle_core::Result<usize> {
+    config
+        .get(key)
+        .and_then(|v| v.as_u64())
+        .map(|v| v as usize)
+        .ok_or_else(|| candle_core::Error::Msg(format!("config.json has no {key}")))
+}
+
+impl Encoder {
+    /// Reads and packs the weights of `checkpoint` from `vb` (f32, whatever the file stores).
+    pub(crate) fn load(
+        checkpoint: &Checkpoint,
+        vb: VarBuilder,
+        isa: Isa,
+    ) -> candle_core::Result<Encoder> {
+        let config = &checkpoint.config;
+        let shape = Shape {
+            hidden: config_usize(config, "hidden_size")?,
+            heads: config_usize(config, "num_attention_heads")?,
+            layers: config_usize(config, "num_hidden_layers")?,
+            intermediate: config_usize(config, "intermediate_size")?,
+            vocab: config_usize(config, "vocab_size")?,
+            positions: config_usize(config, "max_position_embeddings")?,
+            types: config_usize(config, "type_vocab_size").unwrap_or(2),
+            eps: config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32,
+        };
+        let Shape { hidden, heads, layers, intermediate, vocab, positions, types, eps } = shape;
+        if heads == 0 || hidden % heads != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
+            )));
+        }
+        let activation = match config.get("hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu") {
+            "gelu" => Activation::GeluErf,
+            "gelu_new" | "gelu_pytorch_tanh" | "gelu_fast" => Activation::GeluTanh,
+            "relu" => Activation::Relu,
+            other => {
+                return Err(candle_core::Error::Msg(format!(
+                    "hidden_act {other} is not supported"
+                )));
+            }
+        };
+        let xlmr = checkpoint.architecture == Architecture::XlmRobertaCrossEncoder;
+        let prefix = if xlmr { "roberta" } else { "bert" };
+        let body = if vb.contains_tensor(&format!("{prefix}.embeddings.word_embeddings.weight")) {
+            vb.pp(prefix)
+        } else {
+            vb.clone()
+        };
+        let embeddings = body.pp("embeddings");
+        let word_embeddings = read(&embeddings.pp("word_embeddings"), &[vocab, hidden], "weight")?;
+        let position_embeddings =
+            read(&embeddings.pp("position_embeddings"), &[positions, hidden], "weight")?;
+        let type_embeddings =
+            read(&embeddings.pp("token_type_embeddings"), &[types, hidden], "weight")?;
+        let embedding_norm = norm(&embeddings.pp("LayerNorm"), hidden)?;
+        let layers = (0..layers)
+            .map(|i| -> candle_core::Result<Layer> {
+                let layer = body.pp(format!("encoder.layer.{i}"));
+                let attention = layer.pp("attention");
+                let own = attention.pp("self");
+                let key = read(&own.pp("key"), &[hidden, hidden], "weight")?;
+                let value = read(&own.pp("value"), &[hidden, hidden], "weight")?;
+                let key_value = Linear {
+                    weight: Packed::from_rows(&[key, value].concat(), 2 * hidden, hidden),
+                    bias: [read(&own.pp("key"), &[hidden], "bias")?, {
+                        read(&own.pp("value"), &[hidden], "bias")?
+                    }]
+                    .concat(),
+                };
+                Ok(Layer {
+                    query: linear(&own.pp("query"), hidden, hidden)?,
+                    key_value,
+                    attention_out: linear(&attention.pp("output.dense"), hidden, hidden)?,
+                    attention_norm: norm(&attention.pp("output.LayerNorm"), hidden)?,
+                    up: linear(&layer.pp("intermediate.dense"), intermediate, hidden)?,
+                    down: linear(&layer.pp("output.dense"), hidden, intermediate)?,
+                    output_norm: norm(&layer.pp("output.LayerNorm"), hidden)?,
+                })
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let labels = checkpoint.num_labels;
+        let head = match checkpoint.architecture {
+            Architecture::BertEmbedder => Head::Embed(checkpoint.pooling),
+            Architecture::BertCrossEncoder => {
+                let pooler = if vb.contains_tensor("bert.pooler.dense.weight") {
+                    vb.pp("bert.pooler.dense")
+                } else {
+                    vb.pp("pooler.dense")
+                };
+                Head::Classify {
+                    dense: linear(&pooler, hidden, hidden)?,
+                    out: linear(&vb.pp("classifier"), labels, hidden)?,
+                }
+            }
+            Architecture::XlmRobertaCrossEncoder => Head::Classify {
+                dense: linear(&vb.pp("classifier.dense"), hidden, hidden)?,
+                out: linear(&vb.pp("classifier.out_proj"), labels, hidden)?,
+            },
+        };
+        let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
+        Ok(Encoder {
+            isa,
+            hidden,
+            heads,
+            eps,
+            activation,
+            vocab,
+            positions,
+            types,
+            position_offset: if xlmr { pad + 1 } else { 0 },
+            word_embeddings,
+            position_embeddings,
+            type_embeddings,
+            embedding_norm,
+            layers,
+            head,
+            workspace: Mutex::new(Workspace::default()),
+        })
+    }
+
+    /// One forward pass over a batch, its inputs packed end to end.
+    pub(crate) fn forward(&self, batch: &[&Encoded]) -> candle_core::Result<Outputs> {
+        let hidden = self.hidden;
+        let mut starts = Vec::with_capacity(batch.len() + 1);
+        let mut total = 0;
+        for encoded in batch {
+            if encoded.is_empty() {
+                return Err(candle_core::Error::Msg("an input has no tokens".into()));
+            }
+            starts.push(total);
+            total += encoded.len();
+        }
+        starts.push(total);
+        let mut workspace = self.workspace.lock();
+        let Workspace { states, next, buffers } = &mut *workspace;
+        grow(states, total * hidden);
+        grow(next, total * hidden);
+        self.embed(batch, &starts, &mut states[..total * hidden])?;
+        let (last, full) = self.layers.split_last().expect("a checkpoint has layers");
+        for layer in full {
+            let (input, out) = (&states[..total * hidden], &mut next[..total * hidden]);
+            self.layer(layer, &starts, &starts, input, input, buffers, out);
+            std::mem::swap(states, next);
+        }
+        let states = &states[..total * hidden];
+        if let Head::Classify { .. } = self.head {
+            // The head reads each sequence's first token only: the last layer's queries and
+            // everything after attention run for those rows alone.
+            let sequences = batch.len();
+            let mut first = vec![0f32; sequences * hidden];
+            for (row, &start) in first.chunks_exact_mut(hidden).zip(&starts) {
+                row.copy_from_slice(&states[start * hidden..(start + 1) * hidden]);
+            }
+            let query_starts: Vec<usize> = (0..=sequences).collect();
+            let mut out = vec![0f32; sequences * hidden];
+            self.layer(last, &starts, &query_starts, states, &first, buffers, &mut out);
+            return Ok(self.classify(&out, sequences));
+        }
+        let out = &mut next[..total * hidden];
+        self.layer(last, &starts, &starts, states, states, buffers, out);
+        Ok(self.pool(out, &starts))
+    }
+
+    /// Token + position + type embeddings, normalised, into `states`.
+    fn embed(
+        &self,
+        batch: &[&Encoded],
+        starts: &[usize],
+        states: &mut [f32],
+    ) -> candle_core::Result<()> {
+        let hidden = self.hidden;
+        for encoded in batch {
+            if encoded.len() + self.position_offset > self.positions {
+                return Err(candle_core::Error::Msg(format!(
+                    "an input of {} tokens exceeds the model's {} positions",
+                    encoded.len(),
+                    self.positions - self.position_offset
+                )));
+            }
+            if let Some(id) = encoded.ids.iter().find(|&&id| id as usize >= self.vocab) {
+                return Err(candle_core::Error::Msg(format!(
+                    "token id {id} is outside the vocabulary of {}",
+                    self.vocab
+                )));
+            }
+            if let Some(t) = encoded.type_ids.iter().find(|&&t| t as usize >= self.types) {
+                return Err(candle_core::Error::Msg(format!(
+                    "token type {t} is outside the model's {} types",
+                    self.types
+                )));
+            }
+        }
+        let isa = self.isa;
+        let norm = &self.embedding_norm;
+        states.par_chunks_mut(hidden).enumerate().for_each(|(t, row)| {
+            let s = starts.partition_point(|&start| start <= t) - 1;
+            let (encoded, i) = (batch[s], t - starts[s]);
+            let word = row_of(&self.word_embeddings, hidden, encoded.ids[i] as usize);
+            let position = row_of(&self.position_embeddings, hidden, self.position_offset + i);
+            let kind_id = encoded.type_ids.get(i).copied().unwrap_or(0) as usize;
+            let kind = row_of(&self.type_embeddings, hidden, kind_id);
+            for (j, value) in row.iter_mut().enumerate() {
+                *value = word[j] + position[j] + kind[j];
+            }
+            kernels::add_layer_norm(isa, row, &[], &norm.gamma, &norm.beta, self.eps);
+        });
+        Ok(())
+    }
+
+    /// One layer. Keys and values come from every token of `states` (sequence `s` holds rows
+    /// `starts[s]..starts[s + 1]`); queries from the rows of `input` (sequence `s` owns rows
+    /// `query_starts[s]..query_starts[s + 1]`), whose new states go to `out`.
+    #[allow(clippy::too_many_arguments)]
+    fn layer(
+        &self,
+        layer: &Layer,
+        starts: &[usize],
+        query_starts: &[usize],
+        states: &[f32],
+        input: &[f32],
+        buffers: &mut Buffers,
+        out: &mut [f32],
+    ) {
+        let (isa, hidden) = (self.isa, self.hidden);
+        let (tokens, rows) = (*starts.last().unwrap_or(&0), *query_starts.last().unwrap_or(&0));
+        let Buffers { queries, keys_values, context, attended, intermediate } = buffers;
+        grow(keys_values, tokens * 2 * hidden);
+        grow(queries, rows * hidden);
+        grow(context, rows * hidden);
+        grow(attended, rows * hidden);
+        let (keys_values, queries) =
+            (&mut keys_values[..tokens * 2 * hidden], &mut queries[..rows * hidden]);
+        let (context, attended) = (&mut context[..rows * hidden], &mut attended[..rows * hidden]);
+        par_gemm(
+            isa,
+            states,
+            tokens,
+            &layer.key_value.weight,
+            Some(&layer.key_value.bias),
+            keys_values,
+        );
+        par_gemm(isa, input, rows, &layer.query.weight, Some(&layer.query.bias), queries);
+        self.attend(starts, query_starts, queries, keys_values, context);
+        let out_proj = &layer.attention_out;
+        par_gemm(isa, context, rows, &out_proj.weight, Some(&out_proj.bias), attended);
+        self.add_norm(attended, input, &layer.attention_norm);
+        self.feed_forward(layer, attended, intermediate, out);
+    }
+
+    /// Scaled dot-product attention per (sequence, head), each task on one worker's scratch.
+    fn attend(
+        &self,
+        starts: &[usize],
+        query_starts: &[usize],
+        queries: &[f32],
+        keys_values: &[f32],
+        context: &mut [f32],
+    ) {
+        let (isa, hidden, heads) = (self.isa, self.hidden, self.heads);
+        let size = hidden / heads;
+        let scale = 1.0 / (size as f32).sqrt();
+        let sequences = starts.len() - 1;
+        let context = Shared(context.as_mut_ptr());
+        (0..sequences * heads).into_par_iter().for_each(|task| {
+            let (s, head) = (task / heads, task % heads);
+            let length = starts[s + 1] - starts[s];
+            let query_rows = query_starts[s]..query_starts[s + 1];
+            let m = query_rows.len();
+            let kv = &keys_values[starts[s] * 2 * hidden..];
+            SCRATCH.with_borrow_mut(|scratch| {
+                scratch.keys.pack_rows(&kv[head * size..], 2 * hidden, length, size);
+                scratch.values.pack_columns(&kv[hidden + head * size..], 2 * hidden, length, size);
+                grow(&mut scratch.scores, m * length);
+                let context = context;
+                // SAFETY: the query rows hold `size` values from column head·size at stride
+                // hidden; scores hold m × length; each task writes its own (rows, head) block.
+                unsafe {
+                    kernels::gemm_raw(
+                        isa,
+                        queries.as_ptr().add(query_rows.start * hidden + head * size),
+                        hidden,
+                        m,
+                        &scratch.keys,
+                        0..scratch.keys.panels(),
+                        None,
+                        scratch.scores.as_mut_ptr(),
+                        length,
+                    );
+                }
+                for row in scratch.scores[..m * length].chunks_exact_mut(length) {
+                    kernels::softmax(isa, row, scale);
+                }
+                // SAFETY: as above.
+                unsafe {
+                    kernels::gemm_raw(
+                        isa,
+                        scratch.scores.as_ptr(),
+                        length,
+                        m,
+                        &scratch.values,
+                        0..scratch.values.panels(),
+                        None,
+                        context.0.add(query_rows.start * hidden + head * size),
+                        hidden,
+                    );
+                }
+            });
+        });
+    }
+
+    /// `rows = LayerNorm(rows + residual)`, row by row in parallel.
+    fn add_norm(&self, rows: &mut [f32], residual: &[f32], norm: &Norm) {
+        let (isa, eps) = (self.isa, self.eps);
+        rows.par_chunks_mut(self.hidden).zip(residual.par_chunks(self.hidden)).for_each(
+            |(row, residual)| {
+                kernels::add_layer_norm(isa, row, residual, &norm.gamma, &norm.beta, eps)
+            },
+        );
+    }
+
+    /// `out = LayerNorm(input + down(act(up(input))))`. Long batches go by row blocks, each
+    /// task keeping its block's intermediate in cache; short ones split every matrix by columns.
+    fn feed_forward(
+        &self,
+        layer: &Layer,
+        input: &[f32],
+        intermediate: &mut Vec<f32>,
+        out: &mut [f32],
+    ) {
+        let (isa, hidden, activation) = (self.isa, self.hidden, self.activation);
+        let (up, down, norm) = (&layer.up, &layer.down, &layer.output_norm);
+        let width = up.weight.n();
+        let rows = input.len() / hidden;
+        if rows >= ROW_BLOCK * rayon::current_num_threads() {
+            out.par_chunks_mut(ROW_BLOCK * hidden)
+                .zip(input.par_chunks(ROW_BLOCK * hidden))
+                .for_each(|(out, input)| {
+                    let m = input.len() / hidden;
+                    SCRATCH.with_borrow_mut(|scratch| {
+                        grow(&mut scratch.intermediate, m * width);
+                        let middle = &mut scratch.intermediate[..m * width];
+                        gemm(isa, input, m, &up.weight, Some(&up.bias), middle, width);
+                        activation.apply(isa, middle);
+                        gemm(isa, middle, m, &down.weight, Some(&down.bias), out, hidden);
+                    });
+                    for (row, residual) in
+                        out.chunks_exact_mut(hidden).zip(input.chunks_exact(hidden))
+                    {
+                        kernels::add_layer_norm(
+                            isa,
+                            row,
+                            residual,
+                            &norm.gamma,
+                            &norm.beta,
+                            self.eps,
+                        );
+                    }
+                });
+            return;
+        }
+        grow(intermediate, rows * width);
+        let middle = &mut intermediate[..rows * width];
+        par_gemm(isa, input, rows, &up.weight, Some(&up.bias), middle);
+        middle.par_chunks_mut(width).for_each(|row| activation.apply(isa, row));
+        par_gemm(isa, middle, rows, &down.weight, Some(&down.bias), out);
+        self.add_norm(out, input, norm);
+    }
+
+    /// Cross-encoder logits (first label) from each sequence's first-token state.
+    fn classify(&self, first: &[f32], rows: usize) -> Outputs {
+        let Head::Classify { dense, out } = &self.head else {
+            unreachable!("classify is called for cross-encoders")
+        };
+        let mut pooled = vec![0f32; rows * self.hidden];
+        gemm(self.isa, first, rows, &dense.weight, Some(&dense.bias), &mut pooled, self.hidden);
+        pooled.iter_mut().for_each(|v| *v = v.tanh());
+        let labels = out.weight.n();
+        let mut logits = vec![0f32; rows * labels];
+        gemm(self.isa, &pooled, rows, &out.weight, Some(&out.bias), &mut logits, labels);
+        Outputs::Scores(logits.chunks_exact(labels).map(|row| row[0]).collect())
+    }
+
+    /// Pooled, L2-normalised sentence embeddings.
+    fn pool(&self, states: &[f32], starts: &[usize]) -> Outputs {
+        let Head::Embed(pooling) = self.head else { unreachable!("pool is called for embedders") };
+        let hidden = self.hidden;
+        let vectors = starts
+            .windows(2)
+            .map(|span| {
+                let rows = match pooling {
+                    Pooling::Cls => &states[span[0] * hidden..(span[0] + 1) * hidden],
+                    Pooling::Mean => &states[span[0] * hidden..span[1] * hidden],
+                };
+                let mut vector = vec![0f32; hidden];
+                for row in rows.chunks_exact(hidden) {
+                    vector.iter_mut().zip(row).for_each(|(v, x)| *v += x);
+                }
+                let count = (rows.len() / hidden) as f32;
+                vector.iter_mut().for_each(|v| *v /= count);
+                let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
+                vector.iter_mut().for_each(|v| *v /= norm);
+                vector
+            })
+            .collect();
+        Outputs::Vectors(vectors)
+    }
+}
+
+/// Row `i` of a table of rows of `width`.
+fn row_of(table: &[f32], width: usize, i: usize) -> &[f32] {
+    &table[i * width..(i + 1) * width]
+}
+
+/// Grows `buffer` to at least `len` values (never shrinks: the workspace keeps its high-water mark).
+fn grow(buffer: &mut Vec<f32>, len: usize) {
+    if buffer.len() < len {
+        buffer.resize(len, 0.0);
+    }
+}

@@ -1,0 +1,377 @@
+//! Sieve's own CPU kernels for the encoder layer: an f32 GEMM over weights prepacked once at
+//! load, and the fused element-wise steps around it (bias + GELU, scaled softmax, residual +
+//! LayerNorm). Each has an AVX2 + FMA form chosen at run time and a portable form.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod portable;
+
+use std::ops::Range;
+
+/// Columns in one packed weight panel (two AVX2 registers of f32).
+pub(crate) const PANEL: usize = 16;
+/// Rows in one GEMM tile.
+pub(crate) const TILE_ROWS: usize = 6;
+
+/// Which kernels run a model's forward pass; chosen once at load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// candle-transformers' BERT and XLM-RoBERTa: the reference path.
+    Reference,
+    /// Sieve's own encoder layer in portable Rust (any CPU; what the compiler vectorises).
+    Portable,
+    /// Sieve's own encoder layer with AVX2 + FMA f32 kernels.
+    Avx2,
+}
+
+impl Kernels {
+    /// The fastest kernels this CPU runs.
+    pub fn detect() -> Kernels {
+        if Kernels::Avx2.is_supported() { Kernels::Avx2 } else { Kernels::Portable }
+    }
+
+    /// `SIEVE_KERNELS` when set (any name [`Kernels::from_name`] takes), else [`Kernels::detect`].
+    pub fn from_env() -> std::result::Result<Kernels, String> {
+        match std::env::var("SIEVE_KERNELS") {
+            Ok(name) if !name.is_empty() && name != "auto" => Kernels::from_name(&name)
+                .ok_or_else(|| format!("SIEVE_KERNELS={name}: {}", Kernels::CHOICES)),
+            _ => Ok(Kernels::detect()),
+        }
+    }
+
+    /// What [`Kernels::from_name`] accepts.
+    pub const CHOICES: &'static str = "use auto, reference, portable or avx2";
+
+    /// Parses "reference", "portable" or "avx2".
+    pub fn from_name(name: &str) -> Option<Kernels> {
+        match name {
+            "reference" | "candle" => Some(Kernels::Reference),
+            "portable" => Some(Kernels::Portable),
+            "avx2" => Some(Kernels::Avx2),
+            _ => None,
+        }
+    }
+
+    /// "reference", "portable" or "avx2".
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernels::Reference => "reference",
+            Kernels::Portable => "portable",
+            Kernels::Avx2 => "avx2",
+        }
+    }
+
+    /// Whether this CPU can run them.
+    pub fn is_supported(self) -> bool {
+        match self {
+            Kernels::Reference | Kernels::Portable => true,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernels::Avx2 => false,
+        }
+    }
+}
+
+/// The CPU's model name and the SIMD features the kernels care about, for the start-up log.
+pub fn cpu_description() -> String {
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+    #[cfg(target_arch = "x86_64")]
+    let features = {
+        let mut have = Vec::new();
+        macro_rules! probe {
+            ($($f:tt),*) => {$(
+                if is_x86_feature_detected!($f) { have.push($f); }
+            )*};
+        }
+        probe!("avx2", "fma", "avx512f", "avx512bf16", "avx512vnni");
+        have.join(" ")
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let features = String::new();
+    format!("{model} [{features}]")
+}
+
+/// An instruction set the own kernels run with (the [`Kernels`] other than the reference).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Isa {
+    /// The instruction set of `kernels`, or `None` for the reference path or an unsupported set.
+    pub(crate) fn of(kernels: Kernels) -> Option<Isa> {
+        match kernels {
+            Kernels::Reference => None,
+            Kernels::Portable => Some(Isa::Portable),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 if kernels.is_supported() => Some(Isa::Avx2),
+            Kernels::Avx2 => None,
+        }
+    }
+}
+
+/// A weight matrix `W[n][k]` (PyTorch's `out × in` layout) packed for `x · Wᵀ`: panels of
+/// [`PANEL`] output columns, each `k` rows of [`PANEL`] values, the last panel zero-padded.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Packed {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Packed {
+    /// Packs `w`, `n` rows of `k`.
+    pub(crate) fn from_rows(w: &[f32], n: usize, k: usize) -> Packed {
+        let mut packed = Packed::default();
+        packed.pack(n, k, |col, kk| w[col * k + kk]);
+        packed
+    }
+
+    /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
+    /// (attention's keys).
+    pub(crate) fn pack_rows(&mut self, src: &[f32], ld: usize, n: usize, k: usize) {
+        self.pack(n, k, |col, kk| src[col * ld + kk]);
+    }
+
+    /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
+    /// columns (attention's values).
+    pub(crate) fn pack_columns(&mut self, src: &[f32], ld: usize, k: usize, n: usize) {
+        self.pack(n, k, |col, kk| src[kk * ld + col]);
+    }
+
+    fn pack(&mut self, n: usize, k: usize, at: impl Fn(usize, usize) -> f32) {
+        let panels = n.div_ceil(PANEL);
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k * PANEL, 0.0);
+        for p in 0..panels {
+            let panel = &mut self.data[p * k * PANEL..(p + 1) * k * PANEL];
+            for j in 0..PANEL.min(n - p * PANEL) {
+                let col = p * PANEL + j;
+                for kk in 0..k {
+                    panel[kk * PANEL + j] = at(col, kk);
+                }
+            }
+        }
+    }
+
+    /// Output columns.
+    pub(crate) fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of panels.
+    pub(crate) fn panels(&self) -> usize {
+        self.n.div_ceil(PANEL)
+    }
+
+    fn panel(&self, p: usize) -> &[f32] {
+        &self.data[p * self.k * PANEL..(p + 1) * self.k * PANEL]
+    }
+}
+
+/// `c[i][j] = Σ a[i][kk] · b[j][kk] (+ bias[j])` for rows `0..m` and the columns of `panels`.
+///
+/// `a` holds `m` rows of `b.k()` values at stride `lda`, `c` rows at stride `ldc`; only the
+/// columns of the given panels are written.
+///
+/// # Safety
+/// `a` must be readable for `(m - 1) * lda + k` values, `c` writable for the touched columns of
+/// `m` rows at stride `ldc`, and no other thread may touch those columns of `c` meanwhile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_raw(
+    isa: Isa,
+    a: *const f32,
+    lda: usize,
+    m: usize,
+    b: &Packed,
+    panels: Range<usize>,
+    bias: Option<&[f32]>,
+    c: *mut f32,
+    ldc: usize,
+) {
+    let k = b.k;
+    for p in panels {
+        let panel = b.panel(p);
+        let col0 = p * PANEL;
+        let cols = PANEL.min(b.n - col0);
+        let bias = bias.map(|bias| &bias[col0..col0 + cols]);
+        let mut row = 0;
+        while row < m {
+            let rows = TILE_ROWS.min(m - row);
+            // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
+            let (a_tile, c_tile) = unsafe { (a.add(row * lda), c.add(row * ldc + col0)) };
+            let tile = Tile { a: a_tile, lda, b: panel, k, c: c_tile, ldc, cols, bias };
+            // SAFETY: as above; the AVX2 set is only chosen when the CPU has it.
+            unsafe {
+                match isa {
+                    Isa::Portable => portable::tile(rows, &tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => avx2::tile(rows, &tile),
+                }
+            }
+            row += rows;
+        }
+    }
+}
+
+/// One GEMM tile: up to [`TILE_ROWS`] rows of `a` against one packed panel.
+pub(crate) struct Tile<'a> {
+    a: *const f32,
+    lda: usize,
+    b: &'a [f32],
+    k: usize,
+    c: *mut f32,
+    ldc: usize,
+    /// Valid columns of the panel (the last may be short).
+    cols: usize,
+    bias: Option<&'a [f32]>,
+}
+
+/// `c = a · bᵀ (+ bias)` for all of `b`'s columns, on this thread.
+pub(crate) fn gemm(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 {
+        return;
+    }
+    assert!(a.len() >= m * b.k && c.len() >= (m - 1) * ldc + b.n && ldc >= b.n);
+    // SAFETY: the bounds were checked above; `c` is borrowed mutably.
+    unsafe { gemm_raw(isa, a.as_ptr(), b.k, m, b, 0..b.panels(), bias, c.as_mut_ptr(), ldc) }
+}
+
+/// A pointer that may cross threads: parallel tasks write disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared<T>(pub(crate) *mut T);
+// SAFETY: every user writes disjoint regions and joins before the buffer is read.
+unsafe impl<T> Send for Shared<T> {}
+// SAFETY: as above.
+unsafe impl<T> Sync for Shared<T> {}
+
+/// `c = a · bᵀ (+ bias)` over the rayon pool: row blocks, and column groups when rows are few
+/// (a short query still uses every core).
+pub(crate) fn par_gemm(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    b: &Packed,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) {
+    use rayon::prelude::*;
+    if m == 0 {
+        return;
+    }
+    let (k, n) = (b.k, b.n);
+    assert!(a.len() >= m * k && c.len() >= m * n);
+    let threads = rayon::current_num_threads().max(1);
+    // A few rows (a query, a batch's first tokens) stay one block and split by columns, so
+    // each panel is read from memory once.
+    let row_block = if m <= FEW_ROWS {
+        m
+    } else {
+        ROW_BLOCK.min(m.div_ceil(threads).next_multiple_of(TILE_ROWS))
+    };
+    let row_blocks = m.div_ceil(row_block);
+    let groups = (threads * 2).div_ceil(row_blocks).clamp(1, b.panels());
+    let per_group = b.panels().div_ceil(groups);
+    let (a_ptr, c_ptr) = (Shared(a.as_ptr() as *mut f32), Shared(c.as_mut_ptr()));
+    (0..row_blocks * groups).into_par_iter().for_each(|task| {
+        let (block, group) = (task / groups, task % groups);
+        let rows = block * row_block..(m).min((block + 1) * row_block);
+        let panels = group * per_group..b.panels().min((group + 1) * per_group);
+        let (a_ptr, c_ptr) = (a_ptr, c_ptr);
+        // SAFETY: bounds checked above; tasks write disjoint (rows, panels) regions of `c`.
+        unsafe {
+            gemm_raw(
+                isa,
+                a_ptr.0.add(rows.start * k),
+                k,
+                rows.len(),
+                b,
+                panels,
+                bias,
+                c_ptr.0.add(rows.start * n),
+                n,
+            )
+        }
+    });
+}
+
+/// Rows per parallel task of a linear layer: enough work to amortise the hand-off, few enough
+/// that the block of activations stays in L2 while every panel passes over it.
+pub(crate) const ROW_BLOCK: usize = 96;
+
+/// Up to this many rows a GEMM splits by columns only.
+const FEW_ROWS: usize = 48;
+
+/// Hidden activation of the feed-forward block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activation {
+    /// `x · Φ(x)` with the exact normal CDF (BERT's "gelu").
+    GeluErf,
+    /// The tanh approximation ("gelu_new", "gelu_pytorch_tanh").
+    GeluTanh,
+    /// `max(x, 0)`.
+    Relu,
+}
+
+impl Activation {
+    /// Applies in place.
+    pub(crate) fn apply(self, isa: Isa, x: &mut [f32]) {
+        match isa {
+            Isa::Portable => portable::activate(self, x),
+            // SAFETY: the AVX2 set is only chosen when the CPU has it.
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => unsafe { avx2::activate(self, x) },
+        }
+    }
+}
+
+/// `x = softmax(x · scale)` in place.
+pub(crate) fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
+    match isa {
+        Isa::Portable => portable::softmax(x, scale),
+        // SAFETY: the AVX2 set is only chosen when the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::softmax(x, scale) },
+    }
+}
+
+/// `x = LayerNorm(x + residual) · gamma + beta` in place, one row.
+pub(crate) fn add_layer_norm(
+    isa: Isa,
+    x: &mut [f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    match isa {
+        Isa::Portable => portable::add_layer_norm(x, residual, gamma, beta, eps),
+        // SAFETY: the AVX2 set is only chosen when the CPU has it.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,203 @@
+//! Every kernel against a scalar f64 reference, on each instruction set this CPU has, with
+//! shapes whose rows, columns and depth are not multiples of the tiles (and N = 1, the
+//! classifier). A CPU without AVX2 says so and checks the portable set alone.
+
+use super::*;
+
+/// Deterministic values in [-1, 1) (a 64-bit LCG; no dependency for tests).
+struct Values(u64);
+
+impl Values {
+    fn next(&mut self) -> f32 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+
+    fn take(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.next()).collect()
+    }
+}
+
+fn instruction_sets() -> Vec<Isa> {
+    let mut sets = vec![Isa::Portable];
+    match Isa::of(Kernels::Avx2) {
+        Some(isa) => sets.push(isa),
+        None => eprintln!(
+            "this CPU has no AVX2 + FMA ({}): only the portable kernels are checked",
+            cpu_description()
+        ),
+    }
+    sets
+}
+
+/// erf in f64 by its Taylor series (exact to ~1e-12 for |x| < 5; ±1 beyond to 2e-12).
+fn erf64(x: f64) -> f64 {
+    if x.abs() > 5.0 {
+        return x.signum();
+    }
+    let (mut term, mut sum) = (x, x);
+    for n in 1..200 {
+        term *= -x * x / n as f64;
+        sum += term / (2 * n + 1) as f64;
+    }
+    sum * 2.0 / std::f64::consts::PI.sqrt()
+}
+
+#[test]
+fn gemm_matches_f64_on_every_shape_and_tail() {
+    let mut values = Values(7);
+    let shapes = [
+        (1, 1, 1),
+        (1, 384, 1),
+        (5, 7, 3),
+        (6, 16, 384),
+        (7, 17, 33),
+        (13, 1, 384),
+        (33, 1536, 384),
+        (97, 40, 100),
+        (250, 48, 32),
+    ];
+    for isa in instruction_sets() {
+        for &(m, n, k) in &shapes {
+            let a = values.take(m * k);
+            let w = values.take(n * k);
+            let bias = values.take(n);
+            let packed = Packed::from_rows(&w, n, k);
+            for with_bias in [false, true] {
+                let bias = with_bias.then_some(bias.as_slice());
+                // A wider output row than n: columns past n must stay untouched.
+                let ldc = n + 3;
+                let mut c = vec![9.0f32; m * ldc];
+                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
+                let mut parallel = vec![0f32; m * n];
+                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut expected: f64 =
+                            (0..k).map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64).sum();
+                        expected += bias.map_or(0.0, |b| b[j] as f64);
+                        let tolerance = 1e-5 * (k as f64).sqrt() + 1e-6;
+                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
+                            assert!(
+                                (got as f64 - expected).abs() <= tolerance,
+                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
+                                 {got} vs {expected}"
+                            );
+                        }
+                    }
+                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn strided_packing_reads_keys_by_row_and_values_by_column() {
+    // A 3 × 5 matrix at stride 5: keys take rows 0..3, columns 1..3 as their k; values take
+    // columns 1..3 as output columns over rows 0..3.
+    let src: Vec<f32> = (0..15).map(|v| v as f32).collect();
+    let mut keys = Packed::default();
+    keys.pack_rows(&src[1..], 5, 3, 2);
+    assert_eq!((keys.n(), keys.k, keys.panels()), (3, 2, 1));
+    assert_eq!(&keys.panel(0)[..3], &[1.0, 6.0, 11.0]);
+    assert_eq!(&keys.panel(0)[PANEL..PANEL + 3], &[2.0, 7.0, 12.0]);
+    assert!(keys.panel(0)[3..PANEL].iter().all(|&v| v == 0.0), "padding is zero");
+    let mut values = Packed::default();
+    values.pack_columns(&src[1..], 5, 3, 2);
+    assert_eq!((values.n(), values.k), (2, 3));
+    assert_eq!(&values.panel(0)[..2], &[1.0, 2.0]);
+    assert_eq!(&values.panel(0)[2 * PANEL..2 * PANEL + 2], &[11.0, 12.0]);
+}
+
+#[test]
+fn activations_match_f64() {
+    let xs: Vec<f32> = (-1200..=1200).map(|i| i as f32 / 100.0).collect();
+    for isa in instruction_sets() {
+        for activation in [Activation::GeluErf, Activation::GeluTanh, Activation::Relu] {
+            // An odd length exercises the vector tail.
+            let mut got = xs[..2399].to_vec();
+            activation.apply(isa, &mut got);
+            for (&x, &y) in xs.iter().zip(&got) {
+                let x64 = x as f64;
+                let expected = match activation {
+                    Activation::GeluErf => 0.5 * x64 * (1.0 + erf64(x64 / 2f64.sqrt())),
+                    Activation::GeluTanh => {
+                        let inner = (2.0 / std::f64::consts::PI).sqrt()
+                            * (x64 + 0.044715 * x64 * x64 * x64);
+                        0.5 * x64 * (1.0 + inner.tanh())
+                    }
+                    Activation::Relu => x64.max(0.0),
+                };
+                let tolerance = 2e-6 * (1.0 + x64.abs());
+                assert!(
+                    (y as f64 - expected).abs() <= tolerance,
+                    "{isa:?} {activation:?}({x}) = {y}, expected {expected}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn softmax_matches_f64() {
+    let mut values = Values(11);
+    for isa in instruction_sets() {
+        for len in [1, 7, 8, 9, 240, 511] {
+            let row: Vec<f32> = values.take(len).iter().map(|v| v * 30.0).collect();
+            let scale = 0.176_776_7;
+            let mut got = row.clone();
+            softmax(isa, &mut got, scale);
+            let top = row.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+            let exps: Vec<f64> =
+                row.iter().map(|&v| ((v as f64 - top) * scale as f64).exp()).collect();
+            let total: f64 = exps.iter().sum();
+            for (g, e) in got.iter().zip(&exps) {
+                assert!(
+                    (*g as f64 - e / total).abs() <= 1e-6,
+                    "{isa:?} len {len}: {g} vs {}",
+                    e / total
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn layer_norm_matches_f64() {
+    let mut values = Values(13);
+    for isa in instruction_sets() {
+        for (len, with_residual) in [(32, true), (384, true), (1023, false), (5, true)] {
+            let x: Vec<f32> = values.take(len).iter().map(|v| v * 4.0 + 1.5).collect();
+            let residual = if with_residual { values.take(len) } else { Vec::new() };
+            let (gamma, beta) = (values.take(len), values.take(len));
+            let mut got = x.clone();
+            add_layer_norm(isa, &mut got, &residual, &gamma, &beta, 1e-12);
+            let summed: Vec<f64> = (0..len)
+                .map(|i| x[i] as f64 + residual.get(i).map_or(0.0, |&r| r as f64))
+                .collect();
+            let mean = summed.iter().sum::<f64>() / len as f64;
+            let variance = summed.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / len as f64;
+            for i in 0..len {
+                let expected = (summed[i] - mean) / (variance + 1e-12).sqrt() * gamma[i] as f64
+                    + beta[i] as f64;
+                assert!(
+                    (got[i] as f64 - expected).abs() <= 2e-5,
+                    "{isa:?} len {len} at {i}: {} vs {expected}",
+                    got[i]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn kernel_names_round_trip_and_detection_is_supported() {
+    for kernels in [Kernels::Reference, Kernels::Portable, Kernels::Avx2] {
+        assert_eq!(Kernels::from_name(kernels.name()), Some(kernels));
+    }
+    assert_eq!(Kernels::from_name("avx512"), None);
+    assert!(Kernels::detect().is_supported());
+    assert_ne!(Isa::of(Kernels::detect()), None, "detection picks one of Sieve's own sets");
+    assert_eq!(Isa::of(Kernels::Reference), None);
+}
