@@ -408,7 +408,6 @@ impl Encoder {
                 scratch.keys.pack_rows(&kv[head * size..], 2 * hidden, length, size);
                 scratch.values.pack_columns(&kv[hidden + head * size..], 2 * hidden, length, size);
                 grow(&mut scratch.scores, m * length);
-                let context = context;
                 // SAFETY: the query rows hold `size` values from column head·size at stride
                 // hidden; scores hold m × length; each task writes its own (rows, head) block.
                 unsafe {
@@ -437,7 +436,7 @@ impl Encoder {
                         &scratch.values,
                         0..scratch.values.panels(),
                         None,
-                        context.0.add(query_rows.start * hidden + head * size),
+                        context.get().add(query_rows.start * hidden + head * size),
                         hidden,
                     );
                 }

@@ -22,7 +22,9 @@
 mod checkpoint;
 mod encoder;
 mod error;
-mod kernels;
+/// The CPU kernels, public for their benchmarks (`benches/kernels.rs`) only.
+#[doc(hidden)]
+pub mod kernels;
 mod model;
 mod network;
 mod queue;

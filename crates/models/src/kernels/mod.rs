@@ -9,9 +9,9 @@ mod portable;
 use std::ops::Range;
 
 /// Columns in one packed weight panel (two AVX2 registers of f32).
-pub(crate) const PANEL: usize = 16;
+pub const PANEL: usize = 16;
 /// Rows in one GEMM tile.
-pub(crate) const TILE_ROWS: usize = 6;
+pub const TILE_ROWS: usize = 6;
 
 /// Which kernels run a model's forward pass; chosen once at load.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,15 +102,17 @@ pub fn cpu_description() -> String {
 
 /// An instruction set the own kernels run with (the [`Kernels`] other than the reference).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Isa {
+pub enum Isa {
+    /// Plain Rust.
     Portable,
+    /// AVX2 + FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2,
 }
 
 impl Isa {
     /// The instruction set of `kernels`, or `None` for the reference path or an unsupported set.
-    pub(crate) fn of(kernels: Kernels) -> Option<Isa> {
+    pub fn of(kernels: Kernels) -> Option<Isa> {
         match kernels {
             Kernels::Reference => None,
             Kernels::Portable => Some(Isa::Portable),
@@ -124,7 +126,7 @@ impl Isa {
 /// A weight matrix `W[n][k]` (PyTorch's `out × in` layout) packed for `x · Wᵀ`: panels of
 /// [`PANEL`] output columns, each `k` rows of [`PANEL`] values, the last panel zero-padded.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Packed {
+pub struct Packed {
     k: usize,
     n: usize,
     data: Vec<f32>,
@@ -132,7 +134,7 @@ pub(crate) struct Packed {
 
 impl Packed {
     /// Packs `w`, `n` rows of `k`.
-    pub(crate) fn from_rows(w: &[f32], n: usize, k: usize) -> Packed {
+    pub fn from_rows(w: &[f32], n: usize, k: usize) -> Packed {
         let mut packed = Packed::default();
         packed.pack(n, k, |col, kk| w[col * k + kk]);
         packed
@@ -140,13 +142,13 @@ impl Packed {
 
     /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
     /// (attention's keys).
-    pub(crate) fn pack_rows(&mut self, src: &[f32], ld: usize, n: usize, k: usize) {
+    pub fn pack_rows(&mut self, src: &[f32], ld: usize, n: usize, k: usize) {
         self.pack(n, k, |col, kk| src[col * ld + kk]);
     }
 
     /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
     /// columns (attention's values).
-    pub(crate) fn pack_columns(&mut self, src: &[f32], ld: usize, k: usize, n: usize) {
+    pub fn pack_columns(&mut self, src: &[f32], ld: usize, k: usize, n: usize) {
         self.pack(n, k, |col, kk| src[kk * ld + col]);
     }
 
@@ -168,12 +170,12 @@ impl Packed {
     }
 
     /// Output columns.
-    pub(crate) fn n(&self) -> usize {
+    pub fn n(&self) -> usize {
         self.n
     }
 
     /// Number of panels.
-    pub(crate) fn panels(&self) -> usize {
+    pub fn panels(&self) -> usize {
         self.n.div_ceil(PANEL)
     }
 
@@ -241,7 +243,7 @@ pub(crate) struct Tile<'a> {
 }
 
 /// `c = a · bᵀ (+ bias)` for all of `b`'s columns, on this thread.
-pub(crate) fn gemm(
+pub fn gemm(
     isa: Isa,
     a: &[f32],
     m: usize,
@@ -266,16 +268,16 @@ unsafe impl<T> Send for Shared<T> {}
 // SAFETY: as above.
 unsafe impl<T> Sync for Shared<T> {}
 
+impl<T> Shared<T> {
+    /// The pointer (a method, so closures capture the wrapper and not its field).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
 /// `c = a · bᵀ (+ bias)` over the rayon pool: row blocks, and column groups when rows are few
 /// (a short query still uses every core).
-pub(crate) fn par_gemm(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    b: &Packed,
-    bias: Option<&[f32]>,
-    c: &mut [f32],
-) {
+pub fn par_gemm(isa: Isa, a: &[f32], m: usize, b: &Packed, bias: Option<&[f32]>, c: &mut [f32]) {
     use rayon::prelude::*;
     if m == 0 {
         return;
@@ -298,18 +300,17 @@ pub(crate) fn par_gemm(
         let (block, group) = (task / groups, task % groups);
         let rows = block * row_block..(m).min((block + 1) * row_block);
         let panels = group * per_group..b.panels().min((group + 1) * per_group);
-        let (a_ptr, c_ptr) = (a_ptr, c_ptr);
         // SAFETY: bounds checked above; tasks write disjoint (rows, panels) regions of `c`.
         unsafe {
             gemm_raw(
                 isa,
-                a_ptr.0.add(rows.start * k),
+                a_ptr.get().add(rows.start * k),
                 k,
                 rows.len(),
                 b,
                 panels,
                 bias,
-                c_ptr.0.add(rows.start * n),
+                c_ptr.get().add(rows.start * n),
                 n,
             )
         }
@@ -325,7 +326,7 @@ const FEW_ROWS: usize = 48;
 
 /// Hidden activation of the feed-forward block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Activation {
+pub enum Activation {
     /// `x · Φ(x)` with the exact normal CDF (BERT's "gelu").
     GeluErf,
     /// The tanh approximation ("gelu_new", "gelu_pytorch_tanh").
@@ -336,7 +337,7 @@ pub(crate) enum Activation {
 
 impl Activation {
     /// Applies in place.
-    pub(crate) fn apply(self, isa: Isa, x: &mut [f32]) {
+    pub fn apply(self, isa: Isa, x: &mut [f32]) {
         match isa {
             Isa::Portable => portable::activate(self, x),
             // SAFETY: the AVX2 set is only chosen when the CPU has it.
@@ -347,7 +348,7 @@ impl Activation {
 }
 
 /// `x = softmax(x · scale)` in place.
-pub(crate) fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
+pub fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
     match isa {
         Isa::Portable => portable::softmax(x, scale),
         // SAFETY: the AVX2 set is only chosen when the CPU has it.
@@ -357,7 +358,7 @@ pub(crate) fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
 }
 
 /// `x = LayerNorm(x + residual) · gamma + beta` in place, one row.
-pub(crate) fn add_layer_norm(
+pub fn add_layer_norm(
     isa: Isa,
     x: &mut [f32],
     residual: &[f32],

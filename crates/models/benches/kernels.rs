@@ -1,0 +1,97 @@
+//! The CPU kernels alone, on each instruction set this CPU has: the GEMM at MiniLM's and
+//! BGE-large's linear shapes (one 96-row block on one thread, and 8,192 rows over the rayon
+//! pool), softmax over a 256-key attention row, exact GELU over an FFN row block. Criterion
+//! reports time; GFLOP/s = 2·m·n·k / time (printed once per shape), next to the machine's
+//! FMA peak (2 threads × 8 lanes × 2 FLOP × FMA issue rate; measured 38 GFLOP/s per core on
+//! the AVX2 machine of 2026-12, see docs/BENCHMARKS.md).
+//!
+//!     cargo bench -p sieve-models --bench kernels
+
+use std::time::Instant;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sieve_models::kernels::{Activation, Isa, Packed, gemm, par_gemm, softmax};
+use sieve_models::{Kernels, cpu_description};
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+fn sets() -> Vec<(Kernels, Isa)> {
+    [Kernels::Portable, Kernels::Avx2]
+        .into_iter()
+        .filter_map(|k| Isa::of(k).map(|isa| (k, isa)))
+        .collect()
+}
+
+fn kernels(c: &mut Criterion) {
+    eprintln!("CPU: {}", cpu_description());
+    // (name, n, k): MiniLM (hidden 384, FFN 1536) and BGE-large (1024, 4096).
+    let shapes = [
+        ("minilm qkv/out 384x384", 384, 384),
+        ("minilm ffn-up 1536x384", 1536, 384),
+        ("minilm ffn-down 384x1536", 384, 1536),
+        ("bge-large ffn-up 4096x1024", 4096, 1024),
+    ];
+    for (kernels, isa) in sets() {
+        let mut group = c.benchmark_group(format!("gemm-{}", kernels.name()));
+        group.sample_size(10);
+        for (name, n, k) in shapes {
+            let w = Packed::from_rows(&values(n * k, 1), n, k);
+            let bias = values(n, 2);
+            for m in [96, 8192] {
+                let a = values(m * k, 3);
+                let mut out = vec![0f32; m * n];
+                let flops = 2 * m * n * k;
+                group.throughput(Throughput::Elements(flops as u64));
+                let run = |out: &mut [f32]| {
+                    if m == 96 {
+                        gemm(isa, &a, m, &w, Some(&bias), out, n)
+                    } else {
+                        par_gemm(isa, &a, m, &w, Some(&bias), out)
+                    }
+                };
+                let started = Instant::now();
+                run(&mut out);
+                let once = started.elapsed().as_secs_f64();
+                let reps = (0.5 / once).ceil() as usize;
+                let started = Instant::now();
+                for _ in 0..reps {
+                    run(&mut out);
+                }
+                let seconds = started.elapsed().as_secs_f64() / reps as f64;
+                eprintln!(
+                    "{} {name} m={m} ({}): {:.1} GFLOP/s",
+                    kernels.name(),
+                    if m == 96 { "1 thread" } else { "rayon pool" },
+                    flops as f64 / seconds / 1e9
+                );
+                group.bench_function(format!("{name} m={m}"), |b| b.iter(|| run(&mut out)));
+            }
+        }
+        group.finish();
+
+        let mut group = c.benchmark_group(format!("elementwise-{}", kernels.name()));
+        let mut row = values(256, 4);
+        group.throughput(Throughput::Elements(256));
+        group.bench_function("softmax 256 keys", |b| {
+            b.iter(|| {
+                row.copy_from_slice(&values(256, 4));
+                softmax(isa, &mut row, 0.177)
+            })
+        });
+        let mut block = values(96 * 1536, 5);
+        group.throughput(Throughput::Elements(block.len() as u64));
+        group.bench_function("gelu-erf 96x1536", |b| {
+            b.iter(|| Activation::GeluErf.apply(isa, &mut block))
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, kernels);
+criterion_main!(benches);
