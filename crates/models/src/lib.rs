@@ -1,7 +1,8 @@
 //! Sieve's model stack: Hugging Face checkpoints (BERT bi-encoders, BERT and XLM-RoBERTa
 //! cross-encoders) loaded from folders with candle, run on Sieve's own encoder layer and CPU
 //! kernels (or candle's, the reference), and served through per-model queues that batch by a
-//! token budget.
+//! token budget. The registry hands out each model in its role: an [`Embedder`] embeds, a
+//! [`CrossEncoder`] scores pairs.
 //!
 //! ```
 //! use sieve_models::{Kernels, Model, Precision};
@@ -31,11 +32,13 @@ mod queue;
 mod registry;
 mod tokenize;
 
-pub use checkpoint::{Architecture, Checkpoint, Pooling};
+pub use checkpoint::Architecture;
 pub use error::{ModelError, Result};
 pub use kernels::{Kernels, cpu_description};
 pub use model::{Model, Precision};
 pub use network::Outputs;
-pub use queue::{BatchPolicy, Batched, Output, Queue, QueueStats};
-pub use registry::{BatchedModel, Embedded, ModelSpec, Registry, Scored, model_dir};
+pub use queue::{BatchPolicy, QueueStats};
+pub use registry::{
+    BatchedModel, CrossEncoder, Embedded, Embedder, ModelSpec, Registry, Scored, model_dir,
+};
 pub use tokenize::{Encoded, TextTokenizer};

@@ -166,10 +166,7 @@ impl BatchedModel {
             .map_err(|e| ModelError::Inference(format!("tokenizing: {e}")))?
     }
 
-    /// Scores (query, passage) pairs. Passages longer than the window are cut, or with
-    /// `windows` scored as overlapping windows and given their best window's score.
-    pub async fn score(&self, query: &str, passages: Vec<String>, windows: bool) -> Result<Scored> {
-        self.model().require_cross_encoder()?;
+    async fn score(&self, query: &str, passages: Vec<String>, windows: bool) -> Result<Scored> {
         let query = query.to_string();
         // Each input, and the passage it belongs to.
         let (inputs, owners): (Vec<Encoded>, Vec<usize>) = self
@@ -199,9 +196,7 @@ impl BatchedModel {
         Ok(Scored { scores, queue_time: batched.queue_time, compute_time: batched.compute_time })
     }
 
-    /// Embeds texts (cut at the window).
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded> {
-        self.model().require_embedder()?;
+    async fn embed(&self, texts: Vec<String>) -> Result<Embedded> {
         let inputs = self
             .tokenize(move |model| {
                 texts.iter().map(|t| model.tokenizer().encode_text(t)).collect::<Result<Vec<_>>>()
@@ -217,6 +212,55 @@ impl BatchedModel {
             })
             .collect();
         Ok(Embedded { vectors, queue_time: batched.queue_time, compute_time: batched.compute_time })
+    }
+}
+
+/// A loaded bi-encoder behind its queue: the handle that embeds.
+#[derive(Clone)]
+pub struct Embedder(Arc<BatchedModel>);
+
+impl Embedder {
+    /// The model as an embedder, or why it is not one.
+    pub fn new(model: Arc<BatchedModel>) -> Result<Embedder> {
+        model.model().require_embedder()?;
+        Ok(Embedder(model))
+    }
+
+    /// Embeds texts (cut at the window).
+    pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded> {
+        self.0.embed(texts).await
+    }
+}
+
+impl std::ops::Deref for Embedder {
+    type Target = BatchedModel;
+    fn deref(&self) -> &BatchedModel {
+        &self.0
+    }
+}
+
+/// A loaded cross-encoder behind its queue: the handle that scores (query, passage) pairs.
+#[derive(Clone)]
+pub struct CrossEncoder(Arc<BatchedModel>);
+
+impl CrossEncoder {
+    /// The model as a cross-encoder, or why it is not one.
+    pub fn new(model: Arc<BatchedModel>) -> Result<CrossEncoder> {
+        model.model().require_cross_encoder()?;
+        Ok(CrossEncoder(model))
+    }
+
+    /// Scores (query, passage) pairs. Passages longer than the window are cut, or with
+    /// `windows` scored as overlapping windows and given their best window's score.
+    pub async fn score(&self, query: &str, passages: Vec<String>, windows: bool) -> Result<Scored> {
+        self.0.score(query, passages, windows).await
+    }
+}
+
+impl std::ops::Deref for CrossEncoder {
+    type Target = BatchedModel;
+    fn deref(&self) -> &BatchedModel {
+        &self.0
     }
 }
 
@@ -269,17 +313,13 @@ impl Registry {
     }
 
     /// The loaded cross-encoder of that name, or why it cannot serve.
-    pub fn cross_encoder(&self, name: &str) -> Result<&Arc<BatchedModel>> {
-        let model = self.require(name)?;
-        model.model().require_cross_encoder()?;
-        Ok(model)
+    pub fn cross_encoder(&self, name: &str) -> Result<CrossEncoder> {
+        CrossEncoder::new(Arc::clone(self.require(name)?))
     }
 
     /// The loaded embedder of that name, or why it cannot serve.
-    pub fn embedder(&self, name: &str) -> Result<&Arc<BatchedModel>> {
-        let model = self.require(name)?;
-        model.model().require_embedder()?;
-        Ok(model)
+    pub fn embedder(&self, name: &str) -> Result<Embedder> {
+        Embedder::new(Arc::clone(self.require(name)?))
     }
 
     fn require(&self, name: &str) -> Result<&Arc<BatchedModel>> {

@@ -7,7 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use sieve_models::{BatchPolicy, BatchedModel, Model, ModelError, Precision};
+use sieve_models::{
+    BatchPolicy, BatchedModel, CrossEncoder, Embedder, Model, ModelError, Precision,
+};
+
+/// A cross-encoder behind its queue.
+fn cross_encoder(model: Model, policy: BatchPolicy) -> CrossEncoder {
+    CrossEncoder::new(Arc::new(BatchedModel::new(model, policy).unwrap())).unwrap()
+}
 
 fn shared() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
@@ -54,17 +61,17 @@ async fn concurrent_calls_share_batches_and_get_their_own_scores() {
         .collect();
     let policy =
         BatchPolicy { max_batch_tokens: 8192, max_batch_requests: 128, queue_capacity: 1000 };
-    let batched = Arc::new(BatchedModel::new(load(), policy).unwrap());
+    let batched = cross_encoder(load(), policy);
     // Keep the worker busy (16 long pairs, about a second) so the calls below meet in the queue.
     let blocker = {
-        let model = Arc::clone(&batched);
+        let model = batched.clone();
         let long = vec!["prion protein in lymphoid tissue ".repeat(60); 16];
         tokio::spawn(async move { model.score("prion", long, false).await.unwrap() })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     let calls: Vec<_> = (0..16)
         .map(|call| {
-            let model = Arc::clone(&batched);
+            let model = batched.clone();
             tokio::spawn(async move {
                 model.score(&format!("query {call}"), passages(call), false).await.unwrap()
             })
@@ -96,7 +103,7 @@ async fn a_caller_that_leaves_frees_its_entries() {
     // Two pairs per forward pass: 40 long pairs take seconds, the caller leaves after 300 ms.
     let policy =
         BatchPolicy { max_batch_tokens: 4096, max_batch_requests: 2, queue_capacity: 1000 };
-    let batched = BatchedModel::new(model, policy).unwrap();
+    let batched = cross_encoder(model, policy);
     let long =
         "Prion protein accumulates in lymphoid tissue during the incubation period. ".repeat(30);
     let passages = vec![long; 40];
@@ -123,8 +130,9 @@ async fn a_caller_that_leaves_frees_its_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_refuses_and_says_why() {
     let policy = BatchPolicy { max_batch_tokens: 4096, max_batch_requests: 8, queue_capacity: 4 };
-    let batched = BatchedModel::new(tiny_bert(), policy).unwrap();
-    let err = batched
+    let batched = Arc::new(BatchedModel::new(tiny_bert(), policy).unwrap());
+    let err = CrossEncoder::new(Arc::clone(&batched))
+        .unwrap()
         .score("q", passages(0).into_iter().chain(passages(1)).collect(), false)
         .await
         .unwrap_err();
@@ -138,7 +146,7 @@ async fn a_full_queue_refuses_and_says_why() {
         0,
         "a refused call leaves no count behind"
     );
-    let embed = batched.embed(vec!["text".into()]).await.unwrap_err();
+    let embed = Embedder::new(batched).err().unwrap();
     assert_eq!(
         embed.to_string(),
         "model 'tiny-bert-ce' is a cross-encoder (BertForSequenceClassification), not an embedder"
@@ -168,7 +176,7 @@ async fn long_passages_score_as_their_best_window() {
     };
     let best = each.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let truncated = model.score_pairs("how many people live in berlin", &[&passage]).unwrap()[0];
-    let batched = BatchedModel::new(model, BatchPolicy::default()).unwrap();
+    let batched = cross_encoder(model, BatchPolicy::default());
     let windowed =
         batched.score("how many people live in berlin", vec![passage.clone()], true).await.unwrap();
     assert!(

@@ -176,7 +176,7 @@ impl Planner {
                 let model = self.models.cross_encoder(&spec.model).map_err(|e| {
                     SearchError::InvalidArgument(format!("plan.rerank[{i}].model: {e}"))
                 })?;
-                Ok(Stage { model: Arc::clone(model), keep: spec.keep })
+                Ok(Stage { model, keep: spec.keep })
             })
             .collect::<Result<Vec<_>, SearchError>>()?;
         Ok(Cascade::new(stages, candidates)?)
@@ -214,7 +214,8 @@ impl Planner {
                 .expect("resolve_mode checked there is an embedder");
             let t = Instant::now();
             let span = tracing::info_span!("embed", model = name.as_str());
-            let embedded = self.models.embedder(&name)?.embed(vec![text.clone()]);
+            let embedder = self.models.embedder(&name)?;
+            let embedded = embedder.embed(vec![text.clone()]);
             let embedded = tracing::Instrument::instrument(embedded, span).await?;
             embed_time = t.elapsed();
             models.push(ModelStep {

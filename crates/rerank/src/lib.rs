@@ -2,7 +2,7 @@
 //! before and keeping its best `keep`, so cheap models prune for expensive ones.
 //!
 //! ```no_run
-//! # async fn demo(model: std::sync::Arc<sieve_models::BatchedModel>) -> Result<(), sieve_rerank::RerankError> {
+//! # async fn demo(model: sieve_models::CrossEncoder) -> Result<(), sieve_rerank::RerankError> {
 //! use sieve_rerank::{Cascade, Stage};
 //!
 //! let cascade = Cascade::new(vec![Stage { model, keep: 2 }], 3)?;
@@ -13,10 +13,9 @@
 //! # }
 //! ```
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use sieve_models::{BatchedModel, ModelError};
+use sieve_models::{CrossEncoder, ModelError};
 
 /// Why a cascade cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +32,7 @@ pub enum RerankError {
 #[derive(Clone)]
 pub struct Stage {
     /// A loaded cross-encoder.
-    pub model: Arc<BatchedModel>,
+    pub model: CrossEncoder,
     /// Candidates this stage keeps.
     pub keep: usize,
 }
@@ -81,12 +80,6 @@ impl Cascade {
                 } else {
                     format!("{} is more than the {receives} the previous stage keeps", stage.keep)
                 }));
-            }
-            if !stage.model.model().architecture().is_cross_encoder() {
-                return Err(RerankError::InvalidCascade(format!(
-                    "rerank[{i}].model: '{}' is not a cross-encoder",
-                    stage.model.model().name()
-                )));
             }
             receives = stage.keep;
         }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use sieve_models::{BatchPolicy, BatchedModel, Model, Precision};
+use sieve_models::{BatchPolicy, BatchedModel, CrossEncoder, Model, Precision};
 use sieve_rerank::{Cascade, RerankError, Stage};
 
 fn shared() -> PathBuf {
@@ -16,9 +16,9 @@ fn shared() -> PathBuf {
     dir
 }
 
-fn load(name: &str, dir: PathBuf, max_length: Option<usize>) -> Arc<BatchedModel> {
+fn load(name: &str, dir: PathBuf, max_length: Option<usize>) -> CrossEncoder {
     let model = Model::load(name, &dir, max_length, Precision::F32).unwrap();
-    Arc::new(BatchedModel::new(model, BatchPolicy::default()).unwrap())
+    CrossEncoder::new(Arc::new(BatchedModel::new(model, BatchPolicy::default()).unwrap())).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -41,10 +41,7 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
     .to_vec();
     let query = "vitamin D deficiency and bone health";
     let cascade = Cascade::new(
-        vec![
-            Stage { model: Arc::clone(&scifact), keep: 4 },
-            Stage { model: Arc::clone(&xlmr), keep: 2 },
-        ],
+        vec![Stage { model: scifact.clone(), keep: 4 }, Stage { model: xlmr.clone(), keep: 2 }],
         6,
     )
     .unwrap();
@@ -80,7 +77,7 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_cascades_are_refused() {
     let xlmr = load("tiny-xlmr-ce", shared().join("fixtures/tiny-xlmr-ce"), Some(128));
-    let stage = |keep| Stage { model: Arc::clone(&xlmr), keep };
+    let stage = |keep| Stage { model: xlmr.clone(), keep };
     let err = |stages| match Cascade::new(stages, 10) {
         Err(RerankError::InvalidCascade(why)) => why,
         _ => panic!("expected an invalid cascade"),
@@ -94,8 +91,13 @@ async fn malformed_cascades_are_refused() {
         err(vec![stage(5), stage(6)]),
         "rerank[1].keep: 6 is more than the 5 the previous stage keeps"
     );
-    let embedder =
-        load("all-minilm", shared().join("models/sentence-transformers--all-MiniLM-L6-v2"), None);
-    let not_ce = Cascade::new(vec![Stage { model: embedder, keep: 1 }], 10).err().unwrap();
-    assert_eq!(not_ce.to_string(), "rerank[0].model: 'all-minilm' is not a cross-encoder");
+    // An embedder cannot even become a stage: the cross-encoder role is its type.
+    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let embedder = Model::load("all-minilm", &dir, None, Precision::F32).unwrap();
+    let batched = Arc::new(BatchedModel::new(embedder, BatchPolicy::default()).unwrap());
+    let not_ce = CrossEncoder::new(batched).err().unwrap();
+    assert_eq!(
+        not_ce.to_string(),
+        "model 'all-minilm' is an embedder (BertModel), not a cross-encoder"
+    );
 }

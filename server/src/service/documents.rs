@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
-use sieve_models::BatchedModel;
+use sieve_models::Embedder;
 use sieve_proto::v1::documents_server::Documents;
 use sieve_proto::v1::{
     self, DeleteRequest, DeleteResponse, DocumentError, GetRequest, GetResponse, IngestAck,
@@ -112,9 +112,9 @@ async fn ingest_batch(
 }
 
 /// The built-in embedder of a collection, if it has one.
-fn embedder_of(state: &State, collection: &Collection) -> Option<Arc<BatchedModel>> {
+fn embedder_of(state: &State, collection: &Collection) -> Option<Embedder> {
     let name = collection.config().dense.as_ref()?.embedder.clone()?;
-    state.planner.models().embedder(&name).ok().cloned()
+    state.planner.models().embedder(&name).ok()
 }
 
 /// Backpressure for the next batches: a size that would take about `ingest_target_batch_ms`
@@ -122,7 +122,7 @@ fn embedder_of(state: &State, collection: &Collection) -> Option<Arc<BatchedMode
 /// pause while the embedder's queue is more than half full.
 fn advice(
     state: &State,
-    embedder: &Option<Arc<BatchedModel>>,
+    embedder: &Option<Embedder>,
     documents: usize,
     took: std::time::Duration,
 ) -> (u32, u32) {

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::{Stream, StreamExt};
-use sieve_models::BatchedModel;
+use sieve_models::CrossEncoder;
 use sieve_proto::v1::rerank_server::Rerank;
 use sieve_proto::v1::{
     self, RerankRequest, RerankResponse, RerankResult, RerankStreamResult, rerank_stream_result,
@@ -23,7 +23,7 @@ type ResultStream = Pin<Box<dyn Stream<Item = Result<RerankStreamResult, Status>
 
 /// The cross-encoder a request names, or the default one: the default cascade's first stage,
 /// or the only cross-encoder loaded.
-fn model<'a>(state: &'a State, name: &str) -> Result<&'a Arc<BatchedModel>, Status> {
+fn model(state: &State, name: &str) -> Result<CrossEncoder, Status> {
     let models = state.planner.models();
     if !name.is_empty() {
         return models
@@ -33,14 +33,17 @@ fn model<'a>(state: &'a State, name: &str) -> Result<&'a Arc<BatchedModel>, Stat
     if let Some(stage) = state.planner.default_cascade().first() {
         return models.cross_encoder(&stage.model).map_err(status::model);
     }
-    let loaded: Vec<(&String, &Arc<BatchedModel>)> =
-        models.iter().filter(|(_, m)| m.model().architecture().is_cross_encoder()).collect();
+    let loaded: Vec<&String> = models
+        .iter()
+        .filter(|(_, m)| m.model().architecture().is_cross_encoder())
+        .map(|(name, _)| name)
+        .collect();
     match loaded.as_slice() {
-        [(_, only)] => Ok(only),
+        [only] => models.cross_encoder(only).map_err(status::model),
         [] => Err(Status::failed_precondition("this server has no cross-encoder loaded")),
         several => Err(Status::invalid_argument(format!(
             "model: required, there is no default cascade (loaded cross-encoders: {})",
-            several.iter().map(|(name, _)| name.as_str()).collect::<Vec<_>>().join(", ")
+            several.iter().map(|name| name.as_str()).collect::<Vec<_>>().join(", ")
         ))),
     }
 }
