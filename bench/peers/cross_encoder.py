@@ -18,6 +18,7 @@ autocast, and the first request's scores so they can be compared with Sieve's Re
 import argparse
 import gzip
 import json
+import resource
 import time
 
 
@@ -36,6 +37,13 @@ def main():
     parser.add_argument("--passages", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument(
+        "--precisions",
+        nargs="+",
+        default=["float32", "bfloat16_autocast"],
+        choices=["float32", "bfloat16_autocast"],
+        help="which runs to time (bf16 autocast is slow on CPUs without AVX512-BF16)",
+    )
     args = parser.parse_args()
 
     import torch
@@ -61,6 +69,8 @@ def main():
         "max_length": args.max_length,
     }
     for label, autocast in (("float32", False), ("bfloat16_autocast", True)):
+        if label not in args.precisions:
+            continue
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             first = [float(s) for s in model.predict(request(0), batch_size=args.passages)]
             model.predict(request(1), batch_size=args.passages)
@@ -75,6 +85,7 @@ def main():
             "ms_per_100_pairs": seconds * 1000 * 100 / pairs,
             "first_request_scores": first,
         }
+    report["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(report, indent=2))
 
 
