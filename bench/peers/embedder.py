@@ -14,16 +14,12 @@ autocast, query latency, and the first document's vector prefix for comparison w
 """
 
 import argparse
-import gzip
 import json
 import statistics
 import time
 
-
-def read_jsonl(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+# The same corpus reader as the cross-encoder peer (this folder is on sys.path when run).
+from cross_encoder import read_jsonl
 
 
 def main():
