@@ -85,18 +85,6 @@ thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// The shape numbers of a checkpoint.
-struct Shape {
-    hidden: usize,
-    heads: usize,
-    layers: usize,
-    intermediate: usize,
-    vocab: usize,
-    positions: usize,
-    types: usize,
-    eps: f32,
-}
-
 /// A BERT or XLM-RoBERTa encoder with its head, on Sieve's kernels.
 pub(crate) struct Encoder {
     isa: Isa,
@@ -123,8 +111,17 @@ fn read(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Vec
 }
 
 fn linear(vb: &VarBuilder, n: usize, k: usize) -> candle_core::Result<Linear> {
-    let weight = read(vb, &[n, k], "weight")?;
-    Ok(Linear { weight: Packed::from_rows(&weight, n, k), bias: read(vb, &[n], "bias")? })
+    stacked(std::slice::from_ref(vb), n, k)
+}
+
+/// Linear layers of the same shape (`n × k` each) stacked into one: their outputs side by side.
+fn stacked(vbs: &[VarBuilder], n: usize, k: usize) -> candle_core::Result<Linear> {
+    let (mut weight, mut bias) = (Vec::new(), Vec::new());
+    for vb in vbs {
+        weight.extend(read(vb, &[n, k], "weight")?);
+        bias.extend(read(vb, &[n], "bias")?);
+    }
+    Ok(Linear { weight: Packed::from_rows(&weight, vbs.len() * n, k), bias })
 }
 
 fn norm(vb: &VarBuilder, size: usize) -> candle_core::Result<Norm> {
@@ -150,17 +147,14 @@ impl Encoder {
         isa: Isa,
     ) -> candle_core::Result<Encoder> {
         let config = &checkpoint.config;
-        let shape = Shape {
-            hidden: config_usize(config, "hidden_size")?,
-            heads: config_usize(config, "num_attention_heads")?,
-            layers: config_usize(config, "num_hidden_layers")?,
-            intermediate: config_usize(config, "intermediate_size")?,
-            vocab: config_usize(config, "vocab_size")?,
-            positions: config_usize(config, "max_position_embeddings")?,
-            types: config_usize(config, "type_vocab_size").unwrap_or(2),
-            eps: config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32,
-        };
-        let Shape { hidden, heads, layers, intermediate, vocab, positions, types, eps } = shape;
+        let hidden = config_usize(config, "hidden_size")?;
+        let heads = config_usize(config, "num_attention_heads")?;
+        let layers = config_usize(config, "num_hidden_layers")?;
+        let intermediate = config_usize(config, "intermediate_size")?;
+        let vocab = config_usize(config, "vocab_size")?;
+        let positions = config_usize(config, "max_position_embeddings")?;
+        let types = config_usize(config, "type_vocab_size").unwrap_or(2);
+        let eps = config.get("layer_norm_eps").and_then(|v| v.as_f64()).unwrap_or(1e-12) as f32;
         if heads == 0 || hidden % heads != 0 {
             return Err(candle_core::Error::Msg(format!(
                 "hidden_size {hidden} is not a multiple of num_attention_heads {heads}"
@@ -195,18 +189,9 @@ impl Encoder {
                 let layer = body.pp(format!("encoder.layer.{i}"));
                 let attention = layer.pp("attention");
                 let own = attention.pp("self");
-                let key = read(&own.pp("key"), &[hidden, hidden], "weight")?;
-                let value = read(&own.pp("value"), &[hidden, hidden], "weight")?;
-                let key_value = Linear {
-                    weight: Packed::from_rows(&[key, value].concat(), 2 * hidden, hidden),
-                    bias: [read(&own.pp("key"), &[hidden], "bias")?, {
-                        read(&own.pp("value"), &[hidden], "bias")?
-                    }]
-                    .concat(),
-                };
                 Ok(Layer {
                     query: linear(&own.pp("query"), hidden, hidden)?,
-                    key_value,
+                    key_value: stacked(&[own.pp("key"), own.pp("value")], hidden, hidden)?,
                     attention_out: linear(&attention.pp("output.dense"), hidden, hidden)?,
                     attention_norm: norm(&attention.pp("output.LayerNorm"), hidden)?,
                     up: linear(&layer.pp("intermediate.dense"), intermediate, hidden)?,

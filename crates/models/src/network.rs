@@ -46,7 +46,7 @@ fn unsupported(checkpoint: &Checkpoint, e: impl std::fmt::Display) -> ModelError
 
 impl Network {
     /// Loads the weights (converted to `dtype` on load) and builds the network: Sieve's own
-    /// encoder when `kernels` names one and the dtype is f32, else candle's (the reference).
+    /// encoder (f32) when `kernels` names one, else candle's (the reference).
     pub(crate) fn load(
         checkpoint: &Checkpoint,
         dtype: DType,
@@ -59,9 +59,7 @@ impl Network {
             .map_err(|e| unsupported(checkpoint, e))?;
         let config = &checkpoint.config;
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-        if let Some(isa) = Isa::of(kernels)
-            && dtype == DType::F32
-        {
+        if let Some(isa) = Isa::of(kernels) {
             let encoder =
                 Encoder::load(checkpoint, vb, isa).map_err(|e| unsupported(checkpoint, e))?;
             return Ok((Network::Own(Box::new(encoder)), pad));
