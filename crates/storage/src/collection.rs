@@ -11,19 +11,22 @@ use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 use sled::Transactional;
-use sled::transaction::ConflictableTransactionError;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::config::{CollectionConfig, DenseConfig, StoreOptions};
 use crate::document::{Document, Metadata};
 use crate::error::{Context, Error, Result};
 use crate::filter::Filter;
 use crate::graph::Graph;
-use crate::keyword::{KeywordIndex, KeywordWriter};
+use crate::keyword::{Bm25Stats, KeywordIndex, KeywordWriter};
+use crate::logged::{self, LogPosition, Logged, OutOfOrder};
 use crate::record::{Op, decode_record, encode_record, key_seq, record_pid, seq_key};
 use crate::vectors::Vectors;
 use crate::{PointId, Score, Seq};
 
 const LAST_SEQ: &[u8] = b"last_seq";
+/// BM25 candidates fetched beyond `k`: retired versions and ties at the cut.
+const BM25_SPARE: usize = 16;
 const NEXT_PID: &[u8] = b"next_pid";
 
 /// A first-stage match: which document, which version, how well it scored.
@@ -35,6 +38,12 @@ pub struct Candidate {
     pub pid: PointId,
     /// BM25 score, or vector similarity (higher is better).
     pub score: Score,
+}
+
+/// Ranked lists order by score, best first, then by external id: never by internal ids or
+/// index layout, so a collection split over shards ranks as one.
+fn best_first(a: &Candidate, b: &Candidate) -> std::cmp::Ordering {
+    b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id))
 }
 
 /// A batch of writes, applied atomically: upserts first, then deletes.
@@ -166,6 +175,8 @@ pub struct Collection {
     options: StoreOptions,
     db: sled::Db,
     trees: Trees,
+    /// The store's log positions (cluster shards), written with the documents they bring.
+    positions: sled::Tree,
     dir: PathBuf,
     points: Arc<RwLock<Points>>,
     keyword: KeywordIndex,
@@ -338,6 +349,7 @@ impl Collection {
             options,
             db: db.clone(),
             trees,
+            positions: db.open_tree(logged::TREE).context("opening log positions")?,
             dir,
             points: Arc::new(RwLock::new(points)),
             keyword,
@@ -432,6 +444,29 @@ impl Collection {
     /// Writes a batch durably (sled flushed), then applies it to both indexes before returning,
     /// so a returned outcome is both durable and visible to searches.
     pub fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
+        match self.write_at(batch, None)? {
+            Logged::Applied(outcome) => Ok(outcome),
+            Logged::Refused(_) => unreachable!("only a logged write is checked for its position"),
+        }
+    }
+
+    /// Writes a batch that is message `at` of a cluster's log, exactly once: unless `at` is
+    /// the next message of its partition, nothing is written and the reason comes back;
+    /// otherwise the partition's position moves to `at` in the same sled transaction as the
+    /// documents (also when every document is rejected).
+    pub fn write_logged(
+        &self,
+        batch: &WriteBatch,
+        at: LogPosition,
+    ) -> Result<Logged<WriteOutcome>> {
+        self.write_at(batch, Some(at))
+    }
+
+    fn write_at(
+        &self,
+        batch: &WriteBatch,
+        at: Option<LogPosition>,
+    ) -> Result<Logged<WriteOutcome>> {
         let started = Instant::now();
         let mut w = self.writer.lock();
         if w.keyword.is_none() {
@@ -447,6 +482,14 @@ impl Collection {
                 ),
                 std::io::Error::new(*kind, why.clone()),
             ));
+        }
+        if let Some(at) = at {
+            let applied = logged::decode(
+                self.positions.get(logged::key(at.partition)).context("reading a log position")?,
+            )?;
+            if let Err(refused) = logged::check(applied, at) {
+                return Ok(Logged::Refused(refused));
+            }
         }
         let mut outcome = WriteOutcome::default();
         // Ids touched earlier in this batch, with their version after that op.
@@ -488,7 +531,15 @@ impl Collection {
         }
         if planned.is_empty() {
             outcome.sequence = w.last_seq;
-            return Ok(outcome);
+            if let Some(at) = at {
+                // Checked above under the writer lock; the partition feeds collections one
+                // message at a time, so the position cannot have moved since.
+                self.positions
+                    .insert(logged::key(at.partition), &at.seq.to_be_bytes())
+                    .and_then(|_| self.db.flush())
+                    .context(format!("recording log position {at:?}"))?;
+            }
+            return Ok(Logged::Applied(outcome));
         }
 
         let first_seq = w.last_seq + 1;
@@ -511,8 +562,16 @@ impl Collection {
                 },
             })
             .collect();
-        let committed = (&self.trees.docs, &self.trees.oplog, &self.trees.meta)
-            .transaction(|(docs, oplog, meta)| {
+        let committed = (&self.trees.docs, &self.trees.oplog, &self.trees.meta, &self.positions)
+            .transaction(|(docs, oplog, meta, positions)| {
+                if let Some(at) = at {
+                    let key = logged::key(at.partition);
+                    let applied = logged::decode(positions.get(key)?)
+                        .map_err(|e| ConflictableTransactionError::Abort(Err(e)))?;
+                    logged::check(applied, at)
+                        .map_err(|refused| ConflictableTransactionError::Abort(Ok(refused)))?;
+                    positions.insert(&key, &at.seq.to_be_bytes())?;
+                }
                 for Staged { id, record, key, op } in &staged {
                     match record {
                         Some(record) => docs.insert(id.as_bytes(), record.as_slice())?,
@@ -522,13 +581,14 @@ impl Collection {
                 }
                 meta.insert(LAST_SEQ, &last_seq.to_be_bytes())?;
                 meta.insert(NEXT_PID, &next_pid.to_be_bytes())?;
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Storage(e) => e,
-                other => sled::Error::Unsupported(format!("{other:?}")),
-            })
-            .and_then(|()| self.db.flush().map(|_| ()));
+                Ok::<_, ConflictableTransactionError<Result<OutOfOrder>>>(())
+            });
+        let committed = match committed {
+            Ok(()) => self.db.flush().map(|_| ()),
+            Err(TransactionError::Storage(e)) => Err(e),
+            Err(TransactionError::Abort(Ok(refused))) => return Ok(Logged::Refused(refused)),
+            Err(TransactionError::Abort(Err(e))) => return Err(e),
+        };
         if let Err(e) = committed {
             let kind = match &e {
                 sled::Error::Io(io) => io.kind(),
@@ -558,7 +618,7 @@ impl Collection {
             "batch written"
         );
         outcome.sequence = last_seq;
-        Ok(outcome)
+        Ok(Logged::Applied(outcome))
     }
 
     /// The live version of `id`, seeing earlier ops of the current batch first.
@@ -737,29 +797,61 @@ impl Collection {
         }
     }
 
-    /// Top `k` BM25 matches that pass the filter, best first.
+    /// Top `k` BM25 matches that pass the filter, best first, ties by id.
     pub fn search_bm25(
         &self,
         query: &str,
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Vec<Candidate>> {
-        let to_candidates = |found: Vec<(PointId, Score)>| {
+        self.bm25(query, k, filter, None)
+    }
+
+    /// This collection's BM25 statistics for `query`; a cluster sums them over its shards.
+    pub fn bm25_stats(&self, query: &str) -> Result<Bm25Stats> {
+        self.keyword.stats(query)
+    }
+
+    /// Like [`Collection::search_bm25`], scored with the given statistics instead of the
+    /// collection's own: with statistics summed over a cluster's shards, each shard's scores
+    /// equal those one collection holding every document would give.
+    pub fn search_bm25_with_stats(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        stats: &Bm25Stats,
+    ) -> Result<Vec<Candidate>> {
+        self.bm25(query, k, filter, Some(stats))
+    }
+
+    fn bm25(
+        &self,
+        query: &str,
+        k: usize,
+        filter: Option<&Filter>,
+        stats: Option<&Bm25Stats>,
+    ) -> Result<Vec<Candidate>> {
+        // Spare candidates cover points retired since the index's last commit, and ties at
+        // the k-th score, which are ordered by id below rather than by tantivy's doc order.
+        let fetch = k + BM25_SPARE;
+        let ranked = |found: Vec<(PointId, Score)>| {
             let points = self.points.read();
-            found
+            let mut live: Vec<Candidate> = found
                 .into_iter()
                 .filter_map(|(pid, score)| {
                     points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
                 })
-                .collect::<Vec<_>>()
+                .collect();
+            live.sort_by(best_first);
+            live
         };
         if filter.is_none() {
-            // The index holds only committed live versions, so a few spare candidates cover
-            // points retired since its last commit; the filtered path below is the fallback.
-            let fetch = k + 16;
-            let found = self.keyword.search(query, fetch, None)?;
+            // The index holds only committed live versions; the filtered path below is the
+            // fallback when too many of them were retired since.
+            let found = self.keyword.search(query, fetch, None, stats)?;
             let fetched = found.len();
-            let mut live = to_candidates(found);
+            let mut live = ranked(found);
             if live.len() >= k || fetched < fetch {
                 live.truncate(k);
                 return Ok(live);
@@ -768,7 +860,9 @@ impl Collection {
         let points = Arc::clone(&self.points);
         let owned_filter = filter.cloned();
         let accept = move |pid: PointId| points.read().visible(pid, owned_filter.as_ref());
-        Ok(to_candidates(self.keyword.search(query, k, Some(Arc::new(accept)))?))
+        let mut live = ranked(self.keyword.search(query, fetch, Some(Arc::new(accept)), stats)?);
+        live.truncate(k);
+        Ok(live)
     }
 
     /// Top `k` vectors by similarity to `vector` that pass the filter, best first. Exact below
@@ -793,11 +887,12 @@ impl Collection {
         let points = self.points.read();
         let vectors = dense.vectors.read();
         let accept = |pid: PointId| points.visible(pid, filter);
+        let id_of = |pid: PointId| points.0.get(&pid).map(|p| Arc::clone(&p.id));
         let exact = || match filter {
             // The vector table holds exactly the live versions (see `publish`), so an
             // unfiltered scan needs no per-point lookup.
-            None => vectors.exact_top_k(&query, k, distance, |_| true),
-            Some(_) => vectors.exact_top_k(&query, k, distance, accept),
+            None => vectors.exact_top_k(&query, k, distance, |_| true, id_of),
+            Some(_) => vectors.exact_top_k(&query, k, distance, accept, id_of),
         };
         let threshold = self.options.exact_search_threshold as f64;
         let live = vectors.len();
@@ -805,7 +900,7 @@ impl Collection {
             None => 1.0,
             Some(_) => sample_share(&vectors, &accept),
         };
-        let mut found = if k == 0 || passing_share * live as f64 <= threshold {
+        let found = if k == 0 || passing_share * live as f64 <= threshold {
             // Few candidates pass: scanning them exactly is cheaper than walking the graph,
             // and a selective filter still yields every match.
             exact()
@@ -835,13 +930,14 @@ impl Collection {
                 }
             }
         };
-        found.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        Ok(found
+        let mut found: Vec<Candidate> = found
             .into_iter()
             .filter_map(|(pid, score)| {
                 points.0.get(&pid).map(|p| Candidate { id: Arc::clone(&p.id), pid, score })
             })
-            .collect())
+            .collect();
+        found.sort_by(best_first);
+        Ok(found)
     }
 }
 

@@ -1,10 +1,12 @@
 //! Metadata filters: checked once when a search arrives, then evaluated per candidate inside
 //! both retrievers (never as a post-filter on a fixed candidate list).
 
+use serde::{Deserialize, Serialize};
+
 use crate::document::{Metadata, Value};
 
 /// A metadata filter.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Filter {
     /// `metadata[key] == value` (string, int or bool).
     Equals {

@@ -5,17 +5,18 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
-use tantivy::query::BooleanQuery;
+use tantivy::postings::Postings;
+use tantivy::query::{Bm25StatisticsProvider, Bm25Weight, BooleanQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, STRING, Schema, TextFieldIndexing, TextOptions,
 };
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use crate::config::Analyzer;
-use crate::error::{Context, Result};
+use crate::error::{Context, Error, Result};
 use crate::{PointId, Score, Seq};
 
 /// Memory budget of one collection's index writer: a commit per batch keeps the arena small,
@@ -60,6 +61,87 @@ fn register_analyzers(index: &Index) {
         .build();
     index.tokenizers().register(tokenizer_name(Analyzer::English), english);
     index.tokenizers().register(tokenizer_name(Analyzer::Simple), simple);
+}
+
+/// What a BM25 score depends on besides the document: the index's document and token
+/// counts and each query term's document frequency. Summed over the shards of a cluster, it
+/// scores every shard's documents as one index would.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Bm25Stats {
+    /// Documents in the index (tantivy counts deleted ones until their segment is merged).
+    pub documents: u64,
+    /// Tokens in the indexed field over all those documents.
+    pub tokens: u64,
+    /// Documents containing each analysed query term, in query order.
+    pub doc_freqs: Vec<u64>,
+}
+
+impl Bm25Stats {
+    /// Adds another index's statistics for the same query. Empty statistics (the default:
+    /// no index at all) add nothing and take on whatever is added to them.
+    pub fn add(&mut self, other: &Bm25Stats) -> std::result::Result<(), String> {
+        if *other == Bm25Stats::default() {
+            return Ok(());
+        }
+        if *self == Bm25Stats::default() {
+            *self = other.clone();
+            return Ok(());
+        }
+        if other.doc_freqs.len() != self.doc_freqs.len() {
+            return Err(format!(
+                "statistics for {} terms cannot be added to statistics for {}",
+                other.doc_freqs.len(),
+                self.doc_freqs.len()
+            ));
+        }
+        self.documents += other.documents;
+        self.tokens += other.tokens;
+        for (sum, add) in self.doc_freqs.iter_mut().zip(&other.doc_freqs) {
+            *sum += add;
+        }
+        Ok(())
+    }
+
+    /// One BM25 weight per query term, as tantivy's term scorers build them.
+    fn weights(&self) -> Vec<Bm25Weight> {
+        let average =
+            if self.documents == 0 { 0.0 } else { self.tokens as Score / self.documents as Score };
+        self.doc_freqs
+            .iter()
+            .map(|&df| {
+                Bm25Weight::for_one_term_without_explain(
+                    df.min(self.documents),
+                    self.documents,
+                    average,
+                )
+            })
+            .collect()
+    }
+}
+
+/// Hands tantivy the given statistics instead of the searcher's own.
+struct StatsProvider<'a> {
+    stats: &'a Bm25Stats,
+    terms: &'a [Term],
+}
+
+impl Bm25StatisticsProvider for StatsProvider<'_> {
+    fn total_num_tokens(&self, _field: Field) -> tantivy::Result<u64> {
+        Ok(self.stats.tokens)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        Ok(self.stats.documents)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let at = self.terms.iter().position(|t| t == term).ok_or_else(|| {
+            tantivy::TantivyError::InvalidArgument(format!("no statistics for {term:?}"))
+        })?;
+        // tantivy's idf requires df <= N; statistics summed from inconsistent shards must not
+        // panic the search.
+        Ok(self.stats.doc_freqs[at].min(self.stats.documents))
+    }
 }
 
 /// The read side of a collection's BM25 index.
@@ -149,14 +231,8 @@ impl KeywordIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// Top `k` BM25 matches of the analysed query, among the points `accept` lets through
-    /// when given. Without it tantivy can skip blocks that cannot reach the top `k`.
-    pub(crate) fn search(
-        &self,
-        query: &str,
-        k: usize,
-        accept: Option<Arc<dyn Fn(PointId) -> bool + Send + Sync>>,
-    ) -> Result<Vec<(PointId, Score)>> {
+    /// The analysed query's terms, in query order (repeats kept: each counts in the score).
+    fn terms(&self, query: &str) -> Result<Vec<Term>> {
         let mut analyzer =
             self.index.tokenizer_for_field(self.fields.body).context("BM25 analyzer")?;
         let mut terms = Vec::new();
@@ -164,32 +240,105 @@ impl KeywordIndex {
         while stream.advance() {
             terms.push(Term::from_field_text(self.fields.body, &stream.token().text));
         }
+        Ok(terms)
+    }
+
+    /// This index's statistics for `query`: what BM25 needs besides the document itself.
+    pub(crate) fn stats(&self, query: &str) -> Result<Bm25Stats> {
+        let searcher = self.reader.searcher();
+        let documents = searcher.total_num_docs().context("BM25 statistics")?;
+        let tokens = searcher.total_num_tokens(self.fields.body).context("BM25 statistics")?;
+        let doc_freqs = self
+            .terms(query)?
+            .iter()
+            .map(|term| searcher.doc_freq(term).context("BM25 statistics"))
+            .collect::<Result<_>>()?;
+        Ok(Bm25Stats { documents, tokens, doc_freqs })
+    }
+
+    /// Top `k` BM25 matches of the analysed query, among the points `accept` lets through
+    /// when given, scored with `stats` (this index's own when `None`). Without `accept`
+    /// tantivy can skip blocks that cannot reach the top `k`.
+    ///
+    /// Scores are re-computed as the sum of each term's BM25 in query order, so they depend
+    /// only on the document and the statistics, never on how tantivy's segments are laid out
+    /// or in which order its scorers add up; the caller orders ties.
+    pub(crate) fn search(
+        &self,
+        query: &str,
+        k: usize,
+        accept: Option<Arc<dyn Fn(PointId) -> bool + Send + Sync>>,
+        stats: Option<&Bm25Stats>,
+    ) -> Result<Vec<(PointId, Score)>> {
+        let terms = self.terms(query)?;
         if terms.is_empty() || k == 0 {
             return Ok(Vec::new());
         }
-        let query = BooleanQuery::new_multiterms_query(terms);
         let searcher = self.reader.searcher();
+        let own;
+        let stats = match stats {
+            Some(stats) => stats,
+            None => {
+                own = self.stats(query)?;
+                &own
+            }
+        };
+        if stats.doc_freqs.len() != terms.len() {
+            return Err(Error::InvalidArgument(format!(
+                "BM25 statistics name {} terms; the query has {}",
+                stats.doc_freqs.len(),
+                terms.len()
+            )));
+        }
+        let provider = StatsProvider { stats, terms: &terms };
+        let query = BooleanQuery::new_multiterms_query(terms.clone());
         let top_k = TopDocs::with_limit(k).order_by_score();
         let top = match accept {
             Some(accept) => {
                 let collector =
                     FilterCollector::new("pid".to_string(), move |pid: u64| accept(pid), top_k);
-                searcher.search(&query, &collector)
+                searcher.search_with_statistics_provider(&query, &collector, &provider)
             }
-            None => searcher.search(&query, &top_k),
+            None => searcher.search_with_statistics_provider(&query, &top_k, &provider),
         }
         .context("BM25 search")?;
-        top.into_iter()
-            .map(|(score, address)| {
-                let pids = searcher
-                    .segment_reader(address.segment_ord)
-                    .fast_fields()
-                    .u64("pid")
-                    .context("pid column")?;
-                let pid = pids.first(address.doc_id).unwrap_or(PointId::MAX);
-                Ok((pid, score))
-            })
-            .collect()
+        let weights = stats.weights();
+        let mut scored = vec![(PointId::MAX, 0.0 as Score); top.len()];
+        let mut by_segment: Vec<(u32, u32, usize)> = top
+            .iter()
+            .enumerate()
+            .map(|(at, (_, address))| (address.segment_ord, address.doc_id, at))
+            .collect();
+        by_segment.sort_unstable();
+        for segment_hits in by_segment.chunk_by(|a, b| a.0 == b.0) {
+            let segment = searcher.segment_reader(segment_hits[0].0);
+            let pids = segment.fast_fields().u64("pid").context("pid column")?;
+            let norms =
+                segment.get_fieldnorms_reader(self.fields.body).context("BM25 field norms")?;
+            for &(_, doc, at) in segment_hits {
+                scored[at].0 = pids.first(doc).unwrap_or(PointId::MAX);
+            }
+            let postings = segment.inverted_index(self.fields.body).context("BM25 postings")?;
+            // Term by term, documents ascending: one postings cursor per term and segment, and
+            // every document's sum still adds its terms in query order.
+            for (term, weight) in terms.iter().zip(&weights) {
+                let Some(mut docs) = postings
+                    .read_postings(term, IndexRecordOption::WithFreqs)
+                    .context("BM25 postings")?
+                else {
+                    continue;
+                };
+                for &(_, doc, at) in segment_hits {
+                    if docs.doc() < doc {
+                        docs.seek(doc);
+                    }
+                    if docs.doc() == doc {
+                        scored[at].1 += weight.score(norms.fieldnorm_id(doc), docs.term_freq());
+                    }
+                }
+            }
+        }
+        Ok(scored)
     }
 
     fn reload(&self) -> Result<()> {

@@ -28,6 +28,7 @@ mod error;
 mod filter;
 mod graph;
 mod keyword;
+mod logged;
 mod record;
 pub mod snapshot;
 mod store;
@@ -43,6 +44,8 @@ pub use config::{
 pub use document::{Document, Metadata, Value};
 pub use error::{Error, Result};
 pub use filter::Filter;
+pub use keyword::Bm25Stats;
+pub use logged::{LogPosition, Logged, OutOfOrder};
 pub use store::Store;
 
 /// Internal id of one version of a document; never reused, so a replaced or deleted version

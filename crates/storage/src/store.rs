@@ -14,6 +14,7 @@ use sled::transaction::ConflictableTransactionError;
 use crate::collection::{Collection, tree_prefix};
 use crate::config::{CollectionConfig, StoreOptions, check_collection_name};
 use crate::error::{Context, Error, Result};
+use crate::logged::{self, LogPosition, Logged};
 
 const NEXT_UID: &[u8] = b"next_uid";
 /// The store's identity in sled; the same value is kept in [`MARKER`] beside it.
@@ -258,6 +259,31 @@ impl Store {
         let entry: CatalogEntry = serde_json::from_slice(&bytes)
             .map_err(|e| Error::Corrupt(format!("catalog entry for '{name}': {e}")))?;
         Ok(entry.uid)
+    }
+
+    /// Each log partition's applied position (cluster shards; empty on a standalone store).
+    pub fn log_positions(&self) -> Result<BTreeMap<u32, u64>> {
+        logged::read_all(&self.db.open_tree(logged::TREE).context("opening log positions")?)
+    }
+
+    /// `partition`'s applied position: the last log message applied (0 before the first).
+    pub fn log_position(&self, partition: u32) -> Result<u64> {
+        let positions = self.db.open_tree(logged::TREE).context("opening log positions")?;
+        logged::decode(positions.get(logged::key(partition)).context("reading a log position")?)
+    }
+
+    /// Records a logged message that writes no collection (its collection was deleted since
+    /// it was published), exactly once, like [`Collection::write_logged`].
+    pub fn skip_logged(&self, at: LogPosition) -> Result<Logged<()>> {
+        let positions = self.db.open_tree(logged::TREE).context("opening log positions")?;
+        let key = logged::key(at.partition);
+        let applied = logged::decode(positions.get(key).context("reading a log position")?)?;
+        if let Err(refused) = logged::check(applied, at) {
+            return Ok(Logged::Refused(refused));
+        }
+        positions.insert(key, &at.seq.to_be_bytes()).context("recording a log position")?;
+        self.db.flush().context("flushing a log position")?;
+        Ok(Logged::Applied(()))
     }
 
     /// Persists every derived index and flushes sled. Call once, at shutdown.

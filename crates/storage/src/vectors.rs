@@ -3,6 +3,7 @@
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
@@ -192,15 +193,16 @@ impl Vectors {
     }
 
     /// Exact top `k` by similarity among the points `accept` lets through; best first, ties by
-    /// point id.
+    /// the external id `id_of` gives (points without one are skipped).
     pub(crate) fn exact_top_k(
         &self,
         query: &[f32],
         k: usize,
         distance: Distance,
         accept: impl Fn(PointId) -> bool,
+        id_of: impl Fn(PointId) -> Option<Arc<str>>,
     ) -> Vec<(PointId, Score)> {
-        let mut heap = BinaryHeap::with_capacity(k + 1);
+        let mut heap: BinaryHeap<Ranked> = BinaryHeap::with_capacity(k + 1);
         if k == 0 {
             return Vec::new();
         }
@@ -208,7 +210,13 @@ impl Vectors {
             if !accept(pid) {
                 continue;
             }
-            let entry = Ranked { score: distance.similarity(query, vector), pid };
+            let score = distance.similarity(query, vector);
+            // Ids are looked up only for points that reach the heap: ties order by them.
+            if heap.len() == k && heap.peek().is_some_and(|worst| score < worst.score) {
+                continue;
+            }
+            let Some(id) = id_of(pid) else { continue };
+            let entry = Ranked { score, id, pid };
             if heap.len() < k {
                 heap.push(entry);
             } else if heap.peek().is_some_and(|worst| entry < *worst) {
@@ -220,24 +228,31 @@ impl Vectors {
     }
 }
 
-/// Orders best-first: "less" is better, so a max-heap keeps the worst on top.
-#[derive(PartialEq)]
+/// Orders best-first by score, then by external id: "less" is better, so a max-heap keeps
+/// the worst on top.
 struct Ranked {
     score: Score,
+    id: Arc<str>,
     pid: PointId,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
 }
 
 impl Eq for Ranked {}
 
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        other.score.total_cmp(&self.score).then(self.pid.cmp(&other.pid))
-    }
-}
-
 impl PartialOrd for Ranked {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        other.score.total_cmp(&self.score).then_with(|| self.id.cmp(&other.id))
     }
 }
 
@@ -304,9 +319,22 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v.get(12), Some(&[1.0, 1.0][..]));
         assert_eq!(v.get(11), Some(&[0.0, 1.0][..]));
-        let top = v.exact_top_k(&[1.0, 1.0], 5, Distance::Dot, |_| true);
+        let id_of = |pid: PointId| Some(Arc::from(pid.to_string()));
+        let top = v.exact_top_k(&[1.0, 1.0], 5, Distance::Dot, |_| true, id_of);
         assert_eq!(top, vec![(12, 2.0), (11, 1.0)]);
-        let filtered = v.exact_top_k(&[1.0, 1.0], 5, Distance::Dot, |pid| pid != 12);
+        let filtered = v.exact_top_k(&[1.0, 1.0], 5, Distance::Dot, |pid| pid != 12, id_of);
         assert_eq!(filtered, vec![(11, 1.0)]);
+    }
+
+    #[test]
+    fn exact_ties_at_the_cut_go_to_the_smaller_external_id() {
+        let mut v = Vectors::new(2);
+        // Equal scores; point ids in the opposite order of the external ids.
+        for (pid, _) in [(1, "d"), (2, "c"), (3, "b"), (4, "a")] {
+            v.insert(pid, &[1.0, 0.0]);
+        }
+        let ids = |pid: PointId| Some(Arc::from(["d", "c", "b", "a"][pid as usize - 1]));
+        let top = v.exact_top_k(&[1.0, 0.0], 2, Distance::Dot, |_| true, ids);
+        assert_eq!(top, vec![(4, 1.0), (3, 1.0)]);
     }
 }

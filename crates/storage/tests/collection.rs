@@ -509,3 +509,180 @@ fn damaged_snapshots_are_refused_and_leave_nothing_behind() {
         assert_eq!(copy.get(&doc.id).unwrap().as_ref(), Some(doc));
     }
 }
+
+/// Text with a skewed vocabulary so term statistics differ between subsets, plus ties: every
+/// tenth document repeats an earlier one's words under another id.
+fn varied_doc(i: usize, rng: &mut StdRng) -> Document {
+    const WORDS: [&str; 12] = [
+        "protein",
+        "cell",
+        "gene",
+        "tumour",
+        "signal",
+        "receptor",
+        "binding",
+        "mouse",
+        "human",
+        "expression",
+        "pathway",
+        "growth",
+    ];
+    let source = if i % 10 == 9 { i - 1 } else { i };
+    let mut text_rng = StdRng::seed_from_u64(source as u64);
+    let len = text_rng.random_range(3..40);
+    let text: Vec<&str> = (0..len)
+        .map(|_| WORDS[(text_rng.random_range(0.0f64..1.0).powi(2) * 12.0) as usize])
+        .collect();
+    Document {
+        id: format!("v{i:04}"),
+        text: text.join(" "),
+        metadata: [("bucket".to_string(), Value::Int((i % 3) as i64))].into(),
+        vector: Some(random_vector(rng)),
+        ..Document::default()
+    }
+}
+
+/// Merges per-part lists as a cluster's router does: by score, best first, then by id.
+fn merge(parts: Vec<Vec<sieve_storage::Candidate>>, k: usize) -> Vec<(String, f32)> {
+    let mut all: Vec<(String, f32)> =
+        parts.into_iter().flatten().map(|c| (c.id.to_string(), c.score)).collect();
+    all.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    all.truncate(k);
+    all
+}
+
+#[test]
+fn a_corpus_split_over_parts_ranks_as_one_collection_with_summed_bm25_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), usize::MAX);
+    let whole = store.create_collection("whole", dense_config(Distance::Cosine)).unwrap();
+    let parts: Vec<std::sync::Arc<Collection>> = (0..3)
+        .map(|p| store.create_collection(&format!("part{p}"), dense_config(Distance::Cosine)))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let docs: Vec<Document> = (0..600).map(|i| varied_doc(i, &mut rng)).collect();
+    // Written in several batches so the whole collection has several tantivy segments.
+    for chunk in docs.chunks(100) {
+        whole.write(&WriteBatch { upserts: chunk.to_vec(), deletes: vec![] }).unwrap();
+    }
+    for (p, part) in parts.iter().enumerate() {
+        let mine: Vec<Document> = docs.iter().skip(p).step_by(3).cloned().collect();
+        part.write(&WriteBatch { upserts: mine, deletes: vec![] }).unwrap();
+    }
+    let bucket = Filter::Equals { key: "bucket".into(), value: Value::Int(1) };
+    for query in ["protein binding", "growth growth pathway", "mouse receptor signal gene"] {
+        let mut global = parts[0].bm25_stats(query).unwrap();
+        for part in &parts[1..] {
+            global.add(&part.bm25_stats(query).unwrap()).unwrap();
+        }
+        assert_eq!(global, whole.bm25_stats(query).unwrap(), "{query}");
+        for (k, filter) in [(10, None), (100, None), (10, Some(&bucket)), (100, Some(&bucket))] {
+            let one: Vec<(String, f32)> = whole
+                .search_bm25(query, k, filter)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.id.to_string(), c.score))
+                .collect();
+            let split = merge(
+                parts
+                    .iter()
+                    .map(|p| p.search_bm25_with_stats(query, k, filter, &global).unwrap())
+                    .collect(),
+                k,
+            );
+            assert_eq!(one.len(), k, "{query}");
+            // Identical ids and bit-identical scores, ties included.
+            assert_eq!(split, one, "{query} top {k} filtered {}", filter.is_some());
+        }
+    }
+    let probe = random_vector(&mut rng);
+    for (k, filter) in [(10, None), (100, Some(&bucket))] {
+        let one: Vec<(String, f32)> = whole
+            .search_dense(&probe, k, filter)
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.id.to_string(), c.score))
+            .collect();
+        let split =
+            merge(parts.iter().map(|p| p.search_dense(&probe, k, filter).unwrap()).collect(), k);
+        assert_eq!(split, one);
+    }
+    store.close().unwrap();
+}
+
+#[test]
+fn bm25_ties_order_by_external_id_whatever_the_write_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), usize::MAX);
+    let c = store.create_collection("c", CollectionConfig::default()).unwrap();
+    // Identical texts written in reverse id order, one batch (one segment) per document.
+    for id in ["e", "d", "c", "b", "a"] {
+        let doc = Document { id: id.into(), text: "same words".into(), ..Document::default() };
+        c.write(&WriteBatch { upserts: vec![doc], deletes: vec![] }).unwrap();
+    }
+    let top = c.search_bm25("words", 3, None).unwrap();
+    assert_eq!(ids(&top), vec!["a", "b", "c"]);
+    assert!(top.iter().all(|t| t.score == top[0].score));
+    // The three-term statistics of a query with a repeated term, as tantivy counts them.
+    let stats = c.bm25_stats("words same words").unwrap();
+    assert_eq!((stats.documents, stats.tokens, stats.doc_freqs), (5, 10, vec![5, 5, 5]));
+    store.close().unwrap();
+}
+
+#[test]
+fn logged_batches_apply_once_in_order_with_their_position() {
+    use sieve_storage::{LogPosition, Logged, OutOfOrder};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), usize::MAX);
+    let a = store.create_collection("a", CollectionConfig::default()).unwrap();
+    let b = store.create_collection("b", CollectionConfig::default()).unwrap();
+    let batch = |id: &str| WriteBatch {
+        upserts: vec![Document {
+            id: id.into(),
+            text: format!("text of {id}"),
+            ..Document::default()
+        }],
+        deletes: vec![],
+    };
+    let at = |partition, seq| LogPosition { partition, seq };
+    // Partition 0 feeds both collections, one sequence for all of them.
+    assert!(matches!(a.write_logged(&batch("a1"), at(0, 1)).unwrap(), Logged::Applied(_)));
+    assert!(matches!(b.write_logged(&batch("b1"), at(0, 2)).unwrap(), Logged::Applied(_)));
+    // A redelivered message is skipped and writes nothing.
+    assert_eq!(
+        a.write_logged(&batch("a-dup"), at(0, 1)).unwrap(),
+        Logged::Refused(OutOfOrder::Duplicate { applied: 2 })
+    );
+    assert_eq!(a.get("a-dup").unwrap(), None);
+    // A message past the next one is a gap: refused until the missing one is applied.
+    assert_eq!(
+        a.write_logged(&batch("a4"), at(0, 4)).unwrap(),
+        Logged::Refused(OutOfOrder::Gap { applied: 2 })
+    );
+    assert_eq!(a.get("a4").unwrap(), None);
+    // A batch whose every document is rejected still moves the position.
+    let empty_id = WriteBatch { upserts: vec![Document::default()], deletes: vec![] };
+    match a.write_logged(&empty_id, at(0, 3)).unwrap() {
+        Logged::Applied(outcome) => assert_eq!(outcome.rejected.len(), 1),
+        refused => panic!("{refused:?}"),
+    }
+    assert!(matches!(a.write_logged(&batch("a4"), at(0, 4)).unwrap(), Logged::Applied(_)));
+    // Another partition counts on its own; a deleted collection's message is skipped in place.
+    assert!(matches!(b.write_logged(&batch("b2"), at(5, 1)).unwrap(), Logged::Applied(_)));
+    assert_eq!(store.skip_logged(at(5, 2)).unwrap(), Logged::Applied(()));
+    assert_eq!(
+        store.skip_logged(at(5, 2)).unwrap(),
+        Logged::Refused(OutOfOrder::Duplicate { applied: 2 })
+    );
+    assert_eq!(store.log_positions().unwrap(), [(0, 4), (5, 2)].into());
+    assert_eq!((a.stats().documents, b.stats().documents), (2, 2));
+    // Positions and documents survive a reopen together.
+    drop((a, b));
+    store.close().unwrap();
+    drop(store);
+    let store = open(dir.path(), usize::MAX);
+    assert_eq!(store.log_positions().unwrap(), [(0, 4), (5, 2)].into());
+    assert!(store.collection("a").unwrap().get("a4").unwrap().is_some());
+    store.close().unwrap();
+}
