@@ -43,6 +43,7 @@ pub fn search(error: SearchError) -> Status {
         SearchError::InvalidArgument(msg) => Status::invalid_argument(msg),
         SearchError::Storage(e) => storage(e),
         SearchError::Model(e) => model(e),
+        SearchError::Unavailable(msg) => Status::unavailable(msg),
         SearchError::Internal(msg) => {
             tracing::error!(%msg, "search failed");
             Status::internal(msg)

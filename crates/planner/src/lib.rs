@@ -27,10 +27,12 @@
 //! # }
 //! ```
 
+mod corpus;
 mod fusion;
 mod query;
 mod search;
 
+pub use corpus::{Corpus, Ranked};
 pub use fusion::{Fused, Ranking, linear_fusion, reciprocal_rank_fusion};
 pub use query::{Fusion, Mode, Plan, Query, StageSpec};
 pub use search::{Hit, ModelStep, Placement, Planner, StageList, StagePlacement, Summary, Timings};
@@ -56,6 +58,10 @@ pub enum SearchError {
     /// A model failed or refused (e.g. its queue is full).
     #[error(transparent)]
     Model(#[from] sieve_models::ModelError),
+    /// Part of the corpus cannot be reached now (a cluster partition without a serving
+    /// replica); the message says which.
+    #[error("{0}")]
+    Unavailable(String),
     /// The search was interrupted (its worker task failed).
     #[error("{0}")]
     Internal(String),

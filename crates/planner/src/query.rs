@@ -1,8 +1,9 @@
 //! What a search asks for: the query, the retrievers to run, fusion, and the rerank cascade.
 
-use sieve_storage::{Collection, Filter};
+use sieve_storage::Filter;
 
 use crate::SearchError;
+use crate::corpus::Corpus;
 
 /// Which first-stage retrievers run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,15 +91,15 @@ pub struct Query {
 
 impl Query {
     /// The mode this query runs in on a collection.
-    pub fn resolve_mode(&self, collection: &Collection) -> Result<Mode, SearchError> {
+    pub fn resolve_mode(&self, corpus: &(impl Corpus + ?Sized)) -> Result<Mode, SearchError> {
         let invalid = |msg: String| Err(SearchError::InvalidArgument(msg));
         let has_text = !self.text.trim().is_empty();
-        let dense = collection.config().dense.as_ref();
+        let dense = corpus.config().dense.as_ref();
         let embedder = dense.and_then(|d| d.embedder.as_deref());
         if self.vector.is_some() && dense.is_none() {
             return invalid(format!(
                 "query_vector: collection '{}' has no dense settings",
-                collection.name()
+                corpus.name()
             ));
         }
         let can_embed = embedder.is_some() && has_text;
@@ -115,12 +116,12 @@ impl Query {
             return invalid(match (dense, embedder) {
                 (None, _) => format!(
                     "plan.mode: collection '{}' has no dense settings; use BM25",
-                    collection.name()
+                    corpus.name()
                 ),
                 (Some(_), None) => format!(
                     "query_vector: required for {} search (collection '{}' has no built-in embedder)",
                     mode.name(),
-                    collection.name()
+                    corpus.name()
                 ),
                 (Some(_), Some(_)) => {
                     format!("query: must not be empty for {} search", mode.name())

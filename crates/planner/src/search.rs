@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 
 use sieve_models::Registry;
 use sieve_rerank::{Cascade, Stage, StageOutcome};
-use sieve_storage::{Candidate, Collection, Metadata};
+use sieve_storage::Metadata;
 
+use crate::corpus::{Corpus, Ranked};
 use crate::fusion::{Ranking, linear_fusion, reciprocal_rank_fusion};
 use crate::query::{Fusion, Mode, Query, StageSpec};
 use crate::{
@@ -184,14 +185,14 @@ impl Planner {
 
     /// Runs one search; `on_list` receives the fused list, then each rerank stage's list, as
     /// they land. The last list (cut to `top_k`) is the answer.
-    pub async fn search(
+    pub async fn search<C: Corpus + ?Sized>(
         &self,
-        collection: Arc<Collection>,
+        collection: Arc<C>,
         mut query: Query,
         mut on_list: impl FnMut(StageList),
     ) -> Result<Summary, SearchError> {
         let started = Instant::now();
-        let mode = query.resolve_mode(&collection)?;
+        let mode = query.resolve_mode(&*collection)?;
         let top_k = query.top_k.unwrap_or(DEFAULT_TOP_K);
         let specs = query.plan.rerank.as_deref().unwrap_or(&self.default_cascade);
         let cascade = if specs.is_empty() {
@@ -233,7 +234,7 @@ impl Planner {
         let span = tracing::info_span!("first_stage", mode = ?mode, candidates = first_n);
         let first = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            first_stage(&collection, &query, mode, first_n, want_passages)
+            first_stage(&*collection, &query, mode, first_n, want_passages)
         })
         .await
         .map_err(|e| SearchError::Internal(format!("first stage: {e}")))??;
@@ -310,7 +311,7 @@ impl Planner {
 /// BM25 and dense retrieval (in parallel when both run), fusion, and the payloads of the best
 /// `first_n` fused candidates.
 fn first_stage(
-    collection: &Collection,
+    collection: &(impl Corpus + ?Sized),
     query: &Query,
     mode: Mode,
     first_n: usize,
@@ -323,18 +324,18 @@ fn first_stage(
     // A retriever running alone must supply at least the candidates asked for.
     let alone = |retriever: Mode| if mode == retriever { first_n } else { 0 };
     let parent = tracing::Span::current();
-    let run_bm25 = || -> Result<(Vec<Candidate>, Duration), SearchError> {
+    let run_bm25 = || -> Result<(Ranked, Duration), SearchError> {
         let _span = tracing::info_span!(parent: &parent, "bm25").entered();
         let t = Instant::now();
         let k = plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES).max(alone(Mode::Bm25));
-        Ok((collection.search_bm25(&query.text, k, filter)?, t.elapsed()))
+        Ok((collection.bm25(&query.text, k, filter)?, t.elapsed()))
     };
-    let run_dense = || -> Result<(Vec<Candidate>, Duration), SearchError> {
+    let run_dense = || -> Result<(Ranked, Duration), SearchError> {
         let _span = tracing::info_span!(parent: &parent, "dense").entered();
         let t = Instant::now();
         let k = plan.dense_k.unwrap_or(DEFAULT_CANDIDATES).max(alone(Mode::Dense));
         let vector = query.vector.as_deref().expect("the vector was given or embedded");
-        Ok((collection.search_dense(vector, k, filter)?, t.elapsed()))
+        Ok((collection.dense(vector, k, filter)?, t.elapsed()))
     };
     let none = || Ok((Vec::new(), Duration::ZERO));
     let (bm25, dense) = match mode {
@@ -353,10 +354,7 @@ fn first_stage(
 
     let fusion_span = tracing::info_span!("fusion").entered();
     let fusion_started = Instant::now();
-    let to_ranking = |weight: f64, list: &[Candidate]| Ranking {
-        weight,
-        entries: list.iter().map(|c| (Arc::clone(&c.id), c.score)).collect(),
-    };
+    let to_ranking = |weight: f64, list: &Ranked| Ranking { weight, entries: list.clone() };
     let lists = [to_ranking(bm25_weight, &bm25), to_ranking(dense_weight, &dense)];
     let fused = match plan.fusion {
         Fusion::Rrf => {
@@ -369,31 +367,37 @@ fn first_stage(
     let _fetch_span = tracing::info_span!("fetch").entered();
 
     let fetch_started = Instant::now();
-    let placement = |list: &[Candidate], rank: Option<u32>| {
-        rank.map(|rank| Placement { rank, score: list[rank as usize - 1].score })
+    let placement = |list: &Ranked, rank: Option<u32>| {
+        rank.map(|rank| Placement { rank, score: list[rank as usize - 1].1 })
     };
     let mut hits = Vec::with_capacity(first_n.min(fused.len()));
     let mut passages = Vec::new();
-    for (position, entry) in fused.iter().enumerate() {
-        if hits.len() == first_n {
+    let mut next = fused.iter().enumerate();
+    // Fetched in batches of what is still missing: a document deleted since retrieval is
+    // skipped, and the next one takes its place.
+    while hits.len() < first_n {
+        let batch: Vec<(usize, &crate::Fused)> = next.by_ref().take(first_n - hits.len()).collect();
+        if batch.is_empty() {
             break;
         }
-        // A document deleted since retrieval is skipped, and the next one takes its place.
-        let Some(doc) = collection.get(&entry.id)? else { continue };
-        if want_passages {
-            passages.push(format!("{} {}", doc.title, doc.text).trim().to_string());
+        let ids: Vec<Arc<str>> = batch.iter().map(|(_, entry)| Arc::clone(&entry.id)).collect();
+        for ((position, entry), doc) in batch.into_iter().zip(collection.fetch(&ids)?) {
+            let Some(doc) = doc else { continue };
+            if want_passages {
+                passages.push(format!("{} {}", doc.title, doc.text).trim().to_string());
+            }
+            hits.push(Hit {
+                id: Arc::clone(&entry.id),
+                score: entry.score,
+                bm25: placement(&bm25, entry.ranks[0]),
+                dense: placement(&dense, entry.ranks[1]),
+                fused: Placement { rank: position as u32 + 1, score: entry.score as f32 },
+                stages: Vec::new(),
+                title: doc.title,
+                text: if query.omit_text { String::new() } else { doc.text },
+                metadata: doc.metadata,
+            });
         }
-        hits.push(Hit {
-            id: Arc::clone(&entry.id),
-            score: entry.score,
-            bm25: placement(&bm25, entry.ranks[0]),
-            dense: placement(&dense, entry.ranks[1]),
-            fused: Placement { rank: position as u32 + 1, score: entry.score as f32 },
-            stages: Vec::new(),
-            title: doc.title,
-            text: if query.omit_text { String::new() } else { doc.text },
-            metadata: doc.metadata,
-        });
     }
     let fetch_time = fetch_started.elapsed();
     Ok(FirstStage {

@@ -123,9 +123,9 @@ async fn modes_resolve_and_refuse_what_cannot_run() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let c = corpus(&store);
     let text_only = Query { text: "zebra".into(), ..Query::default() };
-    assert_eq!(text_only.resolve_mode(&c).unwrap(), Mode::Bm25);
+    assert_eq!(text_only.resolve_mode(&*c).unwrap(), Mode::Bm25);
     let vector_only = Query { vector: Some(vec![1.0, 0.0, 0.0]), ..Query::default() };
-    assert_eq!(vector_only.resolve_mode(&c).unwrap(), Mode::Dense);
+    assert_eq!(vector_only.resolve_mode(&*c).unwrap(), Mode::Dense);
     let hybrid_without_vector = Query {
         text: "zebra".into(),
         plan: Plan { mode: Some(Mode::Hybrid), ..Plan::default() },
