@@ -1,0 +1,30 @@
+//! Sieve's cluster mode (SCALE.md): a replicated log on NATS JetStream that routers append
+//! to and shards apply exactly once, and the partitioner that places documents.
+//!
+//! ```
+//! use sieve_cluster::{LogOp, Partitioner};
+//!
+//! let partitions = Partitioner::new(16)?;
+//! assert_eq!(partitions.partition_of("doc-1"), 1);
+//! let op = LogOp::Write { collection: "papers".into(), upserts: vec![], deletes: vec!["doc-1".into()] };
+//! assert_eq!(LogOp::decode(&op.encode())?, op);
+//! # Ok::<(), String>(())
+//! ```
+
+mod apply;
+mod jetstream;
+mod log;
+mod message;
+mod partition;
+mod router;
+mod service;
+mod shard;
+
+pub use apply::{Applied, Applier, ApplyError};
+pub use jetstream::{JetStreamLog, StreamSettings};
+pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
+pub use message::LogOp;
+pub use partition::{Partition, Partitioner};
+pub use router::{ClusterCorpus, Topology};
+pub use service::{ShardService, proto};
+pub use shard::{Contents, PartitionState, Retrieval, Shard, ShardError, merge};
