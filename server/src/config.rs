@@ -64,7 +64,104 @@ macro_rules! settings {
     };
 }
 
+/// What this process is in a deployment (SCALE.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// One process with its own storage and models; no broker (the default).
+    Standalone,
+    /// A cluster shard: applies its partitions' streams, serves routers internally.
+    Shard,
+}
+
+impl Role {
+    /// The name used in configuration.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::Shard => "shard",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "standalone" => Ok(Role::Standalone),
+            "shard" => Ok(Role::Shard),
+            other => Err(format!("'{other}' is not a role (standalone, shard)")),
+        }
+    }
+}
+
+/// A comma-separated list of URLs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct UrlList(pub Vec<String>);
+
+impl FromStr for UrlList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(UrlList(
+            s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect(),
+        ))
+    }
+}
+
+/// The partitions a shard holds: a comma-separated list, or empty for all of them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PartitionList(pub Vec<u32>);
+
+impl FromStr for PartitionList {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse().map_err(|_| format!("'{p}' is not a partition number")))
+            .collect::<Result<_, _>>()
+            .map(PartitionList)
+    }
+}
+
+impl PartitionList {
+    /// The listed partitions (all of `0..count` when none is listed), each checked against
+    /// `count` and listed once.
+    pub fn resolve(&self, count: u32) -> Result<Vec<u32>, String> {
+        if self.0.is_empty() {
+            return Ok((0..count).collect());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for &p in &self.0 {
+            if p >= count {
+                return Err(format!(
+                    "shard_partitions: partition {p} does not exist (partitions = {count})"
+                ));
+            }
+            if !seen.insert(p) {
+                return Err(format!("shard_partitions: partition {p} is listed twice"));
+            }
+        }
+        Ok(self.0.clone())
+    }
+}
+
 settings! {
+    /// What this process is: standalone (the default: storage and models in one process,
+    /// no broker) or shard (cluster mode, SCALE.md).
+    role: Role = Role::Standalone, "SIEVE_ROLE";
+    /// Cluster mode: NATS server URLs, comma-separated (any one is enough to join).
+    nats: UrlList = UrlList::default(), "SIEVE_NATS";
+    /// Cluster mode: partitions of the log, fixed when the cluster is created.
+    partitions: u32 = 16, "SIEVE_PARTITIONS";
+    /// Cluster mode: copies of each partition's stream on distinct NATS servers.
+    stream_replicas: usize = 3, "SIEVE_STREAM_REPLICAS";
+    /// Shard role: this shard's name, unique in its cluster.
+    shard_name: String = String::new(), "SIEVE_SHARD_NAME";
+    /// Shard role: the partitions it holds, comma-separated ("" = all).
+    shard_partitions: PartitionList = PartitionList::default(), "SIEVE_SHARD_PARTITIONS";
     /// Address the gRPC server listens on (port 0 picks a free port).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7700)), "SIEVE_LISTEN";
     /// Address of the Prometheus `/metrics` endpoint, a separate HTTP port ("" = off; port 0
@@ -374,6 +471,34 @@ mod tests {
             [("cross-encoder/ms-marco-MiniLM-L-6-v2", 20), ("BAAI/bge-reranker-large", 10)]
         );
         assert_eq!(config.default_embedder, "sentence-transformers/all-MiniLM-L6-v2");
+    }
+
+    #[test]
+    fn cluster_settings_parse_and_shard_partitions_are_checked() {
+        let overrides = Overrides {
+            role: Some("shard".parse().unwrap()),
+            nats: Some("nats://a:4222, nats://b:4222".parse().unwrap()),
+            shard_partitions: Some("4,5,0".parse().unwrap()),
+            ..Overrides::default()
+        };
+        let config = Config::load(None, &overrides).unwrap();
+        assert_eq!(config.role, Role::Shard);
+        assert_eq!(config.nats.0, ["nats://a:4222", "nats://b:4222"]);
+        assert_eq!(config.shard_partitions.resolve(6), Ok(vec![4, 5, 0]));
+        assert_eq!(PartitionList::default().resolve(3), Ok(vec![0, 1, 2]));
+        assert_eq!(
+            config.shard_partitions.resolve(5),
+            Err("shard_partitions: partition 5 does not exist (partitions = 5)".into())
+        );
+        assert_eq!(
+            PartitionList(vec![1, 1]).resolve(4),
+            Err("shard_partitions: partition 1 is listed twice".into())
+        );
+        assert_eq!(
+            "router".parse::<Role>().unwrap_err(),
+            "'router' is not a role (standalone, shard)"
+        );
+        assert_eq!("1,x".parse::<PartitionList>().unwrap_err(), "'x' is not a partition number");
     }
 
     #[test]

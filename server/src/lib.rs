@@ -9,5 +9,6 @@ pub mod demo;
 pub mod limits;
 pub mod metrics;
 pub mod service;
+pub mod shard;
 pub mod status;
 pub mod telemetry;

@@ -27,7 +27,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic_health::ServingStatus;
 
 use sieve_server::auth::{AuthLayer, Keys};
-use sieve_server::config::{Cli, Config, LogFormat};
+use sieve_server::config::{Cli, Config, LogFormat, Role};
 use sieve_server::metrics::MetricsLayer;
 use sieve_server::service::{
     AdminService, CollectionsService, DocumentsService, InfoService, RerankService, SearchService,
@@ -127,6 +127,9 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         max_dimension: config.max_dimension,
         ..StoreOptions::default()
     };
+    if config.role == Role::Shard {
+        return sieve_server::shard::serve(config, options, shutdown_signal()).await;
+    }
     let data_dir = config.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, options))
         .await?

@@ -1,0 +1,107 @@
+//! The `shard` role (SCALE.md): no public API; it applies its partitions' streams from NATS
+//! JetStream into one store per partition under `data_dir` and serves the router the
+//! internal `sieve.cluster.v1.Shard` service (stats, retrieval, fetch, status) on `listen`.
+
+use std::future::Future;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use sieve_cluster::{JetStreamLog, Partitioner, Shard, ShardService, StreamSettings};
+use sieve_storage::StoreOptions;
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+
+use crate::config::Config;
+
+/// How long a starting shard waits for the JetStream cluster (its meta leader elected, the
+/// partition streams created) before it gives up.
+const LOG_WAIT: Duration = Duration::from_secs(60);
+
+/// Connects to the cluster's log, retrying while its servers start.
+pub async fn connect_log(config: &Config) -> anyhow::Result<JetStreamLog> {
+    if config.nats.0.is_empty() {
+        anyhow::bail!("nats: a {} needs the NATS servers' URLs", config.role.name());
+    }
+    let settings = StreamSettings {
+        partitions: config.partitions,
+        replicas: config.stream_replicas,
+        ..StreamSettings::default()
+    };
+    let deadline = Instant::now() + LOG_WAIT;
+    loop {
+        match JetStreamLog::connect(&config.nats.0, &settings).await {
+            Ok(log) => return Ok(log),
+            Err(e) if Instant::now() < deadline => {
+                tracing::warn!(error = %e, "the log is not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("connecting to the NATS JetStream log"),
+        }
+    }
+}
+
+/// Runs a shard until `shutdown` resolves, then closes every partition's store.
+pub async fn serve(
+    config: Config,
+    options: StoreOptions,
+    shutdown: impl Future<Output = &'static str>,
+) -> anyhow::Result<()> {
+    if config.shard_name.is_empty() {
+        anyhow::bail!("shard_name: a shard needs a name unique in its cluster");
+    }
+    let partitioner = Partitioner::new(config.partitions).map_err(anyhow::Error::msg)?;
+    let owned = config.shard_partitions.resolve(config.partitions).map_err(anyhow::Error::msg)?;
+    let log = Arc::new(connect_log(&config).await?);
+    let shard = {
+        let (name, dir) = (config.shard_name.clone(), config.data_dir.clone());
+        let owned = owned.clone();
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = runtime.enter();
+            Shard::open(&name, &dir, partitioner, &owned, log, options)
+        })
+        .await?
+        .with_context(|| {
+            format!("opening the shard's stores under {}", config.data_dir.display())
+        })?
+    };
+    let shard = Arc::new(shard);
+
+    let incoming = TcpIncoming::bind(config.listen)
+        .with_context(|| format!("listening on {}", config.listen))?
+        .with_nodelay(Some(true));
+    let addr = incoming.local_addr()?;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_service_status("", ServingStatus::Serving).await;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut server = tokio::spawn(
+        Server::builder()
+            .add_service(health_service)
+            .add_service(ShardService::server(Arc::clone(&shard)))
+            .serve_with_incoming_shutdown(incoming, async move {
+                let _ = stop_rx.wait_for(|stop| *stop).await;
+            }),
+    );
+    // Tests and scripts read this line to learn the port when listening on port 0.
+    println!("sieve-server listening on {addr}");
+    let _ = std::io::stdout().flush();
+    tracing::info!(%addr, shard = config.shard_name, partitions = ?owned, data_dir = %config.data_dir.display(), "serving as a shard");
+    tokio::select! {
+        signal = shutdown => tracing::info!(signal, "shutting down the shard"),
+        result = &mut server => {
+            result.context("server task")?.context("gRPC server")?;
+            anyhow::bail!("gRPC server stopped unexpectedly");
+        }
+    }
+    let _ = stop_tx.send(true);
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
+    if tokio::time::timeout(grace, &mut server).await.is_err() {
+        server.abort();
+    }
+    tokio::task::spawn_blocking(move || shard.close()).await?.context("closing the shard")?;
+    tracing::info!("shard stopped cleanly");
+    Ok(())
+}
