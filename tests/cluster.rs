@@ -52,17 +52,9 @@ fn config() -> CollectionConfig {
 async fn connect(nats: &NatsCluster) -> JetStreamLog {
     let settings =
         StreamSettings { partitions: PARTITIONS, replicas: 3, ..StreamSettings::default() };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match JetStreamLog::connect(&nats.urls(), &settings).await {
-            Ok(log) => return log,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("cluster not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("the JetStream cluster never became ready: {e}"),
-        }
-    }
+    JetStreamLog::connect_waiting(&nats.urls(), &settings, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("the JetStream cluster never became ready: {e}"))
 }
 
 async fn status(shard: &TestServer, detail: bool) -> BTreeMap<u32, PartitionStatus> {

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::io::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use sieve_cluster::{JetStreamLog, Partitioner, Shard, ShardService, StreamSettings};
@@ -30,17 +30,9 @@ pub async fn connect_log(config: &Config) -> anyhow::Result<JetStreamLog> {
         replicas: config.stream_replicas,
         ..StreamSettings::default()
     };
-    let deadline = Instant::now() + LOG_WAIT;
-    loop {
-        match JetStreamLog::connect(&config.nats.0, &settings).await {
-            Ok(log) => return Ok(log),
-            Err(e) if Instant::now() < deadline => {
-                tracing::warn!(error = %e, "the log is not ready; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).context("connecting to the NATS JetStream log"),
-        }
-    }
+    JetStreamLog::connect_waiting(&config.nats.0, &settings, LOG_WAIT)
+        .await
+        .context("connecting to the NATS JetStream log")
 }
 
 /// Runs a shard until `shutdown` resolves, then closes every partition's store.

@@ -90,6 +90,30 @@ impl JetStreamLog {
         Ok(JetStreamLog { context })
     }
 
+    /// Like [`JetStreamLog::connect`], retried while the cluster starts (servers not yet
+    /// listening, no JetStream meta leader yet) until `within` has passed.
+    pub async fn connect_waiting(
+        urls: &[String],
+        settings: &StreamSettings,
+        within: Duration,
+    ) -> Result<Self, LogError> {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            match Self::connect(urls, settings).await {
+                Err(e) if std::time::Instant::now() < deadline => {
+                    tracing::warn!(error = %e, "the log is not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    /// The JetStream context, for the cluster's KV buckets.
+    pub(crate) fn context(&self) -> &Context {
+        &self.context
+    }
+
     async fn stream(&self, partition: Partition) -> Result<stream::Stream, LogError> {
         self.context.get_stream(stream_name(partition)).await.map_err(unavailable)
     }

@@ -12,6 +12,7 @@
 //! ```
 
 mod apply;
+mod catalog;
 mod jetstream;
 mod log;
 mod message;
@@ -21,6 +22,7 @@ mod service;
 mod shard;
 
 pub use apply::{Applied, Applier, ApplyError};
+pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use jetstream::{JetStreamLog, StreamSettings};
 pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
 pub use message::LogOp;

@@ -21,17 +21,9 @@ use common::NatsCluster;
 /// Connects once the cluster has elected its JetStream meta leader (bounded).
 async fn connect(cluster: &NatsCluster, partitions: u32) -> JetStreamLog {
     let settings = StreamSettings { partitions, replicas: 3, ..StreamSettings::default() };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match JetStreamLog::connect(&cluster.urls(), &settings).await {
-            Ok(log) => return log,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("cluster not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("the JetStream cluster never became ready: {e}"),
-        }
-    }
+    JetStreamLog::connect_waiting(&cluster.urls(), &settings, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("the JetStream cluster never became ready: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,4 +223,36 @@ async fn a_killed_stream_leader_loses_no_acked_append_and_stores_none_twice() {
         stored, acked,
         "stream content equals the acknowledged appends, in order, once each"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_creates_each_name_once_and_gives_every_incarnation_its_own_uid() {
+    use sieve_cluster::{Catalog, CatalogError};
+    let cluster = NatsCluster::start(3);
+    let log = connect(&cluster, 1).await;
+    let catalog = Catalog::open(&log, 3).await.unwrap();
+    let config = CollectionConfig::default();
+    let papers = catalog.create("papers", config.clone(), 1_700).await.unwrap();
+    let notes = catalog.create("notes", config.clone(), 1_800).await.unwrap();
+    assert!(notes.uid > papers.uid);
+    // Two routers racing on a name: exactly one wins.
+    let (a, b) = tokio::join!(
+        catalog.create("race", config.clone(), 1),
+        catalog.create("race", config.clone(), 2)
+    );
+    assert_eq!(
+        [&a, &b]
+            .iter()
+            .filter(|r| matches!(r, Err(CatalogError::Exists(name)) if name == "race"))
+            .count(),
+        1,
+        "{a:?} {b:?}"
+    );
+    let got = catalog.get("papers").await.unwrap().unwrap();
+    assert_eq!((got.uid, got.created_ms, got.config), (papers.uid, 1_700, config));
+    assert_eq!(catalog.get("missing").await.unwrap(), None);
+    assert_eq!(catalog.names().await.unwrap(), ["notes", "papers", "race"]);
+    // A second handle (another router) sees the same catalog.
+    let other = Catalog::open(&log, 3).await.unwrap();
+    assert_eq!(other.get("notes").await.unwrap().unwrap().uid, notes.uid);
 }

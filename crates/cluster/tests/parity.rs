@@ -145,17 +145,11 @@ async fn the_cluster_answers_exactly_as_one_standalone_collection() {
     let nats = NatsCluster::start(3);
     let settings =
         StreamSettings { partitions: PARTITIONS, replicas: 3, ..StreamSettings::default() };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        match JetStreamLog::connect(&nats.urls(), &settings).await {
-            Ok(log) => break Arc::new(log),
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("cluster not ready yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("the JetStream cluster never became ready: {e}"),
-        }
-    };
+    let log = Arc::new(
+        JetStreamLog::connect_waiting(&nats.urls(), &settings, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|e| panic!("the JetStream cluster never became ready: {e}")),
+    );
     // Each partition on two of the three shards.
     let mut shards = Vec::new();
     for s in 0..3u32 {
