@@ -245,11 +245,13 @@ impl KeywordIndex {
 
     /// This index's statistics for `query`: what BM25 needs besides the document itself.
     pub(crate) fn stats(&self, query: &str) -> Result<Bm25Stats> {
-        let searcher = self.reader.searcher();
+        self.stats_of(&self.reader.searcher(), &self.terms(query)?)
+    }
+
+    fn stats_of(&self, searcher: &tantivy::Searcher, terms: &[Term]) -> Result<Bm25Stats> {
         let documents = searcher.total_num_docs().context("BM25 statistics")?;
         let tokens = searcher.total_num_tokens(self.fields.body).context("BM25 statistics")?;
-        let doc_freqs = self
-            .terms(query)?
+        let doc_freqs = terms
             .iter()
             .map(|term| searcher.doc_freq(term).context("BM25 statistics"))
             .collect::<Result<_>>()?;
@@ -279,7 +281,8 @@ impl KeywordIndex {
         let stats = match stats {
             Some(stats) => stats,
             None => {
-                own = self.stats(query)?;
+                // Same searcher and terms as the search: one analysis, one point in time.
+                own = self.stats_of(&searcher, &terms)?;
                 &own
             }
         };
