@@ -1,7 +1,7 @@
 //! Malformed and extreme requests against the real server: each gets a precise status code
 //! and a message naming the field, and the server stays SERVING throughout.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -264,6 +264,39 @@ async fn malformed_requests_get_precise_statuses() {
             search(c, with_plan(q("vec", "x"), proto::Plan { mode: 42, ..Default::default() })),
         ),
         case(
+            "unknown consistency",
+            Code::InvalidArgument,
+            "consistency: unknown value 9",
+            search(c, proto::SearchRequest { consistency: 9, ..q("vec", "x") }),
+        ),
+        case(
+            "consistency token without AFTER",
+            Code::InvalidArgument,
+            "consistency_token: only read with CONSISTENCY_AFTER; set consistency to AFTER or \
+             leave the token empty",
+            search(
+                c,
+                proto::SearchRequest { consistency_token: "1/4/0:1".into(), ..q("vec", "x") },
+            ),
+        ),
+        case(
+            "consistency AFTER on a standalone server",
+            Code::FailedPrecondition,
+            "consistency: CONSISTENCY_AFTER takes a cluster router's token, and this is a \
+             standalone server, where every acknowledged write is already visible (use \
+             CONSISTENCY_EVENTUAL or STRONG)",
+            search(c, q("vec", "x").after("1/4/0:1")),
+        ),
+        case(
+            "unknown ack level",
+            Code::InvalidArgument,
+            "ack: unknown value 7",
+            ingest(
+                c,
+                proto::IngestRequest { collection: "vec".into(), ack: 7, ..Default::default() },
+            ),
+        ),
+        case(
             "bm25_k over the limit",
             Code::InvalidArgument,
             "plan.bm25_k: 20000 exceeds the limit of 10000 (max_candidates)",
@@ -353,6 +386,7 @@ async fn malformed_requests_get_precise_statuses() {
                     collection: "nope".into(),
                     documents: vec![doc.clone()],
                     delete_ids: vec![],
+                    ack: 0,
                 },
             ),
         ),
@@ -366,6 +400,7 @@ async fn malformed_requests_get_precise_statuses() {
                     collection: "vec".into(),
                     documents: vec![doc.clone(); 51],
                     delete_ids: vec![],
+                    ack: 0,
                 },
             ),
         ),
@@ -379,6 +414,7 @@ async fn malformed_requests_get_precise_statuses() {
                     collection: "vec".into(),
                     documents: vec![],
                     delete_ids: vec!["a".into(), String::new()],
+                    ack: 0,
                 },
             ),
         ),
@@ -396,6 +432,7 @@ async fn malformed_requests_get_precise_statuses() {
                         ..Default::default()
                     }],
                     delete_ids: vec![],
+                    ack: 0,
                 },
             ),
         ),

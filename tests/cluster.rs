@@ -3,9 +3,7 @@
 //! up to hold exactly what its replica holds; a shard asked for a partition it does not hold
 //! answers FAILED_PRECONDITION; a shard without its settings refuses to start.
 
-mod common;
-#[path = "../crates/cluster/tests/common/mod.rs"]
-mod nats;
+use crate::{common, nats};
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +17,8 @@ use sieve_storage::{CollectionConfig, DenseConfig, Distance, Document, HnswParam
 
 use common::TestServer;
 use nats::NatsCluster;
+use sieve_client::Client;
+use sieve_proto::v1 as api;
 
 const PARTITIONS: u32 = 2;
 
@@ -186,5 +186,323 @@ fn a_shard_without_its_settings_refuses_to_start() {
         ])
         .contains("shard_partitions: partition 16 does not exist (partitions = 16)")
     );
-    assert!(run(&["--role", "router"]).contains("'router' is not a role (standalone, shard)"));
+    assert!(
+        run(&["--role", "model"]).contains("'model' is not a role (standalone, shard, router)")
+    );
+    assert!(run(&["--role", "router"]).contains("nats: a router needs the NATS servers' URLs"));
+    assert!(
+        run(&["--role", "router", "--nats", "nats://127.0.0.1:1"])
+            .contains("shards: a router needs the shards' addresses")
+    );
+}
+
+/// A cluster as users run it: 3 NATS servers, 3 shards holding 4 partitions twice over, a
+/// router in front; and a standalone server given the same writes, as the reference.
+struct Routed {
+    nats: NatsCluster,
+    _shards: Vec<TestServer>,
+    router: TestServer,
+    standalone: TestServer,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+fn start_routed() -> Routed {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls().join(",");
+    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
+    let shards: Vec<TestServer> = [("a", "0,1"), ("b", "2,3"), ("c", "0,1,2,3")]
+        .iter()
+        .zip(&dirs)
+        .map(|(&(name, held), dir)| {
+            let mut flags = shard_flags(name, held, &urls);
+            *flags.last_mut().unwrap() = "4";
+            TestServer::start(dir.path(), &flags)
+        })
+        .collect();
+    let addresses = shards.iter().map(|s| s.url.as_str()).collect::<Vec<_>>().join(",");
+    let router = TestServer::start(
+        dirs[3].path(),
+        &[
+            "--role",
+            "router",
+            "--nats",
+            &urls,
+            "--partitions",
+            "4",
+            "--shards",
+            &addresses,
+            "--append-timeout-ms",
+            "3000",
+        ],
+    );
+    let standalone = TestServer::start(dirs[4].path(), &[]);
+    Routed { nats, _shards: shards, router, standalone, _dirs: dirs }
+}
+
+/// SciFact's first documents with seeded 8-d vectors.
+fn scifact_docs(count: usize) -> Vec<api::Document> {
+    let corpus = common::gz_lines(&common::shared().join("data/beir/scifact/corpus.jsonl.gz"));
+    let mut rng = StdRng::seed_from_u64(11);
+    corpus
+        .iter()
+        .take(count)
+        .map(|line| {
+            let mut doc = sieve_client::jsonl::parse_document(line).unwrap();
+            doc.vector = (0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            doc
+        })
+        .collect()
+}
+
+fn batch(
+    collection: &str,
+    documents: Vec<api::Document>,
+    ack: api::AckLevel,
+) -> api::IngestRequest {
+    api::IngestRequest {
+        collection: collection.into(),
+        documents,
+        ack: ack as i32,
+        ..Default::default()
+    }
+}
+
+async fn ingest(client: &Client, requests: Vec<api::IngestRequest>) -> Vec<api::IngestAck> {
+    let mut stream = client.ingest(futures::stream::iter(requests)).await.unwrap();
+    let mut acks = Vec::new();
+    while let Some(ack) = stream.message().await.unwrap() {
+        acks.push(ack);
+    }
+    acks
+}
+
+/// (id, score) of each hit of the answer.
+async fn ranked(client: &Client, request: api::SearchRequest) -> Vec<(String, f32)> {
+    let response = client.search(request).await.unwrap();
+    response.hits().iter().map(|h| (h.id.clone(), h.score)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_does() {
+    let mut cluster = start_routed();
+    let router = cluster.router.client().await;
+    let standalone = cluster.standalone.client().await;
+    let config = common::dense_config(8, api::Distance::Cosine);
+    for client in [&router, &standalone] {
+        client.create_collection("papers", config.clone()).await.unwrap();
+    }
+    assert_eq!(
+        common::status_of(router.create_collection("papers", config.clone()).await).code(),
+        tonic::Code::AlreadyExists
+    );
+
+    // The same batches through both, one document of the last with a wrong dimension and one
+    // repeating an id: both reject them with the same reasons.
+    let docs = scifact_docs(400);
+    let mut batches: Vec<Vec<api::Document>> = docs.chunks(100).map(<[_]>::to_vec).collect();
+    let mut short = batches[3][7].clone();
+    short.vector.truncate(5);
+    batches[3][7] = short;
+    let repeated = batches[3][0].clone();
+    batches[3].push(repeated);
+    let requests = |ack| batches.iter().map(|b| batch("papers", b.clone(), ack)).collect();
+    let routed = ingest(&router, requests(api::AckLevel::Unspecified)).await;
+    let reference = ingest(&standalone, requests(api::AckLevel::Unspecified)).await;
+    assert_eq!(routed.len(), 4);
+    for (r, s) in routed.iter().zip(&reference) {
+        assert_eq!((&r.accepted, &r.errors), (&s.accepted, &s.errors));
+        assert!(r.visible && s.visible, "VISIBLE acks: searches see the batch");
+        assert!(r.consistency_token.starts_with("1/4/"), "{}", r.consistency_token);
+        assert!(s.consistency_token.is_empty());
+    }
+    let errors: Vec<(u32, String)> =
+        routed[3].errors.iter().map(|e| (e.index, e.error.clone().unwrap().message)).collect();
+    assert_eq!(
+        errors,
+        [
+            (7, "vector: has 5 dimensions, the collection has 8".to_string()),
+            (100, format!("id: '{}' already appears at position 0 of this batch", docs[300].id)),
+        ]
+    );
+    let counts = router.collection("papers").await.unwrap().stats.unwrap();
+    assert_eq!(counts.documents, 399);
+    assert_eq!(
+        counts.documents,
+        standalone.collection("papers").await.unwrap().stats.unwrap().documents
+    );
+
+    // Cluster == standalone: identical ids, bit-identical scores.
+    let queries = [
+        "cholesterol and heart disease",
+        "DNA repair in cancer cells",
+        "vitamin D deficiency",
+        "the immune response to infection",
+    ];
+    for (i, query) in queries.iter().enumerate() {
+        let vector = docs[i * 50].vector.clone();
+        for (mode, top_k) in
+            [(api::Mode::Bm25, 10), (api::Mode::Dense, 100), (api::Mode::Hybrid, 10)]
+        {
+            let request = api::SearchRequest::new("papers", *query)
+                .with_vector(vector.clone())
+                .with_mode(mode)
+                .with_top_k(top_k);
+            let (r, s) =
+                (ranked(&router, request.clone()).await, ranked(&standalone, request).await);
+            assert_eq!(r.len(), top_k.min(399) as usize, "{query} {mode:?}");
+            assert_eq!(r, s, "{query} {mode:?}: the router's answer is the standalone's");
+        }
+    }
+    let ids: Vec<String> = vec![docs[5].id.clone(), "nope".into(), docs[250].id.clone()];
+    let (r, s) = (
+        router.get("papers", ids.clone(), true).await.unwrap(),
+        standalone.get("papers", ids, true).await.unwrap(),
+    );
+    assert_eq!(r, s);
+    assert_eq!(r.missing, ["nope"]);
+
+    // Read-your-writes: a DURABLE ack's token finds the document every time.
+    for (round, seed) in docs.iter().take(15).enumerate() {
+        let id = format!("ryw-{round}");
+        let doc = api::Document {
+            id: id.clone(),
+            text: format!("quokka{round} observed in the field"),
+            vector: seed.vector.clone(),
+            ..Default::default()
+        };
+        let ack = ingest(&router, vec![batch("papers", vec![doc], api::AckLevel::Durable)]).await;
+        let token = ack[0].consistency_token.clone();
+        let found = ranked(
+            &router,
+            api::SearchRequest::new("papers", format!("quokka{round}")).after(&token),
+        )
+        .await;
+        assert_eq!(found.first().map(|h| h.0.as_str()), Some(id.as_str()), "round {round}");
+        let got = router
+            .get_with(api::GetRequest {
+                collection: "papers".into(),
+                ids: vec![id.clone()],
+                consistency: api::Consistency::After as i32,
+                consistency_token: token,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(got.documents.len(), 1, "round {round}: Get AFTER finds it");
+    }
+    let strong = ranked(&router, api::SearchRequest::new("papers", "quokka14").strong()).await;
+    assert_eq!(strong[0].0, "ryw-14");
+
+    // Bad consistency input: precise statuses, nothing lost.
+    let refused = |client: &Client, request: api::SearchRequest| {
+        let client = client.clone();
+        async move { common::status_of(client.search(request).await) }
+    };
+    let bad = refused(&router, api::SearchRequest::new("papers", "x").after("1/16/0:3")).await;
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert_eq!(
+        bad.message(),
+        "consistency_token: the token is from a cluster of 16 partitions; this one has 4"
+    );
+    let bad = refused(&router, api::SearchRequest::new("papers", "x").after("garbage")).await;
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    assert!(bad.message().starts_with("consistency_token: 'garbage' is not a consistency token"));
+    let mut no_token = api::SearchRequest::new("papers", "x");
+    no_token.consistency = api::Consistency::After as i32;
+    let bad = refused(&router, no_token).await;
+    assert_eq!(
+        bad.message(),
+        "consistency_token: required with CONSISTENCY_AFTER (an IngestAck.consistency_token)"
+    );
+    let on_standalone = refused(
+        &standalone,
+        api::SearchRequest::new("papers", "x").after(&routed[0].consistency_token),
+    )
+    .await;
+    assert_eq!(on_standalone.code(), tonic::Code::FailedPrecondition);
+    assert!(
+        on_standalone
+            .message()
+            .starts_with("consistency: CONSISTENCY_AFTER takes a cluster router's token")
+    );
+    assert_eq!(
+        ranked(&standalone, api::SearchRequest::new("papers", "quokka").strong()).await.len(),
+        0
+    );
+    let snapshot = common::status_of(router.create_snapshot("papers").await);
+    assert_eq!(snapshot.code(), tonic::Code::Unimplemented);
+
+    // Deletes go through the log too.
+    let deleted = router.delete("papers", vec!["ryw-3".into(), "nope".into()]).await.unwrap();
+    assert_eq!(
+        (deleted.deleted, deleted.missing),
+        (vec!["ryw-3".to_string()], vec!["nope".to_string()])
+    );
+    let gone = ranked(
+        &router,
+        api::SearchRequest::new("papers", "quokka3").after(&deleted.consistency_token),
+    )
+    .await;
+    assert!(gone.iter().all(|h| h.0 != "ryw-3"), "{gone:?}");
+
+    // The cluster's shape.
+    let info = router.info().await.unwrap();
+    assert_eq!(info.role, "router");
+    let shape = info.cluster.unwrap();
+    assert_eq!(shape.partitions, 4);
+    let mut held: Vec<(String, Vec<u32>)> =
+        shape.shards.into_iter().map(|s| (s.name, s.partitions)).collect();
+    held.sort();
+    assert_eq!(
+        held,
+        [("a".into(), vec![0, 1]), ("b".into(), vec![2, 3]), ("c".into(), vec![0, 1, 2, 3])]
+    );
+    assert!(shape.unserved.is_empty());
+    assert_eq!(standalone.info().await.unwrap().role, "standalone");
+
+    // No quorum (2 of 3 NATS servers down): writes are refused with UNAVAILABLE, never acked,
+    // while searches keep answering from the shards.
+    let before = ranked(&router, api::SearchRequest::new("papers", "cholesterol")).await;
+    cluster.nats.kill(1);
+    cluster.nats.kill(2);
+    let late: Vec<api::Document> = (0..20)
+        .map(|i| api::Document {
+            id: format!("late-{i}"),
+            text: format!("late write {i}"),
+            vector: docs[i].vector.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut stream = router
+        .ingest(futures::stream::iter([batch("papers", late.clone(), api::AckLevel::Durable)]))
+        .await
+        .unwrap();
+    let refused = stream.message().await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert_eq!(ranked(&router, api::SearchRequest::new("papers", "cholesterol")).await, before);
+    // One server back: the client's retry lands, each document exactly once.
+    cluster.nats.restart(1);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let acked = loop {
+        let mut stream = router
+            .ingest(futures::stream::iter([batch("papers", late.clone(), api::AckLevel::Visible)]))
+            .await
+            .unwrap();
+        match stream.message().await {
+            Ok(Some(ack)) => break ack,
+            Ok(None) => panic!("ingest stream closed without an ack"),
+            Err(status) => {
+                assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+                assert!(Instant::now() < deadline, "the cluster never took writes again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    assert_eq!(acked.accepted.len(), 20);
+    assert!(acked.visible);
+    let counts = router.collection("papers").await.unwrap().stats.unwrap();
+    assert_eq!(counts.documents, 399 + 15 - 1 + 20, "every document exactly once");
+
+    router.delete_collection("papers").await.unwrap();
+    assert_eq!(common::status_of(router.collection("papers").await).code(), tonic::Code::NotFound);
 }

@@ -14,7 +14,7 @@
 //! `SIEVE_CRASH_KILLS` sets the number of kills (default 3, as in CI);
 //! `bench/reliability/crash.sh` runs 20.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -146,6 +146,7 @@ async fn write_until_killed(
                 collection: COLLECTION.into(),
                 documents: batch.upserts.iter().map(|&(id, v)| document(id, v)).collect(),
                 delete_ids: batch.deletes.iter().map(u64::to_string).collect(),
+                ack: 0,
             };
             ledger.lock().unwrap().in_flight.insert(batch_no, batch);
             batch_no += 1;

@@ -1,7 +1,7 @@
 //! End to end through the real `sieve-server` binary: stream 2,000 documents with vectors,
 //! search them every way, restart, and stop it mid-ingest.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -54,6 +54,7 @@ async fn ingest_all(client: &Client, collection: &str, docs: &[proto::Document])
             collection: collection.to_string(),
             documents: chunk.to_vec(),
             delete_ids: vec![],
+            ack: 0,
         })
         .collect();
     let expected: Vec<Vec<String>> =
@@ -254,8 +255,12 @@ async fn sigterm_mid_ingest_loses_no_acknowledged_document() {
                     ..Default::default()
                 })
                 .collect();
-            let request =
-                proto::IngestRequest { collection: "c".into(), documents, delete_ids: vec![] };
+            let request = proto::IngestRequest {
+                collection: "c".into(),
+                documents,
+                delete_ids: vec![],
+                ack: 0,
+            };
             if tx.send(request).await.is_err() {
                 return;
             }
@@ -434,6 +439,7 @@ async fn snapshot_under_concurrent_ingest_restores_that_point_exactly() {
         collection: "live".to_string(),
         documents: docs[range].to_vec(),
         delete_ids: vec![],
+        ack: 0,
     };
     // One ingest stream stays open throughout: 1,000 documents are acknowledged before the
     // snapshot, 500 more are sent while it is taken, and the last 500 only after it returned,
@@ -511,6 +517,7 @@ async fn ingest_batches(client: &Client, collection: &str, docs: &[proto::Docume
             collection: collection.to_string(),
             documents: chunk.to_vec(),
             delete_ids: vec![],
+            ack: 0,
         })
         .collect();
     let expected = batches.len();

@@ -3,7 +3,7 @@
 //! the JSON report and TREC runs checked against the qrels with Sieve's own measures; and
 //! `sieve bench vectors` (HNSW recall against exact ground truth) on small generated sets.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufReader, Write};

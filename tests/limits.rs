@@ -3,7 +3,7 @@
 //! with DEADLINE_EXCEEDED, an idle ingest stream gives its slot back, and the server keeps
 //! serving throughout.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -82,6 +82,7 @@ async fn searches_and_ingest_streams_over_their_limits_are_refused_at_once() {
         collection: "c".into(),
         documents: words(2),
         delete_ids: vec![],
+        ack: 0,
     })
     .await
     .unwrap();
@@ -139,6 +140,7 @@ async fn a_search_past_its_deadline_stops_and_idle_ingest_streams_close() {
         collection: "c".into(),
         documents: words(60),
         delete_ids: vec![],
+        ack: 0,
     })
     .await
     .unwrap();

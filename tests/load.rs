@@ -3,7 +3,7 @@
 //! against the real server. Every operation must succeed; the server's resident memory after
 //! each run is printed (the script reports it over 60-second runs).
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::Path;

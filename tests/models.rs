@@ -2,7 +2,7 @@
 //! SciFact documents, a two-stage rerank cascade streamed stage by stage and checked against
 //! the Rerank RPC, concurrent Rerank calls, cancellation, and start-up with a missing model.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;
@@ -504,7 +504,7 @@ async fn metrics_are_scraped_with_every_named_series() {
     let request_bytes = prost::Message::encoded_len(&proto::IngestRequest {
         collection: "m".into(),
         documents: batch.clone(),
-        delete_ids: Vec::new(),
+        ..Default::default()
     });
     let ack = client.upsert("m", batch).await.unwrap();
     assert_eq!((ack.accepted.len(), ack.errors.len()), (10, 1));

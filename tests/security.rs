@@ -1,7 +1,7 @@
 //! API keys and TLS against the real server: who may call what, what a refused call gets, that
 //! keys stay out of the log, and that a TLS server refuses plaintext and unknown clients.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

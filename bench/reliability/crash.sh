@@ -5,5 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SIEVE_CRASH_KILLS="${1:-20}" SIEVE_CRASH_SEED="${2:-7}" \
-  cargo test --release -p sieve-server --test crash -- --nocapture 2>&1 |
+  cargo test --release -p sieve-server --test server -- crash:: --nocapture 2>&1 |
   grep -E '^(kill|[0-9]+ kills)|panicked|FAILED|test result'

@@ -72,6 +72,8 @@ pub enum Role {
     Standalone,
     /// A cluster shard: applies its partitions' streams, serves routers internally.
     Shard,
+    /// A cluster router: the public API over the cluster's log, catalog and shards.
+    Router,
 }
 
 impl Role {
@@ -80,6 +82,7 @@ impl Role {
         match self {
             Role::Standalone => "standalone",
             Role::Shard => "shard",
+            Role::Router => "router",
         }
     }
 }
@@ -90,7 +93,8 @@ impl FromStr for Role {
         match s {
             "standalone" => Ok(Role::Standalone),
             "shard" => Ok(Role::Shard),
-            other => Err(format!("'{other}' is not a role (standalone, shard)")),
+            "router" => Ok(Role::Router),
+            other => Err(format!("'{other}' is not a role (standalone, shard, router)")),
         }
     }
 }
@@ -150,7 +154,7 @@ impl PartitionList {
 
 settings! {
     /// What this process is: standalone (the default: storage and models in one process,
-    /// no broker) or shard (cluster mode, SCALE.md).
+    /// no broker), shard or router (cluster mode, SCALE.md).
     role: Role = Role::Standalone, "SIEVE_ROLE";
     /// Cluster mode: NATS server URLs, comma-separated (any one is enough to join).
     nats: UrlList = UrlList::default(), "SIEVE_NATS";
@@ -162,6 +166,17 @@ settings! {
     shard_name: String = String::new(), "SIEVE_SHARD_NAME";
     /// Shard role: the partitions it holds, comma-separated ("" = all).
     shard_partitions: PartitionList = PartitionList::default(), "SIEVE_SHARD_PARTITIONS";
+    /// Router role: the shards' internal gRPC addresses, comma-separated (http://host:port).
+    shards: UrlList = UrlList::default(), "SIEVE_SHARDS";
+    /// Router role: this router's name, unique in its cluster while it runs ("" = host name
+    /// and process id); part of every log message id, so retried appends land once.
+    router_name: String = String::new(), "SIEVE_ROUTER_NAME";
+    /// Router role: how long a VISIBLE ingest ack waits for the shards to apply its batch
+    /// (past it the ack comes marked not yet visible).
+    visible_timeout_ms: u64 = 5000, "SIEVE_VISIBLE_TIMEOUT_MS";
+    /// Router role: how long one write retries while the log has no quorum before the client
+    /// gets UNAVAILABLE (nothing acknowledged).
+    append_timeout_ms: u64 = 10000, "SIEVE_APPEND_TIMEOUT_MS";
     /// Address the gRPC server listens on (port 0 picks a free port).
     listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 7700)), "SIEVE_LISTEN";
     /// Address of the Prometheus `/metrics` endpoint, a separate HTTP port ("" = off; port 0
@@ -495,8 +510,8 @@ mod tests {
             Err("shard_partitions: partition 1 is listed twice".into())
         );
         assert_eq!(
-            "router".parse::<Role>().unwrap_err(),
-            "'router' is not a role (standalone, shard)"
+            "model".parse::<Role>().unwrap_err(),
+            "'model' is not a role (standalone, shard, router)"
         );
         assert_eq!("1,x".parse::<PartitionList>().unwrap_err(), "'x' is not a partition number");
     }

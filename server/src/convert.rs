@@ -228,6 +228,89 @@ pub fn collection_to_proto(collection: &Collection) -> v1::Collection {
     }
 }
 
+/// A cluster's collection: its catalog entry with counts summed over its partitions (a
+/// cluster has no single write sequence: `sequence` is 0, tokens take its place).
+pub fn cluster_collection_to_proto(
+    name: &str,
+    entry: &sieve_cluster::CatalogEntry,
+    counts: sieve_cluster::Counts,
+) -> v1::Collection {
+    v1::Collection {
+        name: name.to_string(),
+        config: Some(config_to_proto(&entry.config)),
+        stats: Some(v1::CollectionStats {
+            documents: counts.documents,
+            vectors: counts.vectors,
+            tombstones: counts.tombstones,
+            sequence: 0,
+        }),
+        created_unix_ms: entry.created_ms,
+    }
+}
+
+/// What a read asked to see.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// Whatever the replicas hold (the default).
+    Eventual,
+    /// At least the writes behind this consistency token.
+    After(String),
+    /// Every write acknowledged before the read.
+    Strong,
+}
+
+/// A request's consistency level and token, checked against each other.
+pub fn consistency(level: i32, token: String) -> Result<Read, Status> {
+    let read = match v1::Consistency::try_from(level) {
+        Ok(v1::Consistency::Unspecified | v1::Consistency::Eventual) => Read::Eventual,
+        Ok(v1::Consistency::After) if token.is_empty() => {
+            return Err(Status::invalid_argument(
+                "consistency_token: required with CONSISTENCY_AFTER (an \
+                 IngestAck.consistency_token)",
+            ));
+        }
+        Ok(v1::Consistency::After) => return Ok(Read::After(token)),
+        Ok(v1::Consistency::Strong) => Read::Strong,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!("consistency: unknown value {level}")));
+        }
+    };
+    if !token.is_empty() {
+        return Err(Status::invalid_argument(
+            "consistency_token: only read with CONSISTENCY_AFTER; set consistency to AFTER or \
+             leave the token empty",
+        ));
+    }
+    Ok(read)
+}
+
+/// A standalone server reads everything acknowledged, so EVENTUAL and STRONG hold as they
+/// are; a token only means something to the cluster that issued it.
+pub fn standalone_read(read: &Read) -> Result<(), Status> {
+    match read {
+        Read::Eventual | Read::Strong => Ok(()),
+        Read::After(_) => Err(Status::failed_precondition(
+            "consistency: CONSISTENCY_AFTER takes a cluster router's token, and this is a \
+             standalone server, where every acknowledged write is already visible (use \
+             CONSISTENCY_EVENTUAL or STRONG)",
+        )),
+    }
+}
+
+/// The cluster read for a request's consistency.
+pub fn cluster_read(
+    cluster: &sieve_cluster::Cluster,
+    read: Read,
+) -> Result<sieve_cluster::ReadAt, Status> {
+    Ok(match read {
+        Read::Eventual => sieve_cluster::ReadAt::Eventual,
+        Read::Strong => sieve_cluster::ReadAt::Strong,
+        Read::After(text) => {
+            sieve_cluster::ReadAt::After(cluster.token(&text).map_err(crate::status::cluster)?)
+        }
+    })
+}
+
 pub fn snapshot_to_proto(info: sieve_storage::snapshot::SnapshotInfo) -> v1::Snapshot {
     v1::Snapshot {
         config: Some(config_to_proto(&info.config)),

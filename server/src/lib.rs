@@ -8,6 +8,7 @@ pub mod convert;
 pub mod demo;
 pub mod limits;
 pub mod metrics;
+pub mod router;
 pub mod service;
 pub mod shard;
 pub mod status;

@@ -30,8 +30,8 @@ use sieve_server::auth::{AuthLayer, Keys};
 use sieve_server::config::{Cli, Config, LogFormat, Role};
 use sieve_server::metrics::MetricsLayer;
 use sieve_server::service::{
-    AdminService, CollectionsService, DocumentsService, InfoService, RerankService, SearchService,
-    State,
+    AdminService, Backend, CollectionsService, DocumentsService, InfoService, RerankService,
+    SearchService, State,
 };
 use sieve_server::{demo, limits};
 
@@ -130,11 +130,16 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     if config.role == Role::Shard {
         return sieve_server::shard::serve(config, options, shutdown_signal()).await;
     }
-    let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, options))
-        .await?
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
-    let store = Arc::new(store);
+    let (backend, store) = if config.role == Role::Router {
+        (Backend::Cluster(sieve_server::router::connect(&config).await?), None)
+    } else {
+        let data_dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, options))
+            .await?
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let store = Arc::new(store);
+        (Backend::Local(Arc::clone(&store)), Some(store))
+    };
     let registry = {
         let specs = model_specs(&config)?;
         let models_dir = config.models_dir.clone();
@@ -157,7 +162,7 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     let addr = incoming.local_addr()?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let state = Arc::new(State {
-        store: Arc::clone(&store),
+        backend,
         config: config.clone(),
         planner,
         admission: limits::Admission::new(&config),
@@ -238,7 +243,12 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     println!("sieve-server listening on {addr}");
     let _ = std::io::stdout().flush();
     let tls = !config.tls_cert.as_os_str().is_empty();
-    tracing::info!(%addr, tls, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving");
+    match &store {
+        Some(store) => {
+            tracing::info!(%addr, tls, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving")
+        }
+        None => tracing::info!(%addr, tls, "serving as a cluster router"),
+    }
     if let Some(reranker) = demo {
         tokio::spawn(demo::run(addr, reranker));
     }
@@ -268,8 +278,10 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     if let Some(task) = metrics_server {
         task.abort();
     }
-    tokio::task::spawn_blocking(move || store.close()).await?.context("closing the store")?;
-    tracing::info!("stopped cleanly: indexes written, sled flushed");
+    if let Some(store) = store {
+        tokio::task::spawn_blocking(move || store.close()).await?.context("closing the store")?;
+        tracing::info!("stopped cleanly: indexes written, sled flushed");
+    }
     Ok(())
 }
 

@@ -155,7 +155,11 @@ fn describe() {
 
 /// Reads the gauges that are state, not events.
 fn refresh(state: &State) {
-    for collection in state.store.collections() {
+    let crate::service::Backend::Local(store) = &state.backend else {
+        // A router holds no collections; its shards count theirs.
+        return;
+    };
+    for collection in store.collections() {
         let name = collection.name().to_string();
         let stats = collection.stats();
         gauge!("sieve_collection_documents", "collection" => name.clone())

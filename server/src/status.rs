@@ -51,6 +51,21 @@ pub fn search(error: SearchError) -> Status {
     }
 }
 
+pub fn cluster(error: sieve_cluster::ClusterError) -> Status {
+    use sieve_cluster::ClusterError;
+    match error {
+        ClusterError::NotFound(_) => Status::not_found(error.to_string()),
+        ClusterError::Exists(_) => Status::already_exists(error.to_string()),
+        ClusterError::InvalidArgument(msg) => Status::invalid_argument(msg),
+        ClusterError::Unavailable(msg) => Status::unavailable(msg),
+        ClusterError::Full(msg) => Status::resource_exhausted(msg),
+        ClusterError::Internal(msg) => {
+            tracing::error!(%msg, "cluster call failed");
+            Status::internal(msg)
+        }
+    }
+}
+
 pub fn model(error: ModelError) -> Status {
     match error {
         ModelError::InvalidInput(msg) => Status::invalid_argument(msg),

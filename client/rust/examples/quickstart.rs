@@ -46,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batches = documents.chunks(2).map(|chunk| proto::IngestRequest {
         collection: name.into(),
         documents: chunk.to_vec(),
-        delete_ids: vec![],
+        ..Default::default()
     });
     let mut acks = client.ingest(futures::stream::iter(batches.collect::<Vec<_>>())).await?;
     while let Some(ack) = acks.message().await? {

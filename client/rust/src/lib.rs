@@ -258,11 +258,8 @@ impl Client {
         collection: impl Into<String>,
         documents: Vec<proto::Document>,
     ) -> Result<proto::IngestAck, Error> {
-        let request = proto::IngestRequest {
-            collection: collection.into(),
-            documents,
-            delete_ids: Vec::new(),
-        };
+        let request =
+            proto::IngestRequest { collection: collection.into(), documents, ..Default::default() };
         let mut acks = self.ingest(futures::stream::iter([request])).await?;
         match acks.message().await? {
             Some(ack) => Ok(ack),
@@ -277,7 +274,17 @@ impl Client {
         ids: Vec<String>,
         include_vectors: bool,
     ) -> Result<proto::GetResponse, Error> {
-        let request = proto::GetRequest { collection: collection.into(), ids, include_vectors };
+        let request = proto::GetRequest {
+            collection: collection.into(),
+            ids,
+            include_vectors,
+            ..Default::default()
+        };
+        Ok(self.documents.clone().get(request).await?.into_inner())
+    }
+
+    /// Documents by id, with every field of the request (cluster mode: its consistency).
+    pub async fn get_with(&self, request: proto::GetRequest) -> Result<proto::GetResponse, Error> {
         Ok(self.documents.clone().get(request).await?.into_inner())
     }
 

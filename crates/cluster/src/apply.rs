@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use sieve_storage::{Error as StorageError, LogPosition, Logged, OutOfOrder, Store, WriteBatch};
+use tokio::sync::watch;
 
 use crate::log::{Entry, Log, LogError};
 use crate::message::LogOp;
@@ -77,16 +78,27 @@ pub enum ApplyError {
     },
 }
 
+/// How long a follower waits for its next message before it checks that the stream has
+/// nothing new for it.
+const STALL_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Applies log messages to one shard's store.
 pub struct Applier<L> {
     log: Arc<L>,
     store: Arc<Store>,
+    /// The followed partition's position, published after each message.
+    progress: watch::Sender<u64>,
 }
 
 impl<L: Log> Applier<L> {
     /// An applier writing `log`'s messages into `store`.
     pub fn new(log: Arc<L>, store: Arc<Store>) -> Self {
-        Applier { log, store }
+        Applier { log, store, progress: watch::Sender::new(0) }
+    }
+
+    /// The followed partition's applied position as it moves (set once `follow` starts).
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
     }
 
     /// Applies one message exactly once (blocking: it writes and flushes sled and commits the
@@ -108,9 +120,17 @@ impl<L: Log> Applier<L> {
                     Err(StorageError::CollectionExists(_)) => {
                         let existing = self.store.collection(&collection)?;
                         if *existing.config() != config {
-                            return Err(malformed(format!(
-                                "collection '{collection}' exists here with other settings"
-                            )));
+                            // Left empty by a create that did not reach every partition (the
+                            // router took the name back): the new settings replace it.
+                            if existing.stats().documents > 0 {
+                                return Err(malformed(format!(
+                                    "collection '{collection}' exists here with other settings \
+                                     and holds documents"
+                                )));
+                            }
+                            drop(existing);
+                            self.store.delete_collection(&collection)?;
+                            self.store.create_collection(&collection, config)?;
                         }
                     }
                     Err(e) => return Err(e.into()),
@@ -127,6 +147,18 @@ impl<L: Log> Applier<L> {
                     }
                     Err(e) => return Err(e.into()),
                 }
+            }
+            LogOp::Drop { collection } => {
+                if let Some(refused) = self.out_of_order(at)? {
+                    return Ok(refused);
+                }
+                // Dropping is idempotent too: a crash before the position moves drops nothing
+                // new when the message is applied again.
+                match self.store.delete_collection(&collection) {
+                    Ok(()) | Err(StorageError::CollectionNotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                refusal(self.store.skip_logged(at)?)
             }
         };
         Ok(match refused {
@@ -154,13 +186,28 @@ impl<L: Log> Applier<L> {
         let mut reread_at = None;
         loop {
             let applied = self.store.log_position(partition)?;
+            self.progress.send_replace(applied);
             let bounds = self.log.bounds(partition).await?;
             if bounds.first > applied + 1 && bounds.last > applied {
                 return Err(ApplyError::Trimmed { partition, applied, first: bounds.first });
             }
             let mut entries = self.log.read(partition, applied + 1).await?;
-            while let Some(entry) = entries.next().await {
-                let entry = entry?;
+            loop {
+                let entry = match tokio::time::timeout(STALL_CHECK, entries.next()).await {
+                    Ok(Some(entry)) => entry?,
+                    Ok(None) => break,
+                    // Quiet for a while: fine if the stream holds nothing new, otherwise the
+                    // reader lost its server (a consumer lives on one) and reads again now
+                    // rather than after its missed heartbeats.
+                    Err(_) => {
+                        let applied = *self.progress.borrow();
+                        if self.log.bounds(partition).await?.last > applied {
+                            tracing::debug!(partition, applied, "reader stalled; reading again");
+                            break;
+                        }
+                        continue;
+                    }
+                };
                 let seq = entry.seq;
                 let applier = Arc::clone(&self);
                 let outcome = tokio::task::spawn_blocking(move || applier.apply(&entry))
@@ -170,6 +217,9 @@ impl<L: Log> Applier<L> {
                     seq,
                     reason: format!("applying panicked: {e}"),
                 })??;
+                if outcome == Applied::Written {
+                    self.progress.send_replace(seq);
+                }
                 if let Applied::Gap { applied } = outcome {
                     if reread_at == Some(applied) {
                         return Err(ApplyError::Lost {

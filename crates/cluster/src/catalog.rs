@@ -131,6 +131,11 @@ impl Catalog {
         Ok(Some(entry))
     }
 
+    /// Forgets a collection (a no-op when there is none).
+    pub async fn delete(&self, name: &str) -> Result<(), CatalogError> {
+        self.kv.delete(name).await.map_err(unavailable)
+    }
+
     /// Every collection's name, sorted.
     pub async fn names(&self) -> Result<Vec<String>, CatalogError> {
         let mut names: Vec<String> =

@@ -13,6 +13,7 @@
 
 mod apply;
 mod catalog;
+mod cluster;
 mod jetstream;
 mod log;
 mod message;
@@ -20,13 +21,16 @@ mod partition;
 mod router;
 mod service;
 mod shard;
+mod token;
 
 pub use apply::{Applied, Applier, ApplyError};
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
+pub use cluster::{Cluster, ClusterError, Counts, ReadAt, RouterSettings};
 pub use jetstream::{JetStreamLog, StreamSettings};
 pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
 pub use message::LogOp;
 pub use partition::{Partition, Partitioner};
-pub use router::{ClusterCorpus, Topology};
+pub use router::{ClusterCorpus, Topology, shard_clients};
 pub use service::{ShardService, proto};
 pub use shard::{Contents, PartitionState, Retrieval, Shard, ShardError, merge};
+pub use token::Token;

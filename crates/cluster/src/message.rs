@@ -29,6 +29,12 @@ pub enum LogOp {
         /// Ids of this partition to delete.
         deletes: Vec<String>,
     },
+    /// Delete a collection and everything in it (published to every partition after the
+    /// catalog forgot it; writes behind it in the stream find no collection and are skipped).
+    Drop {
+        /// Collection name.
+        collection: String,
+    },
 }
 
 impl LogOp {

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::join_all;
 use sieve_planner::{Corpus, Ranked, SearchError};
@@ -17,14 +18,37 @@ use tonic::{Code, Status};
 use crate::partition::{Partition, Partitioner};
 use crate::service::proto::shard_client::ShardClient;
 use crate::service::{
-    decode_document, encode_filter, proto, ranked_from_proto, stats_from_proto, stats_to_proto,
+    decode_document, encode_filter, positions_to_proto, proto, ranked_from_proto, stats_from_proto,
+    stats_to_proto,
 };
 use crate::shard::merge;
+use crate::token::Token;
+
+/// How long a shard has to say what it holds.
+const STATUS_WITHIN: Duration = Duration::from_secs(1);
 
 /// A shard as the router reaches it.
 struct ShardHandle {
     name: String,
     client: ShardClient<Channel>,
+}
+
+/// A lazily connected client per shard address (`http://host:port`), for
+/// [`Topology::discover`].
+pub fn shard_clients(addresses: &[String]) -> Result<Vec<(String, ShardClient<Channel>)>, String> {
+    addresses
+        .iter()
+        .map(|address| {
+            let endpoint = Endpoint::from_shared(address.clone())
+                .map_err(|e| format!("shard address '{address}': {e}"))?
+                .connect_timeout(Duration::from_secs(1))
+                .tcp_nodelay(true);
+            let client = ShardClient::new(endpoint.connect_lazy())
+                .max_decoding_message_size(64 << 20)
+                .max_encoding_message_size(64 << 20);
+            Ok((address.clone(), client))
+        })
+        .collect()
 }
 
 /// Which shards hold which partitions, as their status reported it.
@@ -36,58 +60,84 @@ pub struct Topology {
 }
 
 impl Topology {
-    /// Asks each shard at `addresses` (`http://host:port`) what it holds. A shard that does not
-    /// answer is left out (its partitions are served by their other replicas).
-    pub async fn discover(addresses: &[String]) -> Result<Topology, SearchError> {
-        let mut shards = Vec::new();
-        let mut held = Vec::new();
-        let mut partitions = None;
-        for address in addresses {
-            let endpoint = Endpoint::from_shared(address.clone()).map_err(|e| {
-                SearchError::InvalidArgument(format!("shard address '{address}': {e}"))
-            })?;
-            let mut client = ShardClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20);
-            let status = match client.status(proto::StatusRequest { detail: false }).await {
-                Ok(reply) => reply.into_inner(),
-                Err(e) => {
-                    tracing::warn!(shard = address, error = %e, "shard does not answer; left out");
-                    continue;
-                }
-            };
-            match partitions {
-                None => partitions = Some(status.partitions_total),
-                Some(p) if p != status.partitions_total => {
-                    return Err(SearchError::Internal(format!(
-                        "shard '{}' counts {} partitions, others {p}",
-                        status.shard, status.partitions_total
-                    )));
-                }
-                Some(_) => {}
-            }
-            held.push(
-                status
-                    .partitions
-                    .iter()
-                    .filter(|p| p.error.is_empty())
-                    .map(|p| p.partition)
-                    .collect::<Vec<_>>(),
-            );
-            shards.push(ShardHandle { name: status.shard, client });
-        }
-        let count =
-            partitions.ok_or_else(|| SearchError::Unavailable("no shard answered".to_string()))?;
-        let partitioner = Partitioner::new(count).map_err(SearchError::Internal)?;
-        let mut owners = vec![Vec::new(); count as usize];
-        for (shard, partitions) in held.iter().enumerate() {
-            for &p in partitions {
-                if let Some(owners) = owners.get_mut(p as usize) {
-                    owners.push(shard);
+    /// Asks each shard what it holds (each at most a second). A shard that does not answer,
+    /// or counts partitions differently, is left out (its partitions are served by their
+    /// other replicas); with none answering every partition is unavailable.
+    pub async fn discover(
+        shards: &[(String, ShardClient<Channel>)],
+        partitioner: Partitioner,
+    ) -> Topology {
+        let asks = shards.iter().map(|(address, client)| {
+            let mut client = client.clone();
+            async move {
+                let ask = client.status(proto::StatusRequest { detail: false });
+                match tokio::time::timeout(STATUS_WITHIN, ask).await {
+                    Ok(Ok(reply)) => Some((client, reply.into_inner())),
+                    Ok(Err(e)) => {
+                        tracing::debug!(shard = address, error = %e, "shard does not answer");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::debug!(shard = address, "shard status timed out");
+                        None
+                    }
                 }
             }
+        });
+        let mut handles = Vec::new();
+        let mut owners = vec![Vec::new(); partitioner.count() as usize];
+        for (client, status) in join_all(asks).await.into_iter().flatten() {
+            if status.partitions_total != partitioner.count() {
+                tracing::error!(
+                    shard = status.shard,
+                    partitions = status.partitions_total,
+                    expected = partitioner.count(),
+                    "shard counts partitions differently; left out"
+                );
+                continue;
+            }
+            let index = handles.len();
+            for p in status.partitions.iter().filter(|p| p.error.is_empty()) {
+                if let Some(owners) = owners.get_mut(p.partition as usize) {
+                    owners.push(index);
+                }
+            }
+            handles.push(ShardHandle { name: status.shard, client });
         }
-        Ok(Topology { partitioner, shards, owners })
+        Topology { partitioner, shards: handles, owners }
+    }
+
+    /// The shards that answered, in the order given, each with the partitions it serves.
+    pub fn shards(&self) -> Vec<(&str, Vec<Partition>)> {
+        self.shards
+            .iter()
+            .enumerate()
+            .map(|(index, shard)| {
+                let held = (0..self.partitioner.count())
+                    .filter(|&p| self.owners[p as usize].contains(&index))
+                    .collect();
+                (shard.name.as_str(), held)
+            })
+            .collect()
+    }
+
+    /// Partitions that no answering shard serves.
+    pub fn unserved(&self) -> Vec<Partition> {
+        (0..self.partitioner.count()).filter(|&p| self.owners[p as usize].is_empty()).collect()
+    }
+
+    /// Per shard holding any partition of `token`: its client and those partitions.
+    pub(crate) fn shards_holding(
+        &self,
+        token: &Token,
+    ) -> Vec<(&ShardClient<Channel>, Vec<Partition>)> {
+        let mut by_shard: BTreeMap<usize, Vec<Partition>> = BTreeMap::new();
+        for (p, _) in token.positions() {
+            for &shard in self.owners.get(p as usize).into_iter().flatten() {
+                by_shard.entry(shard).or_default().push(p);
+            }
+        }
+        by_shard.into_iter().map(|(shard, parts)| (&self.shards[shard].client, parts)).collect()
     }
 
     /// The cluster's partitioner.
@@ -122,7 +172,7 @@ impl Topology {
 
     /// Runs `call` on one replica per partition, each shard given the partitions it serves;
     /// a shard that fails is marked down and its partitions go to their next replica.
-    async fn scatter<T, F, Fut>(
+    pub(crate) async fn scatter<T, F, Fut>(
         &self,
         partitions: &[Partition],
         call: F,
@@ -164,18 +214,36 @@ pub struct ClusterCorpus {
     name: String,
     config: CollectionConfig,
     topology: Arc<Topology>,
+    /// Positions every replica read must have applied (empty for an eventual read).
+    after: Token,
+    /// How long a replica may wait to reach them.
+    read_wait: Duration,
     runtime: tokio::runtime::Handle,
 }
 
 impl ClusterCorpus {
-    /// The collection `name` with `config`, over `topology`; shard calls run on `runtime`.
+    /// The collection `name` with `config`, over `topology`, read by replicas that applied
+    /// `after` (waiting at most `read_wait` each); shard calls run on `runtime`.
     pub fn new(
         name: &str,
         config: CollectionConfig,
         topology: Arc<Topology>,
+        after: Token,
+        read_wait: Duration,
         runtime: tokio::runtime::Handle,
     ) -> ClusterCorpus {
-        ClusterCorpus { name: name.to_string(), config, topology, runtime }
+        ClusterCorpus { name: name.to_string(), config, topology, after, read_wait, runtime }
+    }
+
+    /// The token's positions for `partitions`, for a shard request.
+    fn after(&self, partitions: &[Partition]) -> Vec<proto::Position> {
+        let positions: Vec<(Partition, u64)> =
+            partitions.iter().map(|&p| (p, self.after.at(p))).filter(|&(_, seq)| seq > 0).collect();
+        positions_to_proto(&positions)
+    }
+
+    fn wait_ms(&self) -> u32 {
+        self.read_wait.as_millis() as u32
     }
 
     fn all_partitions(&self) -> Vec<Partition> {
@@ -189,6 +257,8 @@ impl ClusterCorpus {
             .scatter(&self.all_partitions(), |mut client, partitions| {
                 let request = proto::StatsRequest {
                     collection: self.name.clone(),
+                    after: self.after(&partitions),
+                    wait_ms: self.wait_ms(),
                     partitions,
                     query: query.to_string(),
                 };
@@ -216,6 +286,8 @@ impl ClusterCorpus {
             .scatter(&self.all_partitions(), |mut client, partitions| {
                 let request = proto::RetrieveRequest {
                     collection: self.name.clone(),
+                    after: self.after(&partitions),
+                    wait_ms: self.wait_ms(),
                     partitions,
                     query: text.to_string(),
                     vector: vector.map(<[f32]>::to_vec).unwrap_or_default(),
@@ -231,6 +303,47 @@ impl ClusterCorpus {
             })
             .await?;
         Ok(merge(lists.into_iter().map(ranked_from_proto).collect(), k))
+    }
+
+    /// The documents with these ids (`None` where there is none), from one replica of each
+    /// partition involved.
+    pub async fn fetch_documents(
+        &self,
+        ids: &[Arc<str>],
+    ) -> Result<Vec<Option<Document>>, SearchError> {
+        let partitioner = self.topology.partitioner;
+        let mut by_partition: BTreeMap<Partition, Vec<String>> = BTreeMap::new();
+        for id in ids {
+            by_partition.entry(partitioner.partition_of(id)).or_default().push(id.to_string());
+        }
+        let partitions: Vec<Partition> = by_partition.keys().copied().collect();
+        let found = self
+            .topology
+            .scatter(&partitions, |mut client, parts| {
+                let ids: Vec<String> =
+                    parts.iter().flat_map(|p| by_partition[p].iter().cloned()).collect();
+                let request = proto::FetchRequest {
+                    collection: self.name.clone(),
+                    ids: ids.clone(),
+                    after: self.after(&parts),
+                    wait_ms: self.wait_ms(),
+                };
+                async move {
+                    let reply = client.fetch(request).await?.into_inner();
+                    let docs = reply
+                        .documents
+                        .iter()
+                        .map(|bytes| {
+                            decode_document(bytes)
+                                .map_err(|e| Status::internal(format!("document: {e}")))
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok(ids.into_iter().zip(docs).collect::<Vec<_>>())
+                }
+            })
+            .await?;
+        let mut by_id: HashMap<String, Option<Document>> = found.into_iter().flatten().collect();
+        Ok(ids.iter().map(|id| by_id.remove(&**id).flatten()).collect())
     }
 }
 
@@ -260,32 +373,6 @@ impl Corpus for ClusterCorpus {
     }
 
     fn fetch(&self, ids: &[Arc<str>]) -> Result<Vec<Option<Document>>, SearchError> {
-        let partitioner = self.topology.partitioner;
-        let mut by_partition: BTreeMap<Partition, Vec<String>> = BTreeMap::new();
-        for id in ids {
-            by_partition.entry(partitioner.partition_of(id)).or_default().push(id.to_string());
-        }
-        let partitions: Vec<Partition> = by_partition.keys().copied().collect();
-        let found =
-            self.runtime.block_on(self.topology.scatter(&partitions, |mut client, parts| {
-                let ids: Vec<String> =
-                    parts.iter().flat_map(|p| by_partition[p].iter().cloned()).collect();
-                let request =
-                    proto::FetchRequest { collection: self.name.clone(), ids: ids.clone() };
-                async move {
-                    let reply = client.fetch(request).await?.into_inner();
-                    let docs = reply
-                        .documents
-                        .iter()
-                        .map(|bytes| {
-                            decode_document(bytes)
-                                .map_err(|e| Status::internal(format!("document: {e}")))
-                        })
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok(ids.into_iter().zip(docs).collect::<Vec<_>>())
-                }
-            }))?;
-        let mut by_id: HashMap<String, Option<Document>> = found.into_iter().flatten().collect();
-        Ok(ids.iter().map(|id| by_id.remove(&**id).flatten()).collect())
+        self.runtime.block_on(self.fetch_documents(ids))
     }
 }

@@ -8,6 +8,7 @@ use sieve_storage::{Bm25Stats, Document, Filter};
 use tonic::{Request, Response, Status};
 
 use crate::message::{decode_value, encode_value};
+use crate::partition::Partition;
 use crate::shard::{Retrieval, Shard, ShardError};
 
 /// Generated messages, client and server of `sieve.cluster.v1`.
@@ -36,6 +37,17 @@ pub(crate) fn ranked_from_proto(list: Vec<proto::Scored>) -> Ranked {
     list.into_iter().map(|s| (Arc::from(s.id), s.score)).collect()
 }
 
+pub(crate) fn positions_to_proto(positions: &[(Partition, u64)]) -> Vec<proto::Position> {
+    positions.iter().map(|&(partition, seq)| proto::Position { partition, seq }).collect()
+}
+
+fn positions_from_proto(positions: &[proto::Position]) -> Vec<(Partition, u64)> {
+    positions.iter().map(|p| (p.partition, p.seq)).collect()
+}
+
+/// The longest a read waits at a shard for its consistency token, whatever it asks.
+const MAX_READ_WAIT_MS: u32 = 30_000;
+
 pub(crate) fn encode_filter(filter: Option<&Filter>) -> Vec<u8> {
     filter.map(encode_value).unwrap_or_default()
 }
@@ -48,6 +60,7 @@ fn status(error: ShardError) -> Status {
     match error {
         ShardError::NotOwned { .. } => Status::failed_precondition(error.to_string()),
         ShardError::InvalidArgument(msg) => Status::invalid_argument(msg),
+        ShardError::Behind { .. } => Status::unavailable(error.to_string()),
         ShardError::Storage(e) => Status::internal(e.to_string()),
     }
 }
@@ -76,6 +89,15 @@ impl ShardService {
             .map_err(|e| Status::internal(format!("shard call failed: {e}")))?
             .map_err(status)
     }
+
+    /// Holds a read until the positions it asks for are applied (at most `wait_ms`).
+    async fn after(&self, after: &[proto::Position], wait_ms: u32) -> Result<(), Status> {
+        if after.is_empty() {
+            return Ok(());
+        }
+        let within = std::time::Duration::from_millis(wait_ms.min(MAX_READ_WAIT_MS).into());
+        self.shard.wait_applied(&positions_from_proto(after), within).await.map_err(status)
+    }
 }
 
 #[tonic::async_trait]
@@ -85,6 +107,7 @@ impl proto::shard_server::Shard for ShardService {
         request: Request<proto::StatsRequest>,
     ) -> Result<Response<proto::Bm25Stats>, Status> {
         let r = request.into_inner();
+        self.after(&r.after, r.wait_ms).await?;
         let stats = self.blocking(move |s| s.stats(&r.collection, &r.partitions, &r.query)).await?;
         Ok(Response::new(stats_to_proto(&stats)))
     }
@@ -94,6 +117,7 @@ impl proto::shard_server::Shard for ShardService {
         request: Request<proto::RetrieveRequest>,
     ) -> Result<Response<proto::RetrieveReply>, Status> {
         let r = request.into_inner();
+        self.after(&r.after, r.wait_ms).await?;
         let filter = if r.filter.is_empty() {
             None
         } else {
@@ -124,6 +148,7 @@ impl proto::shard_server::Shard for ShardService {
         request: Request<proto::FetchRequest>,
     ) -> Result<Response<proto::FetchReply>, Status> {
         let r = request.into_inner();
+        self.after(&r.after, r.wait_ms).await?;
         let found = self.blocking(move |s| s.fetch(&r.collection, &r.ids)).await?;
         let documents =
             found.iter().map(|doc| doc.as_ref().map(encode_value).unwrap_or_default()).collect();
@@ -154,5 +179,30 @@ impl proto::shard_server::Shard for ShardService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn wait_applied(
+        &self,
+        request: Request<proto::WaitRequest>,
+    ) -> Result<Response<proto::WaitReply>, Status> {
+        let r = request.into_inner();
+        let within = std::time::Duration::from_millis(r.timeout_ms.min(MAX_READ_WAIT_MS).into());
+        let reached =
+            match self.shard.wait_applied(&positions_from_proto(&r.positions), within).await {
+                Ok(()) => true,
+                Err(ShardError::Behind { .. }) => false,
+                Err(e) => return Err(status(e)),
+            };
+        Ok(Response::new(proto::WaitReply { reached }))
+    }
+
+    async fn counts(
+        &self,
+        request: Request<proto::CountsRequest>,
+    ) -> Result<Response<proto::CountsReply>, Status> {
+        let r = request.into_inner();
+        let (documents, vectors, tombstones) =
+            self.blocking(move |s| s.counts(&r.collection, &r.partitions)).await?;
+        Ok(Response::new(proto::CountsReply { documents, vectors, tombstones }))
     }
 }

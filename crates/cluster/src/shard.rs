@@ -9,10 +9,11 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sieve_planner::Ranked;
 use sieve_storage::{Bm25Stats, Collection, Document, Filter, Store, StoreOptions};
+use tokio::sync::watch;
 
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::apply::Applier;
+use crate::apply::{Applier, ApplyError};
 use crate::log::Log;
 use crate::message::encode_value;
 use crate::partition::{Partition, Partitioner};
@@ -33,16 +34,39 @@ pub enum ShardError {
     /// The request is malformed; the message names the field.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A partition has not applied what a read asked for within its wait.
+    #[error(
+        "shard '{shard}' partition {partition} has applied up to {applied}, not yet {required} \
+         (waited {waited_ms} ms)"
+    )]
+    Behind {
+        /// This shard.
+        shard: String,
+        /// The partition.
+        partition: Partition,
+        /// Its position.
+        applied: u64,
+        /// The position asked for.
+        required: u64,
+        /// How long it waited.
+        waited_ms: u64,
+    },
     /// A partition's store failed.
     #[error(transparent)]
     Storage(#[from] sieve_storage::Error),
 }
+
+/// Pauses between attempts to follow a stream whose log is unreachable.
+const FOLLOW_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+const FOLLOW_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One owned partition.
 struct Replica {
     store: Arc<Store>,
     /// Why its applier stopped, once it has.
     stopped: Arc<Mutex<Option<String>>>,
+    /// Its applied position as it moves.
+    progress: watch::Receiver<u64>,
     follower: tokio::task::JoinHandle<()>,
 }
 
@@ -146,17 +170,32 @@ impl Shard {
             let store = Arc::new(Store::open(&dir.join(format!("p{partition}")), options.clone())?);
             let stopped = Arc::new(Mutex::new(None));
             let applier = Arc::new(Applier::new(Arc::clone(&log), Arc::clone(&store)));
+            let progress = applier.progress();
             let follower = {
                 let stopped = Arc::clone(&stopped);
                 let shard = id.to_string();
                 tokio::spawn(async move {
-                    if let Err(e) = applier.follow(partition).await {
-                        tracing::error!(shard, partition, error = %e, "partition stopped applying");
-                        *stopped.lock() = Some(e.to_string());
+                    let mut pause = FOLLOW_RETRY_FIRST;
+                    loop {
+                        match Arc::clone(&applier).follow(partition).await {
+                            // The log is unreachable (no quorum, a server restarting): read
+                            // again from the position once it is back.
+                            Err(ApplyError::Log(e)) => {
+                                tracing::warn!(shard, partition, error = %e, "log unreachable; following again shortly");
+                                tokio::time::sleep(pause).await;
+                                pause = (pause * 2).min(FOLLOW_RETRY_MAX);
+                            }
+                            Err(e) => {
+                                tracing::error!(shard, partition, error = %e, "partition stopped applying");
+                                *stopped.lock() = Some(e.to_string());
+                                return;
+                            }
+                            Ok(()) => return,
+                        }
                     }
                 })
             };
-            replicas.insert(partition, Replica { store, stopped, follower });
+            replicas.insert(partition, Replica { store, stopped, progress, follower });
         }
         Ok(Shard { id: id.to_string(), partitioner, replicas })
     }
@@ -186,13 +225,63 @@ impl Shard {
             .collect()
     }
 
-    /// The store of a held partition.
-    pub fn store(&self, partition: Partition) -> Result<&Arc<Store>, ShardError> {
-        self.replicas.get(&partition).map(|r| &r.store).ok_or_else(|| ShardError::NotOwned {
+    /// Waits until each `(partition, seq)` is applied here, at most `within` in all; `Behind`
+    /// names the first partition that did not get there.
+    pub async fn wait_applied(
+        &self,
+        positions: &[(Partition, u64)],
+        within: std::time::Duration,
+    ) -> Result<(), ShardError> {
+        let started = tokio::time::Instant::now();
+        for &(partition, required) in positions {
+            let replica = self.replicas.get(&partition).ok_or_else(|| self.not_owned(partition))?;
+            // The applier's published position, not the store's: sled records a position
+            // before the indexes have taken the write in, and a read must find it there.
+            let mut progress = replica.progress.clone();
+            let reached =
+                tokio::time::timeout_at(started + within, progress.wait_for(|&at| at >= required))
+                    .await;
+            if !matches!(reached, Ok(Ok(_))) {
+                return Err(ShardError::Behind {
+                    shard: self.id.clone(),
+                    partition,
+                    applied: *replica.progress.borrow(),
+                    required,
+                    waited_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// A collection's live documents, vectors and graph tombstones over the requested
+    /// partitions together.
+    pub fn counts(
+        &self,
+        collection: &str,
+        partitions: &[Partition],
+    ) -> Result<(u64, u64, u64), ShardError> {
+        let mut total = (0, 0, 0);
+        for part in self.parts(collection, partitions)? {
+            let stats = part.stats();
+            total.0 += stats.documents;
+            total.1 += stats.vectors;
+            total.2 += stats.tombstones;
+        }
+        Ok(total)
+    }
+
+    fn not_owned(&self, partition: Partition) -> ShardError {
+        ShardError::NotOwned {
             shard: self.id.clone(),
             partition,
             held: self.replicas.keys().copied().collect(),
-        })
+        }
+    }
+
+    /// The store of a held partition.
+    pub fn store(&self, partition: Partition) -> Result<&Arc<Store>, ShardError> {
+        self.replicas.get(&partition).map(|r| &r.store).ok_or_else(|| self.not_owned(partition))
     }
 
     /// The collection in each requested partition; a partition that has not applied the

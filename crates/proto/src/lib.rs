@@ -132,6 +132,21 @@ impl v1::SearchRequest {
         self.plan.get_or_insert_with(Default::default).candidates = n;
         self
     }
+
+    /// Cluster mode: sees at least the writes behind `token` (an
+    /// `IngestAck.consistency_token`): read-your-writes.
+    pub fn after(mut self, token: impl Into<String>) -> Self {
+        self.consistency = v1::Consistency::After as i32;
+        self.consistency_token = token.into();
+        self
+    }
+
+    /// Cluster mode: sees every write acknowledged before it starts.
+    pub fn strong(mut self) -> Self {
+        self.consistency = v1::Consistency::Strong as i32;
+        self.consistency_token.clear();
+        self
+    }
 }
 
 impl v1::SearchResponse {

@@ -425,22 +425,6 @@ impl Collection {
     }
 
     /// Checks one document against the collection's settings.
-    fn check_document(&self, doc: &Document) -> Result<(), String> {
-        if doc.id.is_empty() {
-            return Err("id: must not be empty".to_string());
-        }
-        match (&doc.vector, &self.config.dense) {
-            (Some(_), None) => Err(
-                "vector: this collection has no dense settings, so documents cannot carry vectors"
-                    .to_string(),
-            ),
-            (Some(v), Some(dense)) => {
-                dense.distance.check(v, dense.dimension).map_err(|why| format!("vector: {why}"))
-            }
-            (None, _) => Ok(()),
-        }
-    }
-
     /// Writes a batch durably (sled flushed), then applies it to both indexes before returning,
     /// so a returned outcome is both durable and visible to searches.
     pub fn write(&self, batch: &WriteBatch) -> Result<WriteOutcome> {
@@ -499,7 +483,7 @@ impl Collection {
         let mut next_pid = w.next_pid;
         for (index, doc) in batch.upserts.iter().enumerate() {
             let reject = |reason: String| Rejected { index, id: doc.id.clone(), reason };
-            if let Err(reason) = self.check_document(doc) {
+            if let Err(reason) = self.config.check_document(doc) {
                 outcome.rejected.push(reject(reason));
                 continue;
             }

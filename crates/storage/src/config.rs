@@ -93,6 +93,24 @@ pub struct CollectionConfig {
 }
 
 impl CollectionConfig {
+    /// Whether a document fits this collection (an id, a vector only with dense settings, of
+    /// the right dimension and finite); `Err` is the reason a write rejects it with.
+    pub fn check_document(&self, doc: &crate::Document) -> std::result::Result<(), String> {
+        if doc.id.is_empty() {
+            return Err("id: must not be empty".to_string());
+        }
+        match (&doc.vector, &self.dense) {
+            (Some(_), None) => Err(
+                "vector: this collection has no dense settings, so documents cannot carry vectors"
+                    .to_string(),
+            ),
+            (Some(v), Some(dense)) => {
+                dense.distance.check(v, dense.dimension).map_err(|why| format!("vector: {why}"))
+            }
+            (None, _) => Ok(()),
+        }
+    }
+
     /// Checks the settings; the error names the field.
     pub fn check(&self, max_dimension: usize) -> Result<()> {
         let Some(dense) = &self.dense else { return Ok(()) };

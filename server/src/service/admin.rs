@@ -33,7 +33,7 @@ impl Admin for AdminService {
     ) -> Result<Response<Snapshot>, Status> {
         let name = request.into_inner().collection;
         required(&name, "collection")?;
-        let store = Arc::clone(&self.0.store);
+        let store = Arc::clone(self.0.store("CreateSnapshot")?);
         let info =
             blocking(move || snapshot::create(&store, &name).map_err(status::storage)).await?;
         Ok(Response::new(convert::snapshot_to_proto(info)))
@@ -46,7 +46,7 @@ impl Admin for AdminService {
         let request = request.into_inner();
         required(&request.snapshot, "snapshot")?;
         required(&request.collection, "collection")?;
-        let store = Arc::clone(&self.0.store);
+        let store = Arc::clone(self.0.store("RestoreSnapshot")?);
         let restored = blocking(move || {
             let collection = snapshot::restore(&store, &request.snapshot, &request.collection)
                 .map_err(status::storage)?;
@@ -61,7 +61,7 @@ impl Admin for AdminService {
         request: Request<ListSnapshotsRequest>,
     ) -> Result<Response<ListSnapshotsResponse>, Status> {
         let collection = request.into_inner().collection;
-        let store = Arc::clone(&self.0.store);
+        let store = Arc::clone(self.0.store("ListSnapshots")?);
         let found = blocking(move || {
             let filter = (!collection.is_empty()).then_some(collection.as_str());
             snapshot::list(&store, filter).map_err(status::storage)
@@ -77,7 +77,7 @@ impl Admin for AdminService {
     ) -> Result<Response<DeleteSnapshotResponse>, Status> {
         let name = request.into_inner().snapshot;
         required(&name, "snapshot")?;
-        let store = Arc::clone(&self.0.store);
+        let store = Arc::clone(self.0.store("DeleteSnapshot")?);
         blocking(move || snapshot::delete(&store, &name).map_err(status::storage)).await?;
         Ok(Response::new(DeleteSnapshotResponse {}))
     }

@@ -10,7 +10,7 @@ use sieve_proto::v1::{
 use sieve_storage::{CollectionConfig, DenseConfig, Distance, HnswParams};
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{Backend, State};
 use crate::convert;
 use crate::status::{self, blocking};
 
@@ -71,7 +71,24 @@ impl Collections for CollectionsService {
         let (mut config, keyword_only) =
             convert::collection_config(request.config).map_err(Status::invalid_argument)?;
         self.resolve_embedder(&mut config, keyword_only)?;
-        let store = Arc::clone(&self.0.store);
+        let store = match &self.0.backend {
+            Backend::Local(store) => Arc::clone(store),
+            Backend::Cluster(cluster) => {
+                let created_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let entry = cluster
+                    .create(&request.name, config, created_ms)
+                    .await
+                    .map_err(status::cluster)?;
+                let counts = sieve_cluster::Counts::default();
+                return Ok(Response::new(convert::cluster_collection_to_proto(
+                    &request.name,
+                    &entry,
+                    counts,
+                )));
+            }
+        };
         let created = blocking(move || {
             let collection =
                 store.create_collection(&request.name, config).map_err(status::storage)?;
@@ -87,16 +104,36 @@ impl Collections for CollectionsService {
     ) -> Result<Response<Collection>, Status> {
         let name = request.into_inner().name;
         require_name(&name)?;
-        let collection = self.0.store.collection(&name).map_err(status::storage)?;
-        Ok(Response::new(convert::collection_to_proto(&collection)))
+        match &self.0.backend {
+            Backend::Local(store) => {
+                let collection = store.collection(&name).map_err(status::storage)?;
+                Ok(Response::new(convert::collection_to_proto(&collection)))
+            }
+            Backend::Cluster(cluster) => {
+                let entry = cluster.get(&name).await.map_err(status::cluster)?;
+                let counts = cluster.counts(&name).await.map_err(status::cluster)?;
+                Ok(Response::new(convert::cluster_collection_to_proto(&name, &entry, counts)))
+            }
+        }
     }
 
     async fn list_collections(
         &self,
         _request: Request<ListCollectionsRequest>,
     ) -> Result<Response<ListCollectionsResponse>, Status> {
-        let collections =
-            self.0.store.collections().iter().map(|c| convert::collection_to_proto(c)).collect();
+        let collections = match &self.0.backend {
+            Backend::Local(store) => {
+                store.collections().iter().map(|c| convert::collection_to_proto(c)).collect()
+            }
+            Backend::Cluster(cluster) => {
+                let mut collections = Vec::new();
+                for (name, entry) in cluster.list().await.map_err(status::cluster)? {
+                    let counts = cluster.counts(&name).await.map_err(status::cluster)?;
+                    collections.push(convert::cluster_collection_to_proto(&name, &entry, counts));
+                }
+                collections
+            }
+        };
         Ok(Response::new(ListCollectionsResponse { collections }))
     }
 
@@ -106,8 +143,13 @@ impl Collections for CollectionsService {
     ) -> Result<Response<DeleteCollectionResponse>, Status> {
         let name = request.into_inner().name;
         require_name(&name)?;
-        let store = Arc::clone(&self.0.store);
-        blocking(move || store.delete_collection(&name).map_err(status::storage)).await?;
+        match &self.0.backend {
+            Backend::Local(store) => {
+                let store = Arc::clone(store);
+                blocking(move || store.delete_collection(&name).map_err(status::storage)).await?;
+            }
+            Backend::Cluster(cluster) => cluster.delete(&name).await.map_err(status::cluster)?,
+        }
         Ok(Response::new(DeleteCollectionResponse {}))
     }
 }

@@ -1,22 +1,23 @@
 //! `sieve.v1.Documents`: streamed ingest with durable acks, get and delete by id.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use futures::Stream;
+use sieve_cluster::{CatalogEntry, Cluster, ReadAt};
 use sieve_models::Embedder;
 use sieve_proto::v1::documents_server::Documents;
 use sieve_proto::v1::{
     self, DeleteRequest, DeleteResponse, DocumentError, GetRequest, GetResponse, IngestAck,
     IngestRequest,
 };
-use sieve_storage::{Collection, Document, WriteBatch};
+use sieve_storage::{Collection, CollectionConfig, Document, Rejected, WriteBatch, WriteOutcome};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use super::State;
+use super::{Backend, State};
 use crate::convert;
 use crate::status::{self, blocking};
 
@@ -31,7 +32,7 @@ fn collection(state: &State, name: &str) -> Result<Arc<Collection>, Status> {
     if name.is_empty() {
         return Err(Status::invalid_argument("collection: must not be empty"));
     }
-    state.store.collection(name).map_err(status::storage)
+    state.store("this call")?.collection(name).map_err(status::storage)
 }
 
 fn check_ids(ids: &[String], field: &str, state: &State) -> Result<(), Status> {
@@ -50,9 +51,11 @@ fn check_ids(ids: &[String], field: &str, state: &State) -> Result<(), Status> {
 }
 
 /// Validates, writes and acknowledges one batch. Batch-level problems (unknown collection,
-/// limits) are an error status; a bad document only gets its own entry in the ack.
+/// limits) are an error status; a bad document only gets its own entry in the ack. `stream`
+/// numbers this ingest stream (cluster mode: part of the log message ids).
 async fn ingest_batch(
     state: &Arc<State>,
+    stream: u64,
     batch: u64,
     request: IngestRequest,
 ) -> Result<IngestAck, Status> {
@@ -68,9 +71,16 @@ async fn ingest_batch(
             config.max_batch_documents
         )));
     }
+    let ack_level = match v1::AckLevel::try_from(request.ack) {
+        Ok(level) => level,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!("ack: unknown value {}", request.ack)));
+        }
+    };
     check_ids(&request.delete_ids, "delete_ids", state)?;
-    let collection = collection(state, &request.collection)?;
-    let embedder = embedder_of(state, &collection);
+    let target = target(state, &request.collection).await?;
+    let collection_config = target.config();
+    let embedder = embedder_of(state, collection_config);
     let mut errors = Vec::new();
     let mut positions = Vec::with_capacity(request.documents.len());
     let mut upserts = Vec::with_capacity(request.documents.len());
@@ -88,9 +98,30 @@ async fn ingest_batch(
             }),
         }
     }
-    embed_missing_vectors(state, &collection, &mut upserts).await?;
+    embed_missing_vectors(state, collection_config, &mut upserts).await?;
     let write = WriteBatch { upserts, deletes: request.delete_ids };
-    let outcome = blocking(move || collection.write(&write).map_err(status::storage)).await?;
+    let (outcome, token, visible) = match target {
+        Target::Local(collection) => {
+            let outcome =
+                blocking(move || collection.write(&write).map_err(status::storage)).await?;
+            (outcome, String::new(), true)
+        }
+        Target::Cluster(cluster, entry) => {
+            let (outcome, write) = precheck(&entry.config, write);
+            let deleted = existing(&cluster, &name, &write.deletes).await?;
+            let token = cluster
+                .write(&name, write.upserts, write.deletes, stream, batch)
+                .await
+                .map_err(status::cluster)?;
+            let visible = match ack_level {
+                v1::AckLevel::Durable => false,
+                v1::AckLevel::Unspecified | v1::AckLevel::Visible => {
+                    cluster.wait_visible(&token).await
+                }
+            };
+            (WriteOutcome { deleted, ..outcome }, token.to_string(), visible)
+        }
+    };
     errors.extend(outcome.rejected.into_iter().map(|r| DocumentError {
         index: positions[r.index] as u32,
         id: r.id,
@@ -106,14 +137,88 @@ async fn ingest_batch(
         sequence: outcome.sequence,
         next_batch_size,
         backoff_ms,
+        consistency_token: token,
+        visible,
     };
     crate::metrics::ingested(&name, request_bytes, &ack);
     Ok(ack)
 }
 
+/// The collection a write goes to.
+enum Target {
+    Local(Arc<Collection>),
+    Cluster(Arc<Cluster>, CatalogEntry),
+}
+
+impl Target {
+    fn config(&self) -> &CollectionConfig {
+        match self {
+            Target::Local(collection) => collection.config(),
+            Target::Cluster(_, entry) => &entry.config,
+        }
+    }
+}
+
+async fn target(state: &State, name: &str) -> Result<Target, Status> {
+    match &state.backend {
+        Backend::Local(_) => Ok(Target::Local(collection(state, name)?)),
+        Backend::Cluster(cluster) => {
+            if name.is_empty() {
+                return Err(Status::invalid_argument("collection: must not be empty"));
+            }
+            let entry = cluster.get(name).await.map_err(status::cluster)?;
+            Ok(Target::Cluster(Arc::clone(cluster), entry))
+        }
+    }
+}
+
+/// The checks a standalone write makes per document, made by the router before the batch
+/// enters the log (shards apply what the log holds, and cannot answer the client): the
+/// outcome lists the rejected documents and the accepted ids; the batch keeps the accepted.
+fn precheck(config: &CollectionConfig, batch: WriteBatch) -> (WriteOutcome, WriteBatch) {
+    let mut outcome = WriteOutcome::default();
+    let mut first_index: HashMap<String, usize> = HashMap::new();
+    let mut upserts = Vec::with_capacity(batch.upserts.len());
+    for (index, doc) in batch.upserts.into_iter().enumerate() {
+        let reject = |reason: String| Rejected { index, id: doc.id.clone(), reason };
+        if let Err(reason) = config.check_document(&doc) {
+            outcome.rejected.push(reject(reason));
+            continue;
+        }
+        if let Some(first) = first_index.get(&doc.id) {
+            outcome.rejected.push(reject(format!(
+                "id: '{}' already appears at position {first} of this batch",
+                doc.id
+            )));
+            continue;
+        }
+        first_index.insert(doc.id.clone(), index);
+        outcome.accepted.push(doc.id.clone());
+        upserts.push(doc);
+    }
+    (outcome, WriteBatch { upserts, deletes: batch.deletes })
+}
+
+/// Which of `ids` exist now (what a delete reports as deleted; the rest are missing).
+async fn existing(cluster: &Cluster, name: &str, ids: &[String]) -> Result<Vec<String>, Status> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let corpus = cluster.corpus(name, ReadAt::Eventual).await.map_err(status::cluster)?;
+    let keys: Vec<Arc<str>> = ids.iter().map(|id| Arc::from(id.as_str())).collect();
+    let found = corpus.fetch_documents(&keys).await.map_err(status::search)?;
+    let mut seen = HashSet::new();
+    Ok(ids
+        .iter()
+        .zip(found)
+        .filter(|(id, doc)| doc.is_some() && seen.insert(id.as_str()))
+        .map(|(id, _)| id.clone())
+        .collect())
+}
+
 /// The built-in embedder of a collection, if it has one.
-fn embedder_of(state: &State, collection: &Collection) -> Option<Embedder> {
-    let name = collection.config().dense.as_ref()?.embedder.clone()?;
+fn embedder_of(state: &State, config: &CollectionConfig) -> Option<Embedder> {
+    let name = config.dense.as_ref()?.embedder.clone()?;
     state.planner.models().embedder(&name).ok()
 }
 
@@ -149,10 +254,10 @@ fn advice(
 /// collection has a built-in embedder.
 async fn embed_missing_vectors(
     state: &State,
-    collection: &Collection,
+    config: &CollectionConfig,
     documents: &mut [Document],
 ) -> Result<(), Status> {
-    let Some(name) = collection.config().dense.as_ref().and_then(|d| d.embedder.as_deref()) else {
+    let Some(name) = config.dense.as_ref().and_then(|d| d.embedder.as_deref()) else {
         return Ok(());
     };
     let missing: Vec<usize> =
@@ -197,6 +302,10 @@ impl Documents for DocumentsService {
             let _permit = permit;
             let mut shutdown = state.shutdown.clone();
             let idle = std::time::Duration::from_secs(state.config.ingest_idle_timeout_secs.max(1));
+            let stream = match &state.backend {
+                Backend::Cluster(cluster) => cluster.next_stream(),
+                Backend::Local(_) => 0,
+            };
             for batch in 0u64.. {
                 if *shutdown.borrow() {
                     let _ = acks.send(Err(shutting_down())).await;
@@ -226,7 +335,7 @@ impl Documents for DocumentsService {
                         return;
                     }
                 };
-                let ack = ingest_batch(&state, batch, request).await;
+                let ack = ingest_batch(&state, stream, batch, request).await;
                 let failed = ack.is_err();
                 if acks.send(ack).await.is_err() || failed {
                     return;
@@ -237,8 +346,33 @@ impl Documents for DocumentsService {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        let request = request.into_inner();
+        let mut request = request.into_inner();
         check_ids(&request.ids, "ids", &self.0)?;
+        let read = convert::consistency(
+            request.consistency,
+            std::mem::take(&mut request.consistency_token),
+        )?;
+        if let Backend::Cluster(cluster) = &self.0.backend {
+            if request.collection.is_empty() {
+                return Err(Status::invalid_argument("collection: must not be empty"));
+            }
+            let read = convert::cluster_read(cluster, read)?;
+            let corpus =
+                cluster.corpus(&request.collection, read).await.map_err(status::cluster)?;
+            let keys: Vec<Arc<str>> = request.ids.iter().map(|id| Arc::from(id.as_str())).collect();
+            let found = corpus.fetch_documents(&keys).await.map_err(status::search)?;
+            let mut response = GetResponse::default();
+            for (id, doc) in request.ids.into_iter().zip(found) {
+                match doc {
+                    Some(doc) => response
+                        .documents
+                        .push(convert::document_to_proto(doc, request.include_vectors)),
+                    None => response.missing.push(id),
+                }
+            }
+            return Ok(Response::new(response));
+        }
+        convert::standalone_read(&read)?;
         let collection = collection(&self.0, &request.collection)?;
         let response = blocking(move || {
             let mut response = GetResponse::default();
@@ -262,6 +396,9 @@ impl Documents for DocumentsService {
     ) -> Result<Response<DeleteResponse>, Status> {
         let request = request.into_inner();
         check_ids(&request.ids, "ids", &self.0)?;
+        if let Backend::Cluster(cluster) = &self.0.backend {
+            return delete_in_cluster(cluster, request).await.map(Response::new);
+        }
         let collection = collection(&self.0, &request.collection)?;
         let name = request.collection;
         let ids = request.ids;
@@ -276,8 +413,31 @@ impl Documents for DocumentsService {
             deleted: outcome.deleted,
             missing,
             sequence: outcome.sequence,
+            consistency_token: String::new(),
         }))
     }
+}
+
+/// Deletes through the log, acknowledged once visible (or its wait ran out).
+async fn delete_in_cluster(
+    cluster: &Arc<Cluster>,
+    request: DeleteRequest,
+) -> Result<DeleteResponse, Status> {
+    if request.collection.is_empty() {
+        return Err(Status::invalid_argument("collection: must not be empty"));
+    }
+    let name = request.collection;
+    cluster.get(&name).await.map_err(status::cluster)?;
+    let deleted = existing(cluster, &name, &request.ids).await?;
+    let token = cluster
+        .write(&name, Vec::new(), request.ids.clone(), cluster.next_stream(), 0)
+        .await
+        .map_err(status::cluster)?;
+    cluster.wait_visible(&token).await;
+    crate::metrics::deleted(&name, deleted.len());
+    let gone: HashSet<&String> = deleted.iter().collect();
+    let missing = request.ids.iter().filter(|id| !gone.contains(id)).cloned().collect();
+    Ok(DeleteResponse { deleted, missing, sequence: 0, consistency_token: token.to_string() })
 }
 
 fn shutting_down() -> Status {

@@ -5,10 +5,12 @@ use std::sync::Arc;
 use sieve_proto::v1::info_server::Info;
 use std::sync::atomic::Ordering;
 
-use sieve_proto::v1::{GetInfoRequest, GetInfoResponse, Limits, ModelInfo, RerankStageInfo};
+use sieve_proto::v1::{
+    ClusterInfo, GetInfoRequest, GetInfoResponse, Limits, ModelInfo, RerankStageInfo, ShardInfo,
+};
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{Backend, State};
 
 pub struct InfoService(pub Arc<State>);
 
@@ -69,10 +71,30 @@ impl Info for InfoService {
             .iter()
             .map(|stage| RerankStageInfo { model: stage.model.clone(), keep: stage.keep as u32 })
             .collect();
+        let (role, collections, cluster) = match &self.0.backend {
+            Backend::Local(store) => ("standalone", store.collections().len() as u64, None),
+            Backend::Cluster(cluster) => {
+                let names = cluster.list().await.map_err(crate::status::cluster)?;
+                let topology = cluster.topology();
+                let shards = topology
+                    .shards()
+                    .into_iter()
+                    .map(|(name, partitions)| ShardInfo { name: name.to_string(), partitions })
+                    .collect();
+                let shape = ClusterInfo {
+                    partitions: cluster.partitioner().count(),
+                    shards,
+                    unserved: topology.unserved(),
+                };
+                ("router", names.len() as u64, Some(shape))
+            }
+        };
         Ok(Response::new(GetInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),
             build: BUILD.to_string(),
-            collections: self.0.store.collections().len() as u64,
+            collections,
+            role: role.to_string(),
+            cluster,
             limits: Some(limits),
             models,
             default_cascade,

@@ -9,9 +9,11 @@ mod search;
 
 use std::sync::Arc;
 
+use sieve_cluster::Cluster;
 use sieve_planner::Planner;
 use sieve_storage::Store;
 use tokio::sync::watch;
+use tonic::Status;
 
 pub use admin::AdminService;
 pub use collections::CollectionsService;
@@ -23,10 +25,18 @@ pub use search::SearchService;
 use crate::config::Config;
 use crate::limits::Admission;
 
+/// Where the collections live.
+pub enum Backend {
+    /// In this process's own storage (the standalone role).
+    Local(Arc<Store>),
+    /// In a cluster, reached through its log, catalog and shards (the router role).
+    Cluster(Arc<Cluster>),
+}
+
 /// What every service shares.
 pub struct State {
     /// All collections.
-    pub store: Arc<Store>,
+    pub backend: Backend,
     /// Limits and settings.
     pub config: Config,
     /// Runs searches with the loaded models and the default cascade.
@@ -35,4 +45,17 @@ pub struct State {
     pub admission: Admission,
     /// Turns true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
+}
+
+impl State {
+    /// The local store, for calls a router does not serve (yet): UNIMPLEMENTED there.
+    pub fn store(&self, call: &str) -> Result<&Arc<Store>, Status> {
+        match &self.backend {
+            Backend::Local(store) => Ok(store),
+            Backend::Cluster(_) => Err(Status::unimplemented(format!(
+                "{call} is not available through a cluster router yet (SCALE.md: partition \
+                 snapshots are per shard)"
+            ))),
+        }
+    }
 }

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
-use super::State;
+use super::{Backend, State};
 use crate::{convert, limits, status};
 
 pub struct SearchService(pub Arc<State>);
@@ -30,15 +30,24 @@ async fn run(
     request: SearchRequest,
     mut emit: impl FnMut(search_event::Event),
 ) -> Result<(), Status> {
+    let mut request = request;
+    let read =
+        convert::consistency(request.consistency, std::mem::take(&mut request.consistency_token))?;
     let (name, query) = convert::search_request(request, &state.config)?;
-    let collection = state.store.collection(&name).map_err(status::storage)?;
-    let summary = state
-        .planner
-        .search(collection, query, |list| {
-            emit(search_event::Event::Hits(convert::stage_list(list)))
-        })
-        .await
-        .map_err(status::search)?;
+    let on_stage = |list| emit(search_event::Event::Hits(convert::stage_list(list)));
+    let summary = match &state.backend {
+        Backend::Local(store) => {
+            convert::standalone_read(&read)?;
+            let collection = store.collection(&name).map_err(status::storage)?;
+            state.planner.search(collection, query, on_stage).await
+        }
+        Backend::Cluster(cluster) => {
+            let read = convert::cluster_read(cluster, read)?;
+            let corpus = cluster.corpus(&name, read).await.map_err(status::cluster)?;
+            state.planner.search(corpus, query, on_stage).await
+        }
+    }
+    .map_err(status::search)?;
     let done = convert::summary(summary);
     crate::metrics::searched(&done);
     emit(search_event::Event::Done(done));

@@ -276,7 +276,7 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
                 .map(|chunk| proto::IngestRequest {
                     collection: collection.clone(),
                     documents: chunk.to_vec(),
-                    delete_ids: Vec::new(),
+                    ..Default::default()
                 })
                 .collect();
             let count = batches.len();
@@ -411,7 +411,7 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
                                 ..Default::default()
                             })
                             .collect(),
-                        delete_ids: Vec::new(),
+                        ..Default::default()
                     })
                     .collect();
                 let started = Instant::now();

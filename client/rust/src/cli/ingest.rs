@@ -233,7 +233,7 @@ pub async fn stream_file(
                 let request = proto::IngestRequest {
                     collection: collection.clone(),
                     documents: pending.drain(..size.min(pending.len())).collect(),
-                    delete_ids: Vec::new(),
+                    ..Default::default()
                 };
                 if requests_tx.send(request).await.is_err() {
                     break;

@@ -196,6 +196,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         filter,
         plan: Some(plan),
         include_text: Some(!args.no_text),
+        ..Default::default()
     };
     let response = client.search(request).await?;
     if args.json {

@@ -1,10 +1,22 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class Consistency(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CONSISTENCY_UNSPECIFIED: _ClassVar[Consistency]
+    CONSISTENCY_EVENTUAL: _ClassVar[Consistency]
+    CONSISTENCY_AFTER: _ClassVar[Consistency]
+    CONSISTENCY_STRONG: _ClassVar[Consistency]
+CONSISTENCY_UNSPECIFIED: Consistency
+CONSISTENCY_EVENTUAL: Consistency
+CONSISTENCY_AFTER: Consistency
+CONSISTENCY_STRONG: Consistency
 
 class Value(_message.Message):
     __slots__ = ("string_value", "int_value", "float_value", "bool_value")

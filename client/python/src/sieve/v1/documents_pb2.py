@@ -25,27 +25,29 @@ _sym_db = _symbol_database.Default()
 from sieve.v1 import common_pb2 as sieve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sieve/v1/documents.proto\x12\x08sieve.v1\x1a\x15sieve/v1/common.proto\"^\n\rIngestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.sieve.v1.Document\x12\x12\n\ndelete_ids\x18\x03 \x03(\t\"J\n\rDocumentError\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.sieve.v1.Error\"\xa5\x01\n\tIngestAck\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\t\x12\'\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x17.sieve.v1.DocumentError\x12\x0f\n\x07\x64\x65leted\x18\x04 \x03(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x17\n\x0fnext_batch_size\x18\x06 \x01(\r\x12\x12\n\nbackoff_ms\x18\x07 \x01(\r\"F\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x03 \x01(\x08\"E\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.sieve.v1.Document\x12\x0f\n\x07missing\x18\x02 \x03(\t\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"D\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x0f\n\x07missing\x18\x02 \x03(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x32\xb8\x01\n\tDocuments\x12:\n\x06Ingest\x12\x17.sieve.v1.IngestRequest\x1a\x13.sieve.v1.IngestAck(\x01\x30\x01\x12\x32\n\x03Get\x12\x14.sieve.v1.GetRequest\x1a\x15.sieve.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.sieve.v1.DeleteRequest\x1a\x18.sieve.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18sieve/v1/documents.proto\x12\x08sieve.v1\x1a\x15sieve/v1/common.proto\"\x7f\n\rIngestRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12%\n\tdocuments\x18\x02 \x03(\x0b\x32\x12.sieve.v1.Document\x12\x12\n\ndelete_ids\x18\x03 \x03(\t\x12\x1f\n\x03\x61\x63k\x18\x04 \x01(\x0e\x32\x12.sieve.v1.AckLevel\"J\n\rDocumentError\x12\r\n\x05index\x18\x01 \x01(\r\x12\n\n\x02id\x18\x02 \x01(\t\x12\x1e\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.sieve.v1.Error\"\xd1\x01\n\tIngestAck\x12\r\n\x05\x62\x61tch\x18\x01 \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x03(\t\x12\'\n\x06\x65rrors\x18\x03 \x03(\x0b\x32\x17.sieve.v1.DocumentError\x12\x0f\n\x07\x64\x65leted\x18\x04 \x03(\t\x12\x10\n\x08sequence\x18\x05 \x01(\x04\x12\x17\n\x0fnext_batch_size\x18\x06 \x01(\r\x12\x12\n\nbackoff_ms\x18\x07 \x01(\r\x12\x19\n\x11\x63onsistency_token\x18\x08 \x01(\t\x12\x0f\n\x07visible\x18\t \x01(\x08\"\x8d\x01\n\nGetRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\x12\x17\n\x0finclude_vectors\x18\x03 \x01(\x08\x12*\n\x0b\x63onsistency\x18\x04 \x01(\x0e\x32\x15.sieve.v1.Consistency\x12\x19\n\x11\x63onsistency_token\x18\x05 \x01(\t\"E\n\x0bGetResponse\x12%\n\tdocuments\x18\x01 \x03(\x0b\x32\x12.sieve.v1.Document\x12\x0f\n\x07missing\x18\x02 \x03(\t\"0\n\rDeleteRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\x0b\n\x03ids\x18\x02 \x03(\t\"_\n\x0e\x44\x65leteResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x03(\t\x12\x0f\n\x07missing\x18\x02 \x03(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x19\n\x11\x63onsistency_token\x18\x04 \x01(\t*S\n\x08\x41\x63kLevel\x12\x19\n\x15\x41\x43K_LEVEL_UNSPECIFIED\x10\x00\x12\x15\n\x11\x41\x43K_LEVEL_VISIBLE\x10\x01\x12\x15\n\x11\x41\x43K_LEVEL_DURABLE\x10\x02\x32\xb8\x01\n\tDocuments\x12:\n\x06Ingest\x12\x17.sieve.v1.IngestRequest\x1a\x13.sieve.v1.IngestAck(\x01\x30\x01\x12\x32\n\x03Get\x12\x14.sieve.v1.GetRequest\x1a\x15.sieve.v1.GetResponse\x12;\n\x06\x44\x65lete\x12\x17.sieve.v1.DeleteRequest\x1a\x18.sieve.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sieve.v1.documents_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ACKLEVEL']._serialized_start=840
+  _globals['_ACKLEVEL']._serialized_end=923
   _globals['_INGESTREQUEST']._serialized_start=61
-  _globals['_INGESTREQUEST']._serialized_end=155
-  _globals['_DOCUMENTERROR']._serialized_start=157
-  _globals['_DOCUMENTERROR']._serialized_end=231
-  _globals['_INGESTACK']._serialized_start=234
-  _globals['_INGESTACK']._serialized_end=399
-  _globals['_GETREQUEST']._serialized_start=401
-  _globals['_GETREQUEST']._serialized_end=471
-  _globals['_GETRESPONSE']._serialized_start=473
-  _globals['_GETRESPONSE']._serialized_end=542
-  _globals['_DELETEREQUEST']._serialized_start=544
-  _globals['_DELETEREQUEST']._serialized_end=592
-  _globals['_DELETERESPONSE']._serialized_start=594
-  _globals['_DELETERESPONSE']._serialized_end=662
-  _globals['_DOCUMENTS']._serialized_start=665
-  _globals['_DOCUMENTS']._serialized_end=849
+  _globals['_INGESTREQUEST']._serialized_end=188
+  _globals['_DOCUMENTERROR']._serialized_start=190
+  _globals['_DOCUMENTERROR']._serialized_end=264
+  _globals['_INGESTACK']._serialized_start=267
+  _globals['_INGESTACK']._serialized_end=476
+  _globals['_GETREQUEST']._serialized_start=479
+  _globals['_GETREQUEST']._serialized_end=620
+  _globals['_GETRESPONSE']._serialized_start=622
+  _globals['_GETRESPONSE']._serialized_end=691
+  _globals['_DELETEREQUEST']._serialized_start=693
+  _globals['_DELETEREQUEST']._serialized_end=741
+  _globals['_DELETERESPONSE']._serialized_start=743
+  _globals['_DELETERESPONSE']._serialized_end=838
+  _globals['_DOCUMENTS']._serialized_start=926
+  _globals['_DOCUMENTS']._serialized_end=1110
 # @@protoc_insertion_point(module_scope)

@@ -79,7 +79,7 @@ class ModelInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., precision: _Optional[str] = ..., max_length: _Optional[int] = ..., dimension: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., max_batch_requests: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., queued: _Optional[int] = ..., cancelled: _Optional[int] = ..., batches: _Optional[int] = ..., inputs: _Optional[int] = ..., kernels: _Optional[str] = ...) -> None: ...
 
 class GetInfoResponse(_message.Message):
-    __slots__ = ("version", "build", "collections", "limits", "models", "default_cascade", "default_embedder", "api_keys_required", "tls")
+    __slots__ = ("version", "build", "collections", "limits", "models", "default_cascade", "default_embedder", "api_keys_required", "tls", "role", "cluster")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     BUILD_FIELD_NUMBER: _ClassVar[int]
     COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
@@ -89,6 +89,8 @@ class GetInfoResponse(_message.Message):
     DEFAULT_EMBEDDER_FIELD_NUMBER: _ClassVar[int]
     API_KEYS_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     TLS_FIELD_NUMBER: _ClassVar[int]
+    ROLE_FIELD_NUMBER: _ClassVar[int]
+    CLUSTER_FIELD_NUMBER: _ClassVar[int]
     version: str
     build: str
     collections: int
@@ -98,7 +100,27 @@ class GetInfoResponse(_message.Message):
     default_embedder: str
     api_keys_required: bool
     tls: bool
-    def __init__(self, version: _Optional[str] = ..., build: _Optional[str] = ..., collections: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_cascade: _Optional[_Iterable[_Union[RerankStageInfo, _Mapping]]] = ..., default_embedder: _Optional[str] = ..., api_keys_required: bool = ..., tls: bool = ...) -> None: ...
+    role: str
+    cluster: ClusterInfo
+    def __init__(self, version: _Optional[str] = ..., build: _Optional[str] = ..., collections: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_cascade: _Optional[_Iterable[_Union[RerankStageInfo, _Mapping]]] = ..., default_embedder: _Optional[str] = ..., api_keys_required: bool = ..., tls: bool = ..., role: _Optional[str] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
+
+class ClusterInfo(_message.Message):
+    __slots__ = ("partitions", "shards", "unserved")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    UNSERVED_FIELD_NUMBER: _ClassVar[int]
+    partitions: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    unserved: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class ShardInfo(_message.Message):
+    __slots__ = ("name", "partitions")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RerankStageInfo(_message.Message):
     __slots__ = ("model", "keep")

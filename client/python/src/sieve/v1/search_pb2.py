@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sieve.v1 import common_pb2 as sieve_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sieve/v1/search.proto\x12\x08sieve.v1\x1a\x15sieve/v1/common.proto\"\xc1\x02\n\x04Plan\x12\x1c\n\x04mode\x18\x01 \x01(\x0e\x32\x0e.sieve.v1.Mode\x12\x0e\n\x06\x62m25_k\x18\x02 \x01(\r\x12\x0f\n\x07\x64\x65nse_k\x18\x03 \x01(\r\x12\x12\n\x05rrf_k\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x62m25_weight\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0c\x64\x65nse_weight\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12 \n\x06\x66usion\x18\x07 \x01(\x0e\x32\x10.sieve.v1.Fusion\x12%\n\x06rerank\x18\x08 \x03(\x0b\x32\x15.sieve.v1.RerankStage\x12\x11\n\tno_rerank\x18\t \x01(\x08\x12\x12\n\ncandidates\x18\n \x01(\r\x12\x16\n\x0ererank_windows\x18\x0b \x01(\x08\x42\x08\n\x06_rrf_kB\x0e\n\x0c_bm25_weightB\x0f\n\r_dense_weight\"*\n\x0bRerankStage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04keep\x18\x02 \x01(\r\"\xc3\x01\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x14\n\x0cquery_vector\x18\x03 \x03(\x02\x12\r\n\x05top_k\x18\x04 \x01(\r\x12 \n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x10.sieve.v1.Filter\x12\x1c\n\x04plan\x18\x06 \x01(\x0b\x32\x0e.sieve.v1.Plan\x12\x19\n\x0cinclude_text\x18\x07 \x01(\x08H\x00\x88\x01\x01\x42\x0f\n\r_include_text\"+\n\x0cRetrieverHit\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x02\"\xc7\x02\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12-\n\x08metadata\x18\x05 \x03(\x0b\x32\x1b.sieve.v1.Hit.MetadataEntry\x12$\n\x04\x62m25\x18\x06 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12%\n\x05\x64\x65nse\x18\x07 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12%\n\x05\x66used\x18\x08 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12#\n\x06stages\x18\t \x03(\x0b\x32\x13.sieve.v1.StageRank\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.sieve.v1.Value:\x02\x38\x01\"F\n\tStageRank\x12\r\n\x05stage\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\"F\n\tStageHits\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x1b\n\x04hits\x18\x02 \x03(\x0b\x32\r.sieve.v1.Hit\x12\r\n\x05model\x18\x03 \x01(\t\"\'\n\x06Timing\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0e\n\x06micros\x18\x02 \x01(\x04\"v\n\x0bModelTiming\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x01(\r\x12\x0c\n\x04kept\x18\x04 \x01(\r\x12\x14\n\x0cqueue_micros\x18\x05 \x01(\x04\x12\x16\n\x0e\x63ompute_micros\x18\x06 \x01(\x04\"\xcd\x01\n\x04\x44one\x12!\n\x07timings\x18\x01 \x03(\x0b\x32\x10.sieve.v1.Timing\x12\x1c\n\x04mode\x18\x02 \x01(\x0e\x32\x0e.sieve.v1.Mode\x12\x17\n\x0f\x62m25_candidates\x18\x03 \x01(\r\x12\x18\n\x10\x64\x65nse_candidates\x18\x04 \x01(\r\x12\x18\n\x10\x66used_candidates\x18\x05 \x01(\r\x12\x10\n\x08returned\x18\x06 \x01(\r\x12%\n\x06models\x18\x07 \x03(\x0b\x32\x15.sieve.v1.ModelTiming\"[\n\x0bSearchEvent\x12#\n\x04hits\x18\x01 \x01(\x0b\x32\x13.sieve.v1.StageHitsH\x00\x12\x1e\n\x04\x64one\x18\x02 \x01(\x0b\x32\x0e.sieve.v1.DoneH\x00\x42\x07\n\x05\x65vent\"S\n\x0eSearchResponse\x12#\n\x06stages\x18\x01 \x03(\x0b\x32\x13.sieve.v1.StageHits\x12\x1c\n\x04\x64one\x18\x02 \x01(\x0b\x32\x0e.sieve.v1.Done\"x\n\x0cSearchResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.sieve.v1.SearchResponseH\x00\x12 \n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.sieve.v1.ErrorH\x00\x42\t\n\x07outcome*L\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_BM25\x10\x01\x12\x0e\n\nMODE_DENSE\x10\x02\x12\x0f\n\x0bMODE_HYBRID\x10\x03*C\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x0e\n\nFUSION_RRF\x10\x01\x12\x11\n\rFUSION_LINEAR\x10\x02\x32\x89\x01\n\x06Search\x12:\n\x06Search\x12\x17.sieve.v1.SearchRequest\x1a\x15.sieve.v1.SearchEvent0\x01\x12\x43\n\x0cSearchStream\x12\x17.sieve.v1.SearchRequest\x1a\x16.sieve.v1.SearchResult(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15sieve/v1/search.proto\x12\x08sieve.v1\x1a\x15sieve/v1/common.proto\"\xc1\x02\n\x04Plan\x12\x1c\n\x04mode\x18\x01 \x01(\x0e\x32\x0e.sieve.v1.Mode\x12\x0e\n\x06\x62m25_k\x18\x02 \x01(\r\x12\x0f\n\x07\x64\x65nse_k\x18\x03 \x01(\r\x12\x12\n\x05rrf_k\x18\x04 \x01(\rH\x00\x88\x01\x01\x12\x18\n\x0b\x62m25_weight\x18\x05 \x01(\x02H\x01\x88\x01\x01\x12\x19\n\x0c\x64\x65nse_weight\x18\x06 \x01(\x02H\x02\x88\x01\x01\x12 \n\x06\x66usion\x18\x07 \x01(\x0e\x32\x10.sieve.v1.Fusion\x12%\n\x06rerank\x18\x08 \x03(\x0b\x32\x15.sieve.v1.RerankStage\x12\x11\n\tno_rerank\x18\t \x01(\x08\x12\x12\n\ncandidates\x18\n \x01(\r\x12\x16\n\x0ererank_windows\x18\x0b \x01(\x08\x42\x08\n\x06_rrf_kB\x0e\n\x0c_bm25_weightB\x0f\n\r_dense_weight\"*\n\x0bRerankStage\x12\r\n\x05model\x18\x01 \x01(\t\x12\x0c\n\x04keep\x18\x02 \x01(\r\"\x8a\x02\n\rSearchRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\x12\r\n\x05query\x18\x02 \x01(\t\x12\x14\n\x0cquery_vector\x18\x03 \x03(\x02\x12\r\n\x05top_k\x18\x04 \x01(\r\x12 \n\x06\x66ilter\x18\x05 \x01(\x0b\x32\x10.sieve.v1.Filter\x12\x1c\n\x04plan\x18\x06 \x01(\x0b\x32\x0e.sieve.v1.Plan\x12\x19\n\x0cinclude_text\x18\x07 \x01(\x08H\x00\x88\x01\x01\x12*\n\x0b\x63onsistency\x18\x08 \x01(\x0e\x32\x15.sieve.v1.Consistency\x12\x19\n\x11\x63onsistency_token\x18\t \x01(\tB\x0f\n\r_include_text\"+\n\x0cRetrieverHit\x12\x0c\n\x04rank\x18\x01 \x01(\r\x12\r\n\x05score\x18\x02 \x01(\x02\"\xc7\x02\n\x03Hit\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12\r\n\x05title\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12-\n\x08metadata\x18\x05 \x03(\x0b\x32\x1b.sieve.v1.Hit.MetadataEntry\x12$\n\x04\x62m25\x18\x06 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12%\n\x05\x64\x65nse\x18\x07 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12%\n\x05\x66used\x18\x08 \x01(\x0b\x32\x16.sieve.v1.RetrieverHit\x12#\n\x06stages\x18\t \x03(\x0b\x32\x13.sieve.v1.StageRank\x1a@\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x1e\n\x05value\x18\x02 \x01(\x0b\x32\x0f.sieve.v1.Value:\x02\x38\x01\"F\n\tStageRank\x12\r\n\x05stage\x18\x01 \x01(\r\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0c\n\x04rank\x18\x03 \x01(\r\x12\r\n\x05score\x18\x04 \x01(\x02\"F\n\tStageHits\x12\r\n\x05stage\x18\x01 \x01(\t\x12\x1b\n\x04hits\x18\x02 \x03(\x0b\x32\r.sieve.v1.Hit\x12\r\n\x05model\x18\x03 \x01(\t\"\'\n\x06Timing\x12\r\n\x05phase\x18\x01 \x01(\t\x12\x0e\n\x06micros\x18\x02 \x01(\x04\"v\n\x0bModelTiming\x12\x0c\n\x04step\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x0e\n\x06inputs\x18\x03 \x01(\r\x12\x0c\n\x04kept\x18\x04 \x01(\r\x12\x14\n\x0cqueue_micros\x18\x05 \x01(\x04\x12\x16\n\x0e\x63ompute_micros\x18\x06 \x01(\x04\"\xcd\x01\n\x04\x44one\x12!\n\x07timings\x18\x01 \x03(\x0b\x32\x10.sieve.v1.Timing\x12\x1c\n\x04mode\x18\x02 \x01(\x0e\x32\x0e.sieve.v1.Mode\x12\x17\n\x0f\x62m25_candidates\x18\x03 \x01(\r\x12\x18\n\x10\x64\x65nse_candidates\x18\x04 \x01(\r\x12\x18\n\x10\x66used_candidates\x18\x05 \x01(\r\x12\x10\n\x08returned\x18\x06 \x01(\r\x12%\n\x06models\x18\x07 \x03(\x0b\x32\x15.sieve.v1.ModelTiming\"[\n\x0bSearchEvent\x12#\n\x04hits\x18\x01 \x01(\x0b\x32\x13.sieve.v1.StageHitsH\x00\x12\x1e\n\x04\x64one\x18\x02 \x01(\x0b\x32\x0e.sieve.v1.DoneH\x00\x42\x07\n\x05\x65vent\"S\n\x0eSearchResponse\x12#\n\x06stages\x18\x01 \x03(\x0b\x32\x13.sieve.v1.StageHits\x12\x1c\n\x04\x64one\x18\x02 \x01(\x0b\x32\x0e.sieve.v1.Done\"x\n\x0cSearchResult\x12\r\n\x05index\x18\x01 \x01(\x04\x12,\n\x08response\x18\x02 \x01(\x0b\x32\x18.sieve.v1.SearchResponseH\x00\x12 \n\x05\x65rror\x18\x03 \x01(\x0b\x32\x0f.sieve.v1.ErrorH\x00\x42\t\n\x07outcome*L\n\x04Mode\x12\x14\n\x10MODE_UNSPECIFIED\x10\x00\x12\r\n\tMODE_BM25\x10\x01\x12\x0e\n\nMODE_DENSE\x10\x02\x12\x0f\n\x0bMODE_HYBRID\x10\x03*C\n\x06\x46usion\x12\x16\n\x12\x46USION_UNSPECIFIED\x10\x00\x12\x0e\n\nFUSION_RRF\x10\x01\x12\x11\n\rFUSION_LINEAR\x10\x02\x32\x89\x01\n\x06Search\x12:\n\x06Search\x12\x17.sieve.v1.SearchRequest\x1a\x15.sieve.v1.SearchEvent0\x01\x12\x43\n\x0cSearchStream\x12\x17.sieve.v1.SearchRequest\x1a\x16.sieve.v1.SearchResult(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,38 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_HIT_METADATAENTRY']._loaded_options = None
   _globals['_HIT_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_MODE']._serialized_start=1812
-  _globals['_MODE']._serialized_end=1888
-  _globals['_FUSION']._serialized_start=1890
-  _globals['_FUSION']._serialized_end=1957
+  _globals['_MODE']._serialized_start=1883
+  _globals['_MODE']._serialized_end=1959
+  _globals['_FUSION']._serialized_start=1961
+  _globals['_FUSION']._serialized_end=2028
   _globals['_PLAN']._serialized_start=59
   _globals['_PLAN']._serialized_end=380
   _globals['_RERANKSTAGE']._serialized_start=382
   _globals['_RERANKSTAGE']._serialized_end=424
   _globals['_SEARCHREQUEST']._serialized_start=427
-  _globals['_SEARCHREQUEST']._serialized_end=622
-  _globals['_RETRIEVERHIT']._serialized_start=624
-  _globals['_RETRIEVERHIT']._serialized_end=667
-  _globals['_HIT']._serialized_start=670
-  _globals['_HIT']._serialized_end=997
-  _globals['_HIT_METADATAENTRY']._serialized_start=933
-  _globals['_HIT_METADATAENTRY']._serialized_end=997
-  _globals['_STAGERANK']._serialized_start=999
-  _globals['_STAGERANK']._serialized_end=1069
-  _globals['_STAGEHITS']._serialized_start=1071
-  _globals['_STAGEHITS']._serialized_end=1141
-  _globals['_TIMING']._serialized_start=1143
-  _globals['_TIMING']._serialized_end=1182
-  _globals['_MODELTIMING']._serialized_start=1184
-  _globals['_MODELTIMING']._serialized_end=1302
-  _globals['_DONE']._serialized_start=1305
-  _globals['_DONE']._serialized_end=1510
-  _globals['_SEARCHEVENT']._serialized_start=1512
-  _globals['_SEARCHEVENT']._serialized_end=1603
-  _globals['_SEARCHRESPONSE']._serialized_start=1605
-  _globals['_SEARCHRESPONSE']._serialized_end=1688
-  _globals['_SEARCHRESULT']._serialized_start=1690
-  _globals['_SEARCHRESULT']._serialized_end=1810
-  _globals['_SEARCH']._serialized_start=1960
-  _globals['_SEARCH']._serialized_end=2097
+  _globals['_SEARCHREQUEST']._serialized_end=693
+  _globals['_RETRIEVERHIT']._serialized_start=695
+  _globals['_RETRIEVERHIT']._serialized_end=738
+  _globals['_HIT']._serialized_start=741
+  _globals['_HIT']._serialized_end=1068
+  _globals['_HIT_METADATAENTRY']._serialized_start=1004
+  _globals['_HIT_METADATAENTRY']._serialized_end=1068
+  _globals['_STAGERANK']._serialized_start=1070
+  _globals['_STAGERANK']._serialized_end=1140
+  _globals['_STAGEHITS']._serialized_start=1142
+  _globals['_STAGEHITS']._serialized_end=1212
+  _globals['_TIMING']._serialized_start=1214
+  _globals['_TIMING']._serialized_end=1253
+  _globals['_MODELTIMING']._serialized_start=1255
+  _globals['_MODELTIMING']._serialized_end=1373
+  _globals['_DONE']._serialized_start=1376
+  _globals['_DONE']._serialized_end=1581
+  _globals['_SEARCHEVENT']._serialized_start=1583
+  _globals['_SEARCHEVENT']._serialized_end=1674
+  _globals['_SEARCHRESPONSE']._serialized_start=1676
+  _globals['_SEARCHRESPONSE']._serialized_end=1759
+  _globals['_SEARCHRESULT']._serialized_start=1761
+  _globals['_SEARCHRESULT']._serialized_end=1881
+  _globals['_SEARCH']._serialized_start=2031
+  _globals['_SEARCH']._serialized_end=2168
 # @@protoc_insertion_point(module_scope)

@@ -63,7 +63,7 @@ class RerankStage(_message.Message):
     def __init__(self, model: _Optional[str] = ..., keep: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
-    __slots__ = ("collection", "query", "query_vector", "top_k", "filter", "plan", "include_text")
+    __slots__ = ("collection", "query", "query_vector", "top_k", "filter", "plan", "include_text", "consistency", "consistency_token")
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     QUERY_VECTOR_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,8 @@ class SearchRequest(_message.Message):
     FILTER_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_TEXT_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     collection: str
     query: str
     query_vector: _containers.RepeatedScalarFieldContainer[float]
@@ -78,7 +80,9 @@ class SearchRequest(_message.Message):
     filter: _common_pb2.Filter
     plan: Plan
     include_text: bool
-    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., include_text: bool = ...) -> None: ...
+    consistency: _common_pb2.Consistency
+    consistency_token: str
+    def __init__(self, collection: _Optional[str] = ..., query: _Optional[str] = ..., query_vector: _Optional[_Iterable[float]] = ..., top_k: _Optional[int] = ..., filter: _Optional[_Union[_common_pb2.Filter, _Mapping]] = ..., plan: _Optional[_Union[Plan, _Mapping]] = ..., include_text: bool = ..., consistency: _Optional[_Union[_common_pb2.Consistency, str]] = ..., consistency_token: _Optional[str] = ...) -> None: ...
 
 class RetrieverHit(_message.Message):
     __slots__ = ("rank", "score")

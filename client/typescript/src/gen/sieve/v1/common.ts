@@ -11,6 +11,59 @@ export const protobufPackage = "sieve.v1";
 
 export const protobufFileName = "sieve/v1/common.proto";
 
+/**
+ * What a read must see (cluster mode). A standalone server always reads everything
+ * acknowledged, so it takes EVENTUAL and STRONG as they are and refuses a token.
+ */
+export enum Consistency {
+  /** CONSISTENCY_UNSPECIFIED - EVENTUAL. */
+  CONSISTENCY_UNSPECIFIED = 0,
+  /** CONSISTENCY_EVENTUAL - What the chosen replicas have applied. */
+  CONSISTENCY_EVENTUAL = 1,
+  /** CONSISTENCY_AFTER - At least the writes behind `consistency_token` (read-your-writes). */
+  CONSISTENCY_AFTER = 2,
+  /** CONSISTENCY_STRONG - Every write acknowledged before the read started. */
+  CONSISTENCY_STRONG = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function consistencyFromJSON(object: any): Consistency {
+  switch (object) {
+    case 0:
+    case "CONSISTENCY_UNSPECIFIED":
+      return Consistency.CONSISTENCY_UNSPECIFIED;
+    case 1:
+    case "CONSISTENCY_EVENTUAL":
+      return Consistency.CONSISTENCY_EVENTUAL;
+    case 2:
+    case "CONSISTENCY_AFTER":
+      return Consistency.CONSISTENCY_AFTER;
+    case 3:
+    case "CONSISTENCY_STRONG":
+      return Consistency.CONSISTENCY_STRONG;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return Consistency.UNRECOGNIZED;
+  }
+}
+
+export function consistencyToJSON(object: Consistency): string {
+  switch (object) {
+    case Consistency.CONSISTENCY_UNSPECIFIED:
+      return "CONSISTENCY_UNSPECIFIED";
+    case Consistency.CONSISTENCY_EVENTUAL:
+      return "CONSISTENCY_EVENTUAL";
+    case Consistency.CONSISTENCY_AFTER:
+      return "CONSISTENCY_AFTER";
+    case Consistency.CONSISTENCY_STRONG:
+      return "CONSISTENCY_STRONG";
+    case Consistency.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** A metadata value: one scalar. Exactly one kind must be set. */
 export interface Value {
   kind?:

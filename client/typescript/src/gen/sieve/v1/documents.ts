@@ -20,11 +20,58 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Document, Error } from "./common";
+import { Consistency, consistencyFromJSON, consistencyToJSON, Document, Error } from "./common";
 
 export const protobufPackage = "sieve.v1";
 
 export const protobufFileName = "sieve/v1/documents.proto";
+
+/** What an ingest ack waits for (cluster mode; SCALE.md). */
+export enum AckLevel {
+  /** ACK_LEVEL_UNSPECIFIED - VISIBLE. */
+  ACK_LEVEL_UNSPECIFIED = 0,
+  /**
+   * ACK_LEVEL_VISIBLE - Durable and applied by the serving replicas of every partition the batch touched, so a
+   * search that follows finds it (bounded by the router's visible_timeout_ms; past it the ack
+   * still comes, with `visible` false).
+   */
+  ACK_LEVEL_VISIBLE = 1,
+  /** ACK_LEVEL_DURABLE - Durable: stored on a quorum of the cluster's log servers; searches see it shortly after. */
+  ACK_LEVEL_DURABLE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function ackLevelFromJSON(object: any): AckLevel {
+  switch (object) {
+    case 0:
+    case "ACK_LEVEL_UNSPECIFIED":
+      return AckLevel.ACK_LEVEL_UNSPECIFIED;
+    case 1:
+    case "ACK_LEVEL_VISIBLE":
+      return AckLevel.ACK_LEVEL_VISIBLE;
+    case 2:
+    case "ACK_LEVEL_DURABLE":
+      return AckLevel.ACK_LEVEL_DURABLE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AckLevel.UNRECOGNIZED;
+  }
+}
+
+export function ackLevelToJSON(object: AckLevel): string {
+  switch (object) {
+    case AckLevel.ACK_LEVEL_UNSPECIFIED:
+      return "ACK_LEVEL_UNSPECIFIED";
+    case AckLevel.ACK_LEVEL_VISIBLE:
+      return "ACK_LEVEL_VISIBLE";
+    case AckLevel.ACK_LEVEL_DURABLE:
+      return "ACK_LEVEL_DURABLE";
+    case AckLevel.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
 
 export interface IngestRequest {
   collection: string;
@@ -32,6 +79,8 @@ export interface IngestRequest {
   documents: Document[];
   /** Deletes, applied after the upserts of this batch. Unknown ids are ignored. */
   deleteIds: string[];
+  /** Cluster mode: when the ack may come. A standalone server's acks are always VISIBLE. */
+  ack: AckLevel;
 }
 
 export interface DocumentError {
@@ -62,12 +111,25 @@ export interface IngestAck {
    * is more than half full (about one batch's time), else 0.
    */
   backoffMs: number;
+  /**
+   * Cluster mode: the stream positions this batch reached; give it to a later Search or Get
+   * with CONSISTENCY_AFTER to read this write. Empty on a standalone server.
+   */
+  consistencyToken: string;
+  /**
+   * Searches already see this batch (always true on a standalone server; false in cluster mode
+   * for a DURABLE ack, or a VISIBLE ack that ran out of time).
+   */
+  visible: boolean;
 }
 
 export interface GetRequest {
   collection: string;
   ids: string[];
   includeVectors: boolean;
+  consistency: Consistency;
+  /** Required with CONSISTENCY_AFTER: an IngestAck.consistency_token. */
+  consistencyToken: string;
 }
 
 export interface GetResponse {
@@ -85,10 +147,12 @@ export interface DeleteResponse {
   deleted: string[];
   missing: string[];
   sequence: number;
+  /** As in IngestAck (the delete is VISIBLE when the response comes). */
+  consistencyToken: string;
 }
 
 function createBaseIngestRequest(): IngestRequest {
-  return { collection: "", documents: [], deleteIds: [] };
+  return { collection: "", documents: [], deleteIds: [], ack: 0 };
 }
 
 export const IngestRequest: MessageFns<IngestRequest> = {
@@ -101,6 +165,9 @@ export const IngestRequest: MessageFns<IngestRequest> = {
     }
     for (const v of message.deleteIds) {
       writer.uint32(26).string(v!);
+    }
+    if (message.ack !== 0) {
+      writer.uint32(32).int32(message.ack);
     }
     return writer;
   },
@@ -142,6 +209,14 @@ export const IngestRequest: MessageFns<IngestRequest> = {
             message.deleteIds.push(reader.string());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.ack = reader.int32() as any;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -165,6 +240,7 @@ export const IngestRequest: MessageFns<IngestRequest> = {
         : globalThis.Array.isArray(object?.delete_ids)
         ? object.delete_ids.map((e: any) => globalThis.String(e))
         : [],
+      ack: isSet(object.ack) ? ackLevelFromJSON(object.ack) : 0,
     };
   },
 
@@ -179,6 +255,9 @@ export const IngestRequest: MessageFns<IngestRequest> = {
     if (message.deleteIds?.length) {
       obj.deleteIds = message.deleteIds;
     }
+    if (message.ack !== 0) {
+      obj.ack = ackLevelToJSON(message.ack);
+    }
     return obj;
   },
 
@@ -190,6 +269,7 @@ export const IngestRequest: MessageFns<IngestRequest> = {
     message.collection = object.collection ?? "";
     message.documents = object.documents?.map((e) => Document.fromPartial(e)) || [];
     message.deleteIds = object.deleteIds?.map((e) => e) || [];
+    message.ack = object.ack ?? 0;
     return message;
   },
 };
@@ -296,7 +376,17 @@ export const DocumentError: MessageFns<DocumentError> = {
 };
 
 function createBaseIngestAck(): IngestAck {
-  return { batch: 0, accepted: [], errors: [], deleted: [], sequence: 0, nextBatchSize: 0, backoffMs: 0 };
+  return {
+    batch: 0,
+    accepted: [],
+    errors: [],
+    deleted: [],
+    sequence: 0,
+    nextBatchSize: 0,
+    backoffMs: 0,
+    consistencyToken: "",
+    visible: false,
+  };
 }
 
 export const IngestAck: MessageFns<IngestAck> = {
@@ -321,6 +411,12 @@ export const IngestAck: MessageFns<IngestAck> = {
     }
     if (message.backoffMs !== 0) {
       writer.uint32(56).uint32(message.backoffMs);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(66).string(message.consistencyToken);
+    }
+    if (message.visible !== false) {
+      writer.uint32(72).bool(message.visible);
     }
     return writer;
   },
@@ -394,6 +490,22 @@ export const IngestAck: MessageFns<IngestAck> = {
             message.backoffMs = reader.uint32();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.visible = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -423,6 +535,12 @@ export const IngestAck: MessageFns<IngestAck> = {
         : isSet(object.backoff_ms)
         ? globalThis.Number(object.backoff_ms)
         : 0,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
+      visible: isSet(object.visible) ? globalThis.Boolean(object.visible) : false,
     };
   },
 
@@ -449,6 +567,12 @@ export const IngestAck: MessageFns<IngestAck> = {
     if (message.backoffMs !== 0) {
       obj.backoffMs = Math.round(message.backoffMs);
     }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
+    if (message.visible !== false) {
+      obj.visible = message.visible;
+    }
     return obj;
   },
 
@@ -464,12 +588,14 @@ export const IngestAck: MessageFns<IngestAck> = {
     message.sequence = object.sequence ?? 0;
     message.nextBatchSize = object.nextBatchSize ?? 0;
     message.backoffMs = object.backoffMs ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
+    message.visible = object.visible ?? false;
     return message;
   },
 };
 
 function createBaseGetRequest(): GetRequest {
-  return { collection: "", ids: [], includeVectors: false };
+  return { collection: "", ids: [], includeVectors: false, consistency: 0, consistencyToken: "" };
 }
 
 export const GetRequest: MessageFns<GetRequest> = {
@@ -482,6 +608,12 @@ export const GetRequest: MessageFns<GetRequest> = {
     }
     if (message.includeVectors !== false) {
       writer.uint32(24).bool(message.includeVectors);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(32).int32(message.consistency);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(42).string(message.consistencyToken);
     }
     return writer;
   },
@@ -523,6 +655,22 @@ export const GetRequest: MessageFns<GetRequest> = {
             message.includeVectors = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -544,6 +692,12 @@ export const GetRequest: MessageFns<GetRequest> = {
         : isSet(object.include_vectors)
         ? globalThis.Boolean(object.include_vectors)
         : false,
+      consistency: isSet(object.consistency) ? consistencyFromJSON(object.consistency) : 0,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -558,6 +712,12 @@ export const GetRequest: MessageFns<GetRequest> = {
     if (message.includeVectors !== false) {
       obj.includeVectors = message.includeVectors;
     }
+    if (message.consistency !== 0) {
+      obj.consistency = consistencyToJSON(message.consistency);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
     return obj;
   },
 
@@ -569,6 +729,8 @@ export const GetRequest: MessageFns<GetRequest> = {
     message.collection = object.collection ?? "";
     message.ids = object.ids?.map((e) => e) || [];
     message.includeVectors = object.includeVectors ?? false;
+    message.consistency = object.consistency ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };
@@ -746,7 +908,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
 };
 
 function createBaseDeleteResponse(): DeleteResponse {
-  return { deleted: [], missing: [], sequence: 0 };
+  return { deleted: [], missing: [], sequence: 0, consistencyToken: "" };
 }
 
 export const DeleteResponse: MessageFns<DeleteResponse> = {
@@ -759,6 +921,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     }
     if (message.sequence !== 0) {
       writer.uint32(24).uint64(message.sequence);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(34).string(message.consistencyToken);
     }
     return writer;
   },
@@ -800,6 +965,14 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
             message.sequence = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -817,6 +990,11 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
       deleted: globalThis.Array.isArray(object?.deleted) ? object.deleted.map((e: any) => globalThis.String(e)) : [],
       missing: globalThis.Array.isArray(object?.missing) ? object.missing.map((e: any) => globalThis.String(e)) : [],
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -831,6 +1009,9 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     if (message.sequence !== 0) {
       obj.sequence = Math.round(message.sequence);
     }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
     return obj;
   },
 
@@ -842,6 +1023,7 @@ export const DeleteResponse: MessageFns<DeleteResponse> = {
     message.deleted = object.deleted?.map((e) => e) || [];
     message.missing = object.missing?.map((e) => e) || [];
     message.sequence = object.sequence ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };

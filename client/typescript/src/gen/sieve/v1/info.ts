@@ -90,6 +90,24 @@ export interface GetInfoResponse {
   /** Whether calls need an API key, and whether the port speaks TLS. */
   apiKeysRequired: boolean;
   tls: boolean;
+  /** "standalone", or "router" for the public face of a cluster. */
+  role: string;
+  /** Cluster mode: the cluster's shape as this router sees it. */
+  cluster?: ClusterInfo | undefined;
+}
+
+export interface ClusterInfo {
+  /** Partitions of the log. */
+  partitions: number;
+  /** Shards that answered the router's last refresh. */
+  shards: ShardInfo[];
+  /** Partitions no answering shard serves (searches touching them are UNAVAILABLE). */
+  unserved: number[];
+}
+
+export interface ShardInfo {
+  name: string;
+  partitions: number[];
 }
 
 export interface RerankStageInfo {
@@ -862,6 +880,8 @@ function createBaseGetInfoResponse(): GetInfoResponse {
     defaultEmbedder: "",
     apiKeysRequired: false,
     tls: false,
+    role: "",
+    cluster: undefined,
   };
 }
 
@@ -893,6 +913,12 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     }
     if (message.tls !== false) {
       writer.uint32(72).bool(message.tls);
+    }
+    if (message.role !== "") {
+      writer.uint32(82).string(message.role);
+    }
+    if (message.cluster !== undefined) {
+      ClusterInfo.encode(message.cluster, writer.uint32(90).fork()).join();
     }
     return writer;
   },
@@ -982,6 +1008,22 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
             message.tls = reader.bool();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.role = reader.string();
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.cluster = ClusterInfo.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1017,6 +1059,8 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
         ? globalThis.Boolean(object.api_keys_required)
         : false,
       tls: isSet(object.tls) ? globalThis.Boolean(object.tls) : false,
+      role: isSet(object.role) ? globalThis.String(object.role) : "",
+      cluster: isSet(object.cluster) ? ClusterInfo.fromJSON(object.cluster) : undefined,
     };
   },
 
@@ -1049,6 +1093,12 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     if (message.tls !== false) {
       obj.tls = message.tls;
     }
+    if (message.role !== "") {
+      obj.role = message.role;
+    }
+    if (message.cluster !== undefined) {
+      obj.cluster = ClusterInfo.toJSON(message.cluster);
+    }
     return obj;
   },
 
@@ -1068,6 +1118,226 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
     message.defaultEmbedder = object.defaultEmbedder ?? "";
     message.apiKeysRequired = object.apiKeysRequired ?? false;
     message.tls = object.tls ?? false;
+    message.role = object.role ?? "";
+    message.cluster = (object.cluster !== undefined && object.cluster !== null)
+      ? ClusterInfo.fromPartial(object.cluster)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseClusterInfo(): ClusterInfo {
+  return { partitions: 0, shards: [], unserved: [] };
+}
+
+export const ClusterInfo: MessageFns<ClusterInfo> = {
+  encode(message: ClusterInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partitions !== 0) {
+      writer.uint32(8).uint32(message.partitions);
+    }
+    for (const v of message.shards) {
+      ShardInfo.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.unserved.length !== 0) {
+      writer.uint32(26).fork();
+      for (const v of message.unserved) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ClusterInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseClusterInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partitions = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.shards.push(ShardInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag === 24) {
+              message.unserved.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 26) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.unserved.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ClusterInfo {
+    return {
+      partitions: isSet(object.partitions) ? globalThis.Number(object.partitions) : 0,
+      shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => ShardInfo.fromJSON(e)) : [],
+      unserved: globalThis.Array.isArray(object?.unserved) ? object.unserved.map((e: any) => globalThis.Number(e)) : [],
+    };
+  },
+
+  toJSON(message: ClusterInfo): unknown {
+    const obj: any = {};
+    if (message.partitions !== 0) {
+      obj.partitions = Math.round(message.partitions);
+    }
+    if (message.shards?.length) {
+      obj.shards = message.shards.map((e) => ShardInfo.toJSON(e));
+    }
+    if (message.unserved?.length) {
+      obj.unserved = message.unserved.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ClusterInfo>, I>>(base?: I): ClusterInfo {
+    return ClusterInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ClusterInfo>, I>>(object: I): ClusterInfo {
+    const message = createBaseClusterInfo();
+    message.partitions = object.partitions ?? 0;
+    message.shards = object.shards?.map((e) => ShardInfo.fromPartial(e)) || [];
+    message.unserved = object.unserved?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseShardInfo(): ShardInfo {
+  return { name: "", partitions: [] };
+}
+
+export const ShardInfo: MessageFns<ShardInfo> = {
+  encode(message: ShardInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.partitions.length !== 0) {
+      writer.uint32(18).fork();
+      for (const v of message.partitions) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag === 16) {
+              message.partitions.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 18) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.partitions.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      partitions: globalThis.Array.isArray(object?.partitions)
+        ? object.partitions.map((e: any) => globalThis.Number(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ShardInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.partitions?.length) {
+      obj.partitions = message.partitions.map((e) => Math.round(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardInfo>, I>>(base?: I): ShardInfo {
+    return ShardInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardInfo>, I>>(object: I): ShardInfo {
+    const message = createBaseShardInfo();
+    message.name = object.name ?? "";
+    message.partitions = object.partitions?.map((e) => e) || [];
     return message;
   },
 };

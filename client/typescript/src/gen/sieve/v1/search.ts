@@ -19,7 +19,7 @@ import {
   type Metadata,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
-import { Error, Filter, Value } from "./common";
+import { Consistency, consistencyFromJSON, consistencyToJSON, Error, Filter, Value } from "./common";
 
 export const protobufPackage = "sieve.v1";
 
@@ -158,7 +158,13 @@ export interface SearchRequest {
     | Plan
     | undefined;
   /** Return each hit's text (default true); title and metadata always come back. */
-  includeText?: boolean | undefined;
+  includeText?:
+    | boolean
+    | undefined;
+  /** Cluster mode: what the search must see (Documents' Consistency). */
+  consistency: Consistency;
+  /** Required with CONSISTENCY_AFTER: an IngestAck.consistency_token. */
+  consistencyToken: string;
 }
 
 /** Where a retriever placed a hit. */
@@ -627,6 +633,8 @@ function createBaseSearchRequest(): SearchRequest {
     filter: undefined,
     plan: undefined,
     includeText: undefined,
+    consistency: 0,
+    consistencyToken: "",
   };
 }
 
@@ -656,6 +664,12 @@ export const SearchRequest: MessageFns<SearchRequest> = {
     }
     if (message.includeText !== undefined) {
       writer.uint32(56).bool(message.includeText);
+    }
+    if (message.consistency !== 0) {
+      writer.uint32(64).int32(message.consistency);
+    }
+    if (message.consistencyToken !== "") {
+      writer.uint32(74).string(message.consistencyToken);
     }
     return writer;
   },
@@ -739,6 +753,22 @@ export const SearchRequest: MessageFns<SearchRequest> = {
             message.includeText = reader.bool();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.consistency = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.consistencyToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -772,6 +802,12 @@ export const SearchRequest: MessageFns<SearchRequest> = {
         : isSet(object.include_text)
         ? globalThis.Boolean(object.include_text)
         : undefined,
+      consistency: isSet(object.consistency) ? consistencyFromJSON(object.consistency) : 0,
+      consistencyToken: isSet(object.consistencyToken)
+        ? globalThis.String(object.consistencyToken)
+        : isSet(object.consistency_token)
+        ? globalThis.String(object.consistency_token)
+        : "",
     };
   },
 
@@ -798,6 +834,12 @@ export const SearchRequest: MessageFns<SearchRequest> = {
     if (message.includeText !== undefined) {
       obj.includeText = message.includeText;
     }
+    if (message.consistency !== 0) {
+      obj.consistency = consistencyToJSON(message.consistency);
+    }
+    if (message.consistencyToken !== "") {
+      obj.consistencyToken = message.consistencyToken;
+    }
     return obj;
   },
 
@@ -815,6 +857,8 @@ export const SearchRequest: MessageFns<SearchRequest> = {
       : undefined;
     message.plan = (object.plan !== undefined && object.plan !== null) ? Plan.fromPartial(object.plan) : undefined;
     message.includeText = object.includeText ?? undefined;
+    message.consistency = object.consistency ?? 0;
+    message.consistencyToken = object.consistencyToken ?? "";
     return message;
   },
 };

@@ -4,7 +4,7 @@
 //! 100, and after a rerank stage with a fixture cross-encoder, answers with identical ids and
 //! bit-identical scores; with one shard down, searches still answer the same.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -16,7 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sieve_cluster::{
     ClusterCorpus, JetStreamLog, Log, LogOp, Partition, Partitioner, Shard, ShardService,
-    StreamSettings, Topology,
+    StreamSettings, Token, Topology, shard_clients,
 };
 use sieve_models::{ModelSpec, Registry};
 use sieve_planner::{Corpus, Fusion, Hit, Mode, Plan, Planner, Query, StageSpec};
@@ -191,7 +191,8 @@ async fn the_cluster_answers_exactly_as_one_standalone_collection() {
     caught_up(&log, &shards).await;
 
     let addresses: Vec<String> = shards.iter().map(|s| s.address.clone()).collect();
-    let topology = Arc::new(Topology::discover(&addresses).await.unwrap());
+    let clients = shard_clients(&addresses).unwrap();
+    let topology = Arc::new(Topology::discover(&clients, partitioner).await);
     for p in 0..PARTITIONS {
         assert_eq!(topology.owners(p).len(), 2, "partition {p} on two shards");
     }
@@ -199,6 +200,8 @@ async fn the_cluster_answers_exactly_as_one_standalone_collection() {
         "scifact",
         config(),
         Arc::clone(&topology),
+        Token::new(PARTITIONS),
+        Duration::from_secs(2),
         tokio::runtime::Handle::current(),
     ));
     let fixture = ModelSpec {

@@ -3,7 +3,7 @@
 //! detection, purged streams refused, and no acknowledged append lost or doubled when the
 //! stream leader is killed.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -207,7 +207,15 @@ async fn a_killed_stream_leader_loses_no_acked_append_and_stores_none_twice() {
     cluster.restart(killed);
 
     // Every acknowledged id is in the stream exactly once, at the sequence its ack named.
-    let last = log.bounds(0).await.unwrap().last;
+    // (The stream may still be electing a leader for a moment after the restart.)
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let last = loop {
+        match log.bounds(0).await {
+            Ok(bounds) => break bounds.last,
+            Err(e) => assert!(Instant::now() < deadline, "the stream never answered: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut entries = log.read(0, 1).await.unwrap();
     let mut stored = Vec::new();
     while stored.len() < last as usize {

@@ -1,0 +1,434 @@
+//! The router's handle on a cluster (SCALE.md): the catalog, the log it publishes writes to,
+//! and the shards it reads from. Writes are split by partition and appended with message ids
+//! that make retries land once; reads pick replicas that have applied what the caller's
+//! consistency token asks for.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::future::{join_all, try_join_all};
+use parking_lot::{Mutex, RwLock};
+use sieve_storage::{CollectionConfig, Document};
+use tonic::transport::Channel;
+
+use crate::catalog::{Catalog, CatalogEntry, CatalogError};
+use crate::jetstream::JetStreamLog;
+use crate::log::{Log, LogError, append_retrying};
+use crate::message::LogOp;
+use crate::partition::{Partition, Partitioner};
+use crate::router::{ClusterCorpus, Topology, shard_clients};
+use crate::service::proto::shard_client::ShardClient;
+use crate::service::{positions_to_proto, proto};
+use crate::token::Token;
+
+/// How a router reaches and waits on its cluster.
+#[derive(Clone, Debug)]
+pub struct RouterSettings {
+    /// This router's name, unique in the cluster while it runs: part of every message id.
+    pub name: String,
+    /// The shards' internal gRPC addresses (`http://host:port`).
+    pub shards: Vec<String>,
+    /// How long one append retries while the log has no leader.
+    pub append_within: Duration,
+    /// How long a `VISIBLE` ack waits for the shards to apply its batch.
+    pub visible_within: Duration,
+    /// How long a replica may wait to reach a read's consistency token before the router
+    /// tries another.
+    pub read_wait: Duration,
+    /// How often the router asks the shards what they hold.
+    pub refresh_every: Duration,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            name: String::new(),
+            shards: Vec::new(),
+            append_within: Duration::from_secs(10),
+            visible_within: Duration::from_secs(5),
+            read_wait: Duration::from_secs(2),
+            refresh_every: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why a router call failed; each maps to one gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No collection of that name.
+    #[error("collection '{0}' not found")]
+    NotFound(String),
+    /// A collection of that name exists.
+    #[error("collection '{0}' already exists")]
+    Exists(String),
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The log or every replica of a partition cannot be reached: retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A partition's stream is full: nothing was lost, nothing more is taken.
+    #[error("{0}")]
+    Full(String),
+    /// Anything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<CatalogError> for ClusterError {
+    fn from(e: CatalogError) -> Self {
+        match e {
+            CatalogError::Exists(name) => ClusterError::Exists(name),
+            CatalogError::Log(e) => e.into(),
+            corrupt @ CatalogError::Corrupt { .. } => ClusterError::Internal(corrupt.to_string()),
+        }
+    }
+}
+
+impl From<LogError> for ClusterError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Unavailable(why) => ClusterError::Unavailable(format!(
+                "the cluster's log cannot be reached ({why}); nothing was acknowledged, retry"
+            )),
+            LogError::Full(why) => ClusterError::Full(format!(
+                "a partition's stream is full ({why}); nothing was lost, nothing more is taken"
+            )),
+            LogError::Other(why) => ClusterError::Internal(why),
+        }
+    }
+}
+
+/// What a read must have seen.
+#[derive(Clone, Debug)]
+pub enum ReadAt {
+    /// Whatever the chosen replicas hold (the default).
+    Eventual,
+    /// At least the writes behind this token (read-your-writes).
+    After(Token),
+    /// Every write acknowledged before the read started.
+    Strong,
+}
+
+/// A collection's counts summed over its partitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Live documents.
+    pub documents: u64,
+    /// Live documents with a vector.
+    pub vectors: u64,
+    /// Dead points still in the graphs.
+    pub tombstones: u64,
+}
+
+/// A router's cluster.
+pub struct Cluster {
+    settings: RouterSettings,
+    log: Arc<JetStreamLog>,
+    catalog: Catalog,
+    partitioner: Partitioner,
+    shards: Vec<(String, ShardClient<Channel>)>,
+    topology: RwLock<Arc<Topology>>,
+    streams: AtomicU64,
+    /// The last catalog entry read for each collection: reads keep answering from it while
+    /// the catalog has no quorum (writes cannot be acknowledged then anyway).
+    known: Mutex<HashMap<String, CatalogEntry>>,
+}
+
+impl Cluster {
+    /// Opens the catalog on `log` (with `replicas` copies), reaches the shards and starts
+    /// refreshing what they hold every `refresh_every`. Shards that are not up yet are
+    /// picked up by a later refresh.
+    pub async fn connect(
+        log: Arc<JetStreamLog>,
+        partitions: u32,
+        replicas: usize,
+        settings: RouterSettings,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        if settings.name.is_empty() {
+            return Err(ClusterError::InvalidArgument("router name: must not be empty".into()));
+        }
+        let partitioner = Partitioner::new(partitions).map_err(ClusterError::InvalidArgument)?;
+        let catalog = Catalog::open(&log, replicas).await?;
+        let shards = shard_clients(&settings.shards).map_err(ClusterError::InvalidArgument)?;
+        let topology = Topology::discover(&shards, partitioner).await;
+        let cluster = Arc::new(Cluster {
+            settings,
+            log,
+            catalog,
+            partitioner,
+            shards,
+            topology: RwLock::new(Arc::new(topology)),
+            streams: AtomicU64::new(0),
+            known: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(refresh(Arc::downgrade(&cluster)));
+        Ok(cluster)
+    }
+
+    /// The cluster's partitioner.
+    pub fn partitioner(&self) -> Partitioner {
+        self.partitioner
+    }
+
+    /// What the shards held at the last refresh.
+    pub fn topology(&self) -> Arc<Topology> {
+        Arc::clone(&self.topology.read())
+    }
+
+    /// Asks every shard what it holds now.
+    pub async fn refresh(&self) {
+        let topology = Topology::discover(&self.shards, self.partitioner).await;
+        *self.topology.write() = Arc::new(topology);
+    }
+
+    /// A number for a new ingest stream, unique in this router: part of its message ids.
+    pub fn next_stream(&self) -> u64 {
+        self.streams.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Parses a client's consistency token.
+    pub fn token(&self, text: &str) -> Result<Token, ClusterError> {
+        Token::parse(text, self.partitioner.count())
+            .map_err(|why| ClusterError::InvalidArgument(format!("consistency_token: {why}")))
+    }
+
+    /// Creates a collection: an atomic catalog create, then its creation appended to every
+    /// partition's stream ahead of any write to it.
+    pub async fn create(
+        &self,
+        name: &str,
+        config: CollectionConfig,
+        created_ms: u64,
+    ) -> Result<CatalogEntry, ClusterError> {
+        let entry = self.catalog.create(name, config.clone(), created_ms).await?;
+        let op = LogOp::Create { collection: name.to_string(), config };
+        let id = format!("{}/create/{}", self.settings.name, entry.uid);
+        if let Err(e) = self.append_everywhere(&id, &op).await {
+            // Not every partition learnt of it: take the name back so the client's retry
+            // creates it again (partitions that did apply it hold it empty, and a create with
+            // the same settings is a no-op there).
+            if let Err(undo) = self.catalog.delete(name).await {
+                tracing::error!(collection = name, error = %undo, "could not undo a half-made collection");
+            }
+            return Err(e);
+        }
+        Ok(entry)
+    }
+
+    /// Deletes a collection: gone from the catalog first (no new writes), then dropped by
+    /// every partition, after the writes already in its streams.
+    pub async fn delete(&self, name: &str) -> Result<(), ClusterError> {
+        let entry = self.get(name).await?;
+        self.catalog.delete(name).await?;
+        let op = LogOp::Drop { collection: name.to_string() };
+        let id = format!("{}/drop/{}", self.settings.name, entry.uid);
+        self.append_everywhere(&id, &op).await
+    }
+
+    async fn append_everywhere(&self, id: &str, op: &LogOp) -> Result<(), ClusterError> {
+        let payload = op.encode();
+        let appends = (0..self.partitioner.count()).map(|p| {
+            let id = format!("{id}/{p}");
+            let payload = payload.clone();
+            async move {
+                append_retrying(&*self.log, p, &id, payload, self.settings.append_within).await
+            }
+        });
+        try_join_all(appends).await?;
+        Ok(())
+    }
+
+    /// The collection of that name; while the catalog cannot be reached, the last entry read.
+    pub async fn get(&self, name: &str) -> Result<CatalogEntry, ClusterError> {
+        match self.catalog.get(name).await {
+            Ok(Some(entry)) => {
+                self.known.lock().insert(name.to_string(), entry.clone());
+                Ok(entry)
+            }
+            Ok(None) => {
+                self.known.lock().remove(name);
+                Err(ClusterError::NotFound(name.to_string()))
+            }
+            Err(CatalogError::Log(e)) => match self.known.lock().get(name) {
+                Some(entry) => {
+                    tracing::debug!(collection = name, error = %e, "catalog unreachable; using the last entry read");
+                    Ok(entry.clone())
+                }
+                None => Err(e.into()),
+            },
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Every collection, by name.
+    pub async fn list(&self) -> Result<Vec<(String, CatalogEntry)>, ClusterError> {
+        let mut all = Vec::new();
+        for name in self.catalog.names().await? {
+            // Deleted between the two calls: left out.
+            if let Some(entry) = self.catalog.get(&name).await? {
+                all.push((name, entry));
+            }
+        }
+        Ok(all)
+    }
+
+    /// A collection's counts over every partition (one replica each).
+    pub async fn counts(&self, name: &str) -> Result<Counts, ClusterError> {
+        let topology = self.topology();
+        let all: Vec<Partition> = (0..self.partitioner.count()).collect();
+        let parts = topology
+            .scatter(&all, |mut client, partitions| {
+                let request = proto::CountsRequest { collection: name.to_string(), partitions };
+                async move { client.counts(request).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(search_error)?;
+        Ok(parts.into_iter().fold(Counts::default(), |total, part| Counts {
+            documents: total.documents + part.documents,
+            vectors: total.vectors + part.vectors,
+            tombstones: total.tombstones + part.tombstones,
+        }))
+    }
+
+    /// Appends one client batch, split by partition, each slice with the message id
+    /// `{router}/{stream}/{batch}/{partition}` (a retried append is stored once). Returns the
+    /// token of the stream positions it reached once every slice is durable.
+    pub async fn write(
+        &self,
+        collection: &str,
+        upserts: Vec<Document>,
+        deletes: Vec<String>,
+        stream: u64,
+        batch: u64,
+    ) -> Result<Token, ClusterError> {
+        let mut slices: BTreeMap<Partition, (Vec<Document>, Vec<String>)> = BTreeMap::new();
+        for doc in upserts {
+            slices.entry(self.partitioner.partition_of(&doc.id)).or_default().0.push(doc);
+        }
+        for id in deletes {
+            slices.entry(self.partitioner.partition_of(&id)).or_default().1.push(id);
+        }
+        let appends = slices.into_iter().map(|(partition, (upserts, deletes))| {
+            let op = LogOp::Write { collection: collection.to_string(), upserts, deletes };
+            let id = format!("{}/{stream}/{batch}/{partition}", self.settings.name);
+            async move {
+                let appended = append_retrying(
+                    &*self.log,
+                    partition,
+                    &id,
+                    op.encode(),
+                    self.settings.append_within,
+                )
+                .await?;
+                Ok::<_, ClusterError>((partition, appended.seq))
+            }
+        });
+        let mut token = Token::new(self.partitioner.count());
+        for (partition, seq) in try_join_all(appends).await? {
+            token.advance(partition, seq);
+        }
+        Ok(token)
+    }
+
+    /// Waits (at most `visible_within`) until every serving replica of each partition in
+    /// `token` has applied it. False when the time ran out first, or a partition has no
+    /// serving replica.
+    pub async fn wait_visible(&self, token: &Token) -> bool {
+        if token.is_empty() {
+            return true;
+        }
+        let topology = self.topology();
+        let timeout_ms = self.settings.visible_within.as_millis() as u32;
+        let calls = topology.shards_holding(token).into_iter().map(|(client, partitions)| {
+            let mut client = client.clone();
+            let positions: Vec<(Partition, u64)> =
+                partitions.iter().map(|&p| (p, token.at(p))).collect();
+            let request =
+                proto::WaitRequest { positions: positions_to_proto(&positions), timeout_ms };
+            async move {
+                match client.wait_applied(request).await {
+                    Ok(reply) => Some((partitions, reply.into_inner().reached)),
+                    // A replica that does not answer is not serving.
+                    Err(_) => None,
+                }
+            }
+        });
+        let mut reached: BTreeMap<Partition, bool> =
+            token.positions().map(|(p, _)| (p, false)).collect();
+        let mut late: BTreeMap<Partition, bool> = BTreeMap::new();
+        for (partitions, ok) in join_all(calls).await.into_iter().flatten() {
+            for p in partitions {
+                if ok {
+                    reached.insert(p, true);
+                } else {
+                    late.insert(p, true);
+                }
+            }
+        }
+        reached.iter().all(|(p, &ok)| ok && !late.contains_key(p))
+    }
+
+    /// The collection `name` as a searchable corpus, read at `read`.
+    pub async fn corpus(
+        &self,
+        name: &str,
+        read: ReadAt,
+    ) -> Result<Arc<ClusterCorpus>, ClusterError> {
+        let entry = self.get(name).await?;
+        let after = match read {
+            ReadAt::Eventual => Token::new(self.partitioner.count()),
+            ReadAt::After(token) => token,
+            ReadAt::Strong => self.head().await?,
+        };
+        Ok(Arc::new(ClusterCorpus::new(
+            name,
+            entry.config,
+            self.topology(),
+            after,
+            self.settings.read_wait,
+            tokio::runtime::Handle::current(),
+        )))
+    }
+
+    /// The last sequence of every partition's stream.
+    async fn head(&self) -> Result<Token, ClusterError> {
+        let bounds = try_join_all(
+            (0..self.partitioner.count())
+                .map(|p| async move { Ok::<_, LogError>((p, self.log.bounds(p).await?.last)) }),
+        )
+        .await?;
+        let mut token = Token::new(self.partitioner.count());
+        for (p, last) in bounds {
+            if last > 0 {
+                token.advance(p, last);
+            }
+        }
+        Ok(token)
+    }
+}
+
+fn search_error(e: sieve_planner::SearchError) -> ClusterError {
+    match e {
+        sieve_planner::SearchError::Unavailable(why) => ClusterError::Unavailable(why),
+        sieve_planner::SearchError::InvalidArgument(why) => ClusterError::InvalidArgument(why),
+        other => ClusterError::Internal(other.to_string()),
+    }
+}
+
+/// Refreshes the topology until the cluster is dropped.
+async fn refresh(cluster: Weak<Cluster>) {
+    loop {
+        let every = match cluster.upgrade() {
+            Some(cluster) => cluster.settings.refresh_every,
+            None => return,
+        };
+        tokio::time::sleep(every).await;
+        match cluster.upgrade() {
+            Some(cluster) => cluster.refresh().await,
+            None => return,
+        }
+    }
+}
