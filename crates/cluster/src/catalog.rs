@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use async_nats::jetstream::stream::StorageType;
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use sieve_storage::CollectionConfig;
 
@@ -134,6 +134,27 @@ impl Catalog {
     /// Forgets a collection (a no-op when there is none).
     pub async fn delete(&self, name: &str) -> Result<(), CatalogError> {
         self.kv.delete(name).await.map_err(unavailable)
+    }
+
+    /// Every collection as it is now, then every change as it happens: `(name, Some(entry))`
+    /// for a collection created, `(name, None)` for one deleted.
+    pub async fn watch(
+        &self,
+    ) -> Result<
+        impl futures::Stream<Item = Result<(String, Option<CatalogEntry>), CatalogError>> + Send,
+        CatalogError,
+    > {
+        let changes = self.kv.watch_with_history(">").await.map_err(unavailable)?;
+        Ok(changes.map(|change| {
+            let change = change.map_err(unavailable)?;
+            if change.operation != kv::Operation::Put {
+                return Ok((change.key, None));
+            }
+            let mut entry: CatalogEntry = decode_value(&change.value)
+                .map_err(|reason| CatalogError::Corrupt { name: change.key.clone(), reason })?;
+            entry.uid = change.revision;
+            Ok((change.key, Some(entry)))
+        }))
     }
 
     /// Every collection's name, sorted.

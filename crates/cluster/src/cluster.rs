@@ -4,10 +4,11 @@
 //! consistency token asks for.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use futures::StreamExt;
 use futures::future::{join_all, try_join_all};
 use parking_lot::{Mutex, RwLock};
 use sieve_storage::{CollectionConfig, Document};
@@ -132,9 +133,12 @@ pub struct Cluster {
     shards: Vec<(String, ShardClient<Channel>)>,
     topology: RwLock<Arc<Topology>>,
     streams: AtomicU64,
-    /// The last catalog entry read for each collection: reads keep answering from it while
-    /// the catalog has no quorum (writes cannot be acknowledged then anyway).
+    /// Every collection as the catalog's watch (or the last read) reported it: searches find
+    /// their collection here without a catalog round trip, and keep answering while the
+    /// catalog has no quorum (writes cannot be acknowledged then anyway).
     known: Mutex<HashMap<String, CatalogEntry>>,
+    /// The watch feeding `known` is running.
+    watching: AtomicBool,
 }
 
 impl Cluster {
@@ -163,8 +167,10 @@ impl Cluster {
             topology: RwLock::new(Arc::new(topology)),
             streams: AtomicU64::new(0),
             known: Mutex::new(HashMap::new()),
+            watching: AtomicBool::new(false),
         });
         tokio::spawn(refresh(Arc::downgrade(&cluster)));
+        tokio::spawn(watch_catalog(Arc::downgrade(&cluster)));
         Ok(cluster)
     }
 
@@ -215,14 +221,16 @@ impl Cluster {
             }
             return Err(e);
         }
+        self.known.lock().insert(name.to_string(), entry.clone());
         Ok(entry)
     }
 
     /// Deletes a collection: gone from the catalog first (no new writes), then dropped by
     /// every partition, after the writes already in its streams.
     pub async fn delete(&self, name: &str) -> Result<(), ClusterError> {
-        let entry = self.get(name).await?;
+        let entry = self.read(name).await?;
         self.catalog.delete(name).await?;
+        self.known.lock().remove(name);
         let op = LogOp::Drop { collection: name.to_string() };
         let id = format!("{}/drop/{}", self.settings.name, entry.uid);
         self.append_everywhere(&id, &op).await
@@ -241,8 +249,20 @@ impl Cluster {
         Ok(())
     }
 
-    /// The collection of that name; while the catalog cannot be reached, the last entry read.
+    /// The collection of that name: from the catalog's watch when it has it, else read from
+    /// the catalog (a collection just created elsewhere); while the catalog cannot be reached,
+    /// the last entry seen.
     pub async fn get(&self, name: &str) -> Result<CatalogEntry, ClusterError> {
+        if self.watching.load(Ordering::Acquire)
+            && let Some(entry) = self.known.lock().get(name)
+        {
+            return Ok(entry.clone());
+        }
+        self.read(name).await
+    }
+
+    /// The collection of that name, read from the catalog.
+    async fn read(&self, name: &str) -> Result<CatalogEntry, ClusterError> {
         match self.catalog.get(name).await {
             Ok(Some(entry)) => {
                 self.known.lock().insert(name.to_string(), entry.clone());
@@ -377,7 +397,13 @@ impl Cluster {
         name: &str,
         read: ReadAt,
     ) -> Result<Arc<ClusterCorpus>, ClusterError> {
+        let started = std::time::Instant::now();
         let entry = self.get(name).await?;
+        tracing::debug!(
+            collection = name,
+            micros = started.elapsed().as_micros() as u64,
+            "catalog read"
+        );
         let after = match read {
             ReadAt::Eventual => Token::new(self.partitioner.count()),
             ReadAt::After(token) => token,
@@ -415,6 +441,45 @@ fn search_error(e: sieve_planner::SearchError) -> ClusterError {
         sieve_planner::SearchError::Unavailable(why) => ClusterError::Unavailable(why),
         sieve_planner::SearchError::InvalidArgument(why) => ClusterError::InvalidArgument(why),
         other => ClusterError::Internal(other.to_string()),
+    }
+}
+
+/// Keeps `known` equal to the catalog until the cluster is dropped, watching it again after
+/// any interruption.
+async fn watch_catalog(cluster: Weak<Cluster>) {
+    loop {
+        let Some(strong) = cluster.upgrade() else { return };
+        let catalog = strong.catalog.clone();
+        drop(strong);
+        match catalog.watch().await {
+            Ok(changes) => {
+                futures::pin_mut!(changes);
+                if let Some(c) = cluster.upgrade() {
+                    c.watching.store(true, Ordering::Release);
+                }
+                while let Some(change) = changes.next().await {
+                    let Some(c) = cluster.upgrade() else { return };
+                    match change {
+                        Ok((name, Some(entry))) => {
+                            c.known.lock().insert(name, entry);
+                        }
+                        Ok((name, None)) => {
+                            c.known.lock().remove(&name);
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "catalog watch interrupted");
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot watch the catalog yet"),
+        }
+        match cluster.upgrade() {
+            Some(c) => c.watching.store(false, Ordering::Release),
+            None => return,
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 

@@ -191,7 +191,14 @@ impl Topology {
                 async move { (shard, parts, reply.await) }
             });
             pending.clear();
-            for (shard, parts, reply) in join_all(calls).await {
+            let started = std::time::Instant::now();
+            let replies = join_all(calls).await;
+            tracing::debug!(
+                shards = replies.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "scatter"
+            );
+            for (shard, parts, reply) in replies {
                 match reply {
                     Ok(answer) => answers.push(answer),
                     Err(status) if status.code() == Code::InvalidArgument => {

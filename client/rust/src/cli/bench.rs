@@ -42,6 +42,40 @@ pub enum Command {
         /// Seed of the random vectors.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// What each ack waits for (cluster mode; a standalone server's acks are all visible).
+        #[arg(long, value_enum, default_value_t = AckArg::Visible)]
+        ack: AckArg,
+        /// Send the next batch only once the previous one is acked, so that ms_per_batch is
+        /// each ack's latency (default: batches pipelined, ms between consecutive acks).
+        #[arg(long)]
+        sequential: bool,
+    },
+    /// Standalone against cluster side by side: the same ingest (VISIBLE and DURABLE acks, one
+    /// batch at a time) and the same hybrid searches (no rerank) on a standalone server and on a
+    /// cluster's router (`--addr`), with the router's added latency. Fresh collections
+    /// `bench-cluster-*` on both.
+    Cluster {
+        /// The standalone server to compare with.
+        #[arg(long)]
+        standalone: String,
+        /// JSON-lines corpus supplying ids, titles and texts.
+        #[arg(long)]
+        corpus: PathBuf,
+        /// JSON-lines queries, or a BEIR folder.
+        #[arg(long)]
+        queries: PathBuf,
+        /// Documents ingested per run.
+        #[arg(long, default_value_t = 5_000)]
+        docs: usize,
+        /// Vector dimension of the random vectors.
+        #[arg(long, default_value_t = 384)]
+        dimension: usize,
+        /// Documents per batch.
+        #[arg(long, default_value_t = 256)]
+        batch_size: usize,
+        /// Measured searches per server.
+        #[arg(long, default_value_t = 1000)]
+        requests: usize,
     },
     /// Send Rerank requests (query + passages from a corpus) and time them: pairs/s.
     Rerank {
@@ -130,6 +164,24 @@ pub enum Command {
         #[arg(long, default_value_t = 2)]
         seed: u64,
     },
+}
+
+/// `--ack`: what an ingest ack waits for.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum AckArg {
+    /// Durable and searchable.
+    Visible,
+    /// Durable (cluster mode: on a quorum of the log's servers).
+    Durable,
+}
+
+impl AckArg {
+    fn level(self) -> proto::AckLevel {
+        match self {
+            AckArg::Visible => proto::AckLevel::Visible,
+            AckArg::Durable => proto::AckLevel::Durable,
+        }
+    }
 }
 
 /// Vectors in the TEXMEX `.fvecs` layout: per vector an i32 dimension, then its f32s.
@@ -241,7 +293,66 @@ pub async fn run(client: &Client, command: Command) -> anyhow::Result<()> {
 pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_json::Value> {
     let report = match command {
         Command::Load(_) => anyhow::bail!("bench load writes its own report: run it with `run`"),
-        Command::Ingest { collection, corpus, docs, dimension, embedder, batch_size, seed } => {
+        Command::Cluster { standalone, corpus, queries, docs, dimension, batch_size, requests } => {
+            let reference = Client::connect(&standalone)
+                .await
+                .with_context(|| format!("connecting to the standalone server {standalone}"))?;
+            let mut runs = serde_json::Map::new();
+            for (name, target, ack) in [
+                ("standalone", &reference, AckArg::Visible),
+                ("cluster_visible", client, AckArg::Visible),
+                ("cluster_durable", client, AckArg::Durable),
+            ] {
+                let collection = format!("bench-cluster-{}", name.replace('_', "-"));
+                let _ = target.delete_collection(&collection).await;
+                let ingest = Command::Ingest {
+                    collection,
+                    corpus: corpus.clone(),
+                    docs,
+                    dimension,
+                    embedder: None,
+                    batch_size,
+                    seed: 1,
+                    ack,
+                    sequential: true,
+                };
+                runs.insert(format!("ingest_{name}"), Box::pin(report(target, ingest)).await?);
+            }
+            let mut p50 = Vec::new();
+            for (name, target, collection) in [
+                ("standalone", &reference, "bench-cluster-standalone"),
+                ("cluster", client, "bench-cluster-cluster-visible"),
+            ] {
+                let search = Command::Search {
+                    collection: collection.to_string(),
+                    queries: queries.clone(),
+                    requests,
+                    duration: None,
+                    warmup: 50,
+                    concurrency: 1,
+                    mode: ModeArg::Hybrid,
+                    cascade: CascadeArgs { rerank: Vec::new(), no_rerank: true, candidates: None },
+                    top_k: 10,
+                    seed: 2,
+                };
+                let measured = Box::pin(report(target, search)).await?;
+                p50.push(measured["latency_ms"]["p50"].as_f64().unwrap_or(f64::NAN));
+                runs.insert(format!("search_{name}"), measured);
+            }
+            runs.insert("router_added_p50_ms".into(), json!(p50[1] - p50[0]));
+            serde_json::Value::Object(runs)
+        }
+        Command::Ingest {
+            collection,
+            corpus,
+            docs,
+            dimension,
+            embedder,
+            batch_size,
+            seed,
+            ack,
+            sequential,
+        } => {
             anyhow::ensure!(batch_size > 0, "--batch-size must be at least 1");
             let lines = read_jsonl(&corpus)?;
             anyhow::ensure!(!lines.is_empty(), "{} holds no documents", corpus.display());
@@ -276,22 +387,39 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
                 .map(|chunk| proto::IngestRequest {
                     collection: collection.clone(),
                     documents: chunk.to_vec(),
+                    ack: ack.level() as i32,
                     ..Default::default()
                 })
                 .collect();
             let count = batches.len();
             let started = Instant::now();
-            let mut acks = client.ingest(futures::stream::iter(batches)).await?;
-            // Batches are pipelined, so the time between consecutive acks is the server's
-            // time per batch in steady state.
             let mut batch_time = histogram();
-            let (mut accepted, mut rejected, mut last) = (0, 0, started);
-            while let Some(ack) = acks.message().await? {
+            let (mut accepted, mut rejected, mut visible, mut last) = (0, 0, 0, started);
+            let mut count_ack = |ack: proto::IngestAck| {
                 let now = Instant::now();
                 record(&mut batch_time, now.duration_since(last));
                 last = now;
                 accepted += ack.accepted.len();
                 rejected += ack.errors.len();
+                visible += usize::from(ack.visible);
+            };
+            if sequential {
+                // One batch in flight: the time between acks is each ack's latency.
+                let (tx, rx) = tokio::sync::mpsc::channel(1);
+                let mut acks =
+                    client.ingest(tokio_stream::wrappers::ReceiverStream::new(rx)).await?;
+                for batch in batches {
+                    tx.send(batch).await.context("the ingest stream closed")?;
+                    let ack = acks.message().await?.context("the ingest stream closed")?;
+                    count_ack(ack);
+                }
+            } else {
+                // Batches are pipelined, so the time between consecutive acks is the server's
+                // time per batch in steady state.
+                let mut acks = client.ingest(futures::stream::iter(batches)).await?;
+                while let Some(ack) = acks.message().await? {
+                    count_ack(ack);
+                }
             }
             let seconds = started.elapsed().as_secs_f64();
             anyhow::ensure!(
@@ -301,7 +429,8 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
             );
             json!({
                 "collection": collection, "documents": docs, "dimension": dimension, "embedder": embedder,
-                "batch_size": batch_size,
+                "batch_size": batch_size, "ack": format!("{ack:?}").to_lowercase(), "sequential": sequential,
+                "visible_acks": visible,
                 "accepted": accepted, "rejected": rejected, "seconds": seconds,
                 "docs_per_sec": accepted as f64 / seconds, "ms_per_batch": percentiles(&batch_time),
             })

@@ -90,6 +90,12 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
         },
         "api_keys_required": info.api_keys_required,
         "tls": info.tls,
+        "role": info.role,
+        "cluster": info.cluster.as_ref().map(|c| json!({
+            "partitions": c.partitions,
+            "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions})).collect::<Vec<_>>(),
+            "unserved": c.unserved,
+        })),
         "models": info.models.iter().map(|m| json!({
             "name": m.name, "architecture": m.architecture, "precision": m.precision, "kernels": m.kernels,
             "max_length": m.max_length, "dimension": m.dimension, "max_batch_tokens": m.max_batch_tokens,

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# A Sieve cluster on this machine's loopback (SCALE.md): 3 nats-server 2.15.1 (JetStream,
+# sync_interval: always), 3 shards holding every partition twice, and a router serving the
+# public API. Every process is started in the background, its PID written under the state
+# folder, and stopped by that PID.
+#
+#   deploy/cluster/local.sh up [-- ROUTER_FLAGS...]   start (the router on 127.0.0.1:7700)
+#   deploy/cluster/local.sh down                      stop everything, keep the data
+#   deploy/cluster/local.sh status                    which processes run
+#   deploy/cluster/local.sh clean                     stop and delete the data
+#
+# Settings (environment):
+#   SIEVE_CLUSTER_DIR   state: configs, data, logs, PIDs (default <repo>/target/local-cluster)
+#   SIEVE_SERVER_BIN    the sieve-server binary (default: built with cargo build --release)
+#   SIEVE_ROUTER_LISTEN the router's address (default 127.0.0.1:7700)
+#   SIEVE_PARTITIONS    partitions of the log, fixed when the cluster is created (default 16)
+#   SIEVE_NATS_PORT     first of the NATS client ports (default 4222; cluster ports +2000)
+# Flags after `--` go to the router, e.g. `-- --demo --models-dir ../shared/models`.
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+state="${SIEVE_CLUSTER_DIR:-$repo/target/local-cluster}"
+listen="${SIEVE_ROUTER_LISTEN:-127.0.0.1:7700}"
+partitions="${SIEVE_PARTITIONS:-16}"
+nats_port="${SIEVE_NATS_PORT:-4222}"
+shards=3
+
+log() { printf 'local cluster: %s\n' "$*" >&2; }
+
+running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# Waits (at most $3 seconds) until the log $2 of the process with PID file $1 says it listens;
+# prints the address.
+await_listening() {
+  local pidfile=$1 logfile=$2 limit=$3 waited=0 addr
+  while (( waited < limit * 10 )); do
+    addr="$(sed -n 's/^sieve-server listening on //p' "$logfile" 2>/dev/null | tail -n 1)"
+    if [[ -n "$addr" ]]; then
+      echo "$addr"
+      return 0
+    fi
+    if ! running "$pidfile"; then
+      log "$(basename "$logfile" .log) exited; its log ($logfile) ends with:"
+      tail -n 20 "$logfile" >&2
+      return 1
+    fi
+    sleep 0.1
+    waited=$((waited + 1))
+  done
+  log "$(basename "$logfile" .log) did not listen within ${limit} s (log: $logfile)"
+  return 1
+}
+
+# Starts "$@" in the background with stdout+stderr to logs/$name.log and its PID in pids/.
+spawn() {
+  local name=$1
+  shift
+  if running "$state/pids/$name"; then
+    log "$name already runs (PID $(cat "$state/pids/$name"))"
+    return 0
+  fi
+  : >"$state/logs/$name.log"
+  nohup "$@" >>"$state/logs/$name.log" 2>&1 &
+  echo $! >"$state/pids/$name"
+}
+
+# The partitions shard $1 (0-based) holds: each partition on shards p mod 3 and (p + 1) mod 3.
+held_by() {
+  local s=$1 p list=()
+  for ((p = 0; p < partitions; p++)); do
+    if (( p % shards == s || (p + 1) % shards == s )); then list+=("$p"); fi
+  done
+  (IFS=,; echo "${list[*]}")
+}
+
+up() {
+  local bin="${SIEVE_SERVER_BIN:-}"
+  if [[ -z "$bin" ]]; then
+    log "building sieve-server (cargo build --release --bin sieve-server)"
+    (cd "$repo" && cargo build --release --quiet --bin sieve-server)
+    bin="$repo/target/release/sieve-server"
+  fi
+  local nats
+  nats="$(bash "$here/nats-server.sh")"
+  mkdir -p "$state"/{pids,logs,nats,shards}
+  local urls=() routes=() i
+  for i in 0 1 2; do
+    urls+=("nats://127.0.0.1:$((nats_port + i))")
+    routes+=("nats-route://127.0.0.1:$((nats_port + 2000 + i))")
+  done
+  for i in 0 1 2; do
+    local name="nats-$((i + 1))"
+    cat >"$state/nats/$name.conf" <<EOF
+server_name: $name
+listen: 127.0.0.1:$((nats_port + i))
+jetstream {
+  store_dir: "$state/nats/$name"
+  sync_interval: always
+}
+cluster {
+  name: sieve-local
+  listen: 127.0.0.1:$((nats_port + 2000 + i))
+  routes: [$(IFS=,; echo "${routes[*]}")]
+}
+EOF
+    spawn "$name" "$nats" -c "$state/nats/$name.conf"
+  done
+  log "NATS: $(IFS=,; echo "${urls[*]}")"
+  local nats_urls shard_urls=()
+  nats_urls="$(IFS=,; echo "${urls[*]}")"
+  for i in 0 1 2; do
+    local name="shard-$((i + 1))"
+    spawn "$name" "$bin" --role shard --shard-name "$name" --shard-partitions "$(held_by "$i")" \
+      --partitions "$partitions" --nats "$nats_urls" --listen 127.0.0.1:0 \
+      --data-dir "$state/shards/$name"
+  done
+  for i in 0 1 2; do
+    local name="shard-$((i + 1))" addr
+    addr="$(await_listening "$state/pids/$name" "$state/logs/$name.log" 120)"
+    shard_urls+=("http://$addr")
+    log "$name on $addr holds partitions $(held_by "$i")"
+  done
+  spawn router "$bin" --role router --nats "$nats_urls" --partitions "$partitions" \
+    --shards "$(IFS=,; echo "${shard_urls[*]}")" --listen "$listen" "$@"
+  local addr
+  addr="$(await_listening "$state/pids/router" "$state/logs/router.log" 180)"
+  log "router on $addr (logs: $state/logs; stop with: $0 down)"
+  echo "http://$addr"
+}
+
+down() {
+  local pidfile name pid waited
+  # Router first (no new writes), then shards, then the log.
+  for name in router shard-1 shard-2 shard-3 nats-1 nats-2 nats-3; do
+    pidfile="$state/pids/$name"
+    if running "$pidfile"; then
+      pid="$(cat "$pidfile")"
+      kill -TERM "$pid"
+      waited=0
+      # A few seconds each (in-flight requests finish, stores flush).
+      while kill -0 "$pid" 2>/dev/null && (( waited < 400 )); do
+        sleep 0.1
+        waited=$((waited + 1))
+      done
+      if kill -0 "$pid" 2>/dev/null; then
+        log "$name (PID $pid) did not stop in 40 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+      fi
+      log "stopped $name (PID $pid)"
+    fi
+    rm -f "$pidfile"
+  done
+}
+
+status() {
+  local name pidfile
+  for name in nats-1 nats-2 nats-3 shard-1 shard-2 shard-3 router; do
+    pidfile="$state/pids/$name"
+    if running "$pidfile"; then
+      echo "$name running (PID $(cat "$pidfile"))"
+    else
+      echo "$name stopped"
+    fi
+  done
+}
+
+command="${1:-}"
+shift || true
+[[ "${1:-}" == "--" ]] && shift
+case "$command" in
+  up) up "$@" ;;
+  down) down ;;
+  status) status ;;
+  clean) down && rm -rf "$state" && log "deleted $state" ;;
+  *)
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
