@@ -506,3 +506,69 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     router.delete_collection("papers").await.unwrap();
     assert_eq!(common::status_of(router.collection("papers").await).code(), tonic::Code::NotFound);
 }
+
+/// The README's local cluster: `deploy/cluster/local.sh up` starts 3 NATS servers, 3 shards and a
+/// router that serves the API; `down` stops every process it started, by PID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
+    let state = tempfile::tempdir().unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/cluster/local.sh");
+    let router_port =
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // NATS takes three consecutive client ports and the three 2000 above them.
+    let nats_port = 21000 + (std::process::id() % 2000) as u16 * 3 % 6000;
+    let run = |command: &str| {
+        let output = std::process::Command::new("bash")
+            .arg(&script)
+            .arg(command)
+            .env("SIEVE_CLUSTER_DIR", state.path())
+            .env("SIEVE_SERVER_BIN", env!("CARGO_BIN_EXE_sieve-server"))
+            .env("SIEVE_ROUTER_LISTEN", format!("127.0.0.1:{router_port}"))
+            .env("SIEVE_NATS_PORT", nats_port.to_string())
+            .env("SIEVE_PARTITIONS", "4")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "local.sh {command}: {stderr}");
+        (String::from_utf8(output.stdout).unwrap(), stderr)
+    };
+    let (url, log) = run("up");
+    assert_eq!(url.trim(), format!("http://127.0.0.1:{router_port}"), "{log}");
+    assert!(log.contains("shard-3 on 127.0.0.1:"), "{log}");
+    let pids: Vec<String> = (1..=3)
+        .flat_map(|i| [format!("nats-{i}"), format!("shard-{i}")])
+        .chain(["router".to_string()])
+        .map(|name| std::fs::read_to_string(state.path().join("pids").join(name)).unwrap())
+        .collect();
+
+    let client = Client::connect(url.trim()).await.unwrap();
+    client
+        .create_collection("notes", common::dense_config(3, api::Distance::Cosine))
+        .await
+        .unwrap();
+    let doc = api::Document {
+        id: "n1".into(),
+        text: "a wombat crossed the road".into(),
+        vector: vec![1.0, 0.0, 0.0],
+        ..Default::default()
+    };
+    let ack = client.upsert("notes", vec![doc]).await.unwrap();
+    assert!(ack.visible);
+    let found = ranked(&client, api::SearchRequest::new("notes", "wombat")).await;
+    assert_eq!(found.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["n1"]);
+    let info = client.info().await.unwrap().cluster.unwrap();
+    assert_eq!((info.partitions, info.shards.len()), (4, 3));
+
+    let (_, log) = run("down");
+    assert!(log.contains("stopped router") && log.contains("stopped nats-3"), "{log}");
+    let (status, _) = run("status");
+    assert_eq!(status.matches(" stopped").count(), 7, "{status}");
+    for pid in pids {
+        // Gone, or a zombie waiting for whichever process adopted it to reap it.
+        let state =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let running = state.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
+        assert!(!running, "process {} still runs after down: {state}", pid.trim());
+    }
+}

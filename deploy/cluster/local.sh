@@ -27,7 +27,16 @@ shards=3
 
 log() { printf 'local cluster: %s\n' "$*" >&2; }
 
-running() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+# A process that exited but is not reaped yet (a zombie) counts as stopped.
+alive() {
+  local pid=$1 stat
+  kill -0 "$pid" 2>/dev/null || return 1
+  [[ -r "/proc/$pid/stat" ]] || return 0
+  stat="$(cat "/proc/$pid/stat" 2>/dev/null)" || return 1
+  [[ "${stat##*) }" != Z* ]]
+}
+
+running() { [[ -f "$1" ]] && alive "$(cat "$1")"; }
 
 # Waits (at most $3 seconds) until the log $2 of the process with PID file $1 says it listens;
 # prints the address.
@@ -138,11 +147,11 @@ down() {
       kill -TERM "$pid"
       waited=0
       # A few seconds each (in-flight requests finish, stores flush).
-      while kill -0 "$pid" 2>/dev/null && (( waited < 400 )); do
+      while alive "$pid" && (( waited < 400 )); do
         sleep 0.1
         waited=$((waited + 1))
       done
-      if kill -0 "$pid" 2>/dev/null; then
+      if alive "$pid"; then
         log "$name (PID $pid) did not stop in 40 s; killing it"
         kill -KILL "$pid" 2>/dev/null || true
       fi
