@@ -3,7 +3,7 @@
 //! that make retries land once; reads pick replicas that have applied what the caller's
 //! consistency token asks for.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -376,19 +376,14 @@ impl Cluster {
                 }
             }
         });
-        let mut reached: BTreeMap<Partition, bool> =
-            token.positions().map(|(p, _)| (p, false)).collect();
-        let mut late: BTreeMap<Partition, bool> = BTreeMap::new();
-        for (partitions, ok) in join_all(calls).await.into_iter().flatten() {
-            for p in partitions {
-                if ok {
-                    reached.insert(p, true);
-                } else {
-                    late.insert(p, true);
-                }
+        let mut answered = BTreeSet::new();
+        for (partitions, reached) in join_all(calls).await.into_iter().flatten() {
+            if !reached {
+                return false;
             }
+            answered.extend(partitions);
         }
-        reached.iter().all(|(p, &ok)| ok && !late.contains_key(p))
+        token.positions().all(|(p, _)| answered.contains(&p))
     }
 
     /// The collection `name` as a searchable corpus, read at `read`.
@@ -397,13 +392,7 @@ impl Cluster {
         name: &str,
         read: ReadAt,
     ) -> Result<Arc<ClusterCorpus>, ClusterError> {
-        let started = std::time::Instant::now();
         let entry = self.get(name).await?;
-        tracing::debug!(
-            collection = name,
-            micros = started.elapsed().as_micros() as u64,
-            "catalog read"
-        );
         let after = match read {
             ReadAt::Eventual => Token::new(self.partitioner.count()),
             ReadAt::After(token) => token,
