@@ -152,6 +152,157 @@ async fn a_shard_killed_mid_apply_catches_up_to_hold_what_its_replica_holds() {
     victim.terminate();
 }
 
+/// Appends batches `range` of the shard tests' corpus: 40 documents each, later batches
+/// replacing earlier documents, every tenth deleting one.
+async fn append_batches(log: &JetStreamLog, range: std::ops::Range<usize>, rng: &mut StdRng) {
+    let partitioner = Partitioner::new(PARTITIONS).unwrap();
+    for b in range {
+        let mut slices: BTreeMap<u32, Vec<Document>> = BTreeMap::new();
+        for i in 0..40 {
+            let id = format!("doc-{}", (b * 40 + i) % 1500);
+            let doc = Document {
+                id: id.clone(),
+                text: format!("batch {b} note {i} about snapshots"),
+                vector: Some((0..8).map(|_| rng.random_range(-1.0f32..1.0)).collect()),
+                ..Document::default()
+            };
+            slices.entry(partitioner.partition_of(&id)).or_default().push(doc);
+        }
+        for (p, upserts) in slices {
+            let deletes = if b % 10 == 9 { vec![format!("doc-{}", b)] } else { vec![] };
+            let op = LogOp::Write { collection: "notes".into(), upserts, deletes };
+            log.append(p, &format!("w/{b}/{p}"), op.encode()).await.unwrap();
+        }
+    }
+}
+
+/// Waits (bounded) until `shard` serves every partition again.
+async fn serving(shard: &TestServer) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !status(shard, false).await.values().all(|p| p.serving) {
+        assert!(Instant::now() < deadline, "never served again: {:?}", status(shard, false).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// SCALE.md test 3: a replica left behind a purged stream refuses to serve and says why; a
+/// snapshot on a caught-up replica (purging what it covers) bootstraps it, and a shard added
+/// empty, to hold exactly what the steady replica holds; the stream goes on from there and a
+/// restarted bootstrapped shard keeps its restored store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls().join(",");
+    let log = connect(&nats).await;
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let steady = TestServer::start(dirs[0].path(), &shard_flags("steady", "", &urls));
+    let mut late = TestServer::start(dirs[1].path(), &shard_flags("late", "", &urls));
+    let create = LogOp::Create { collection: "notes".into(), config: config() };
+    for p in 0..PARTITIONS {
+        log.append(p, &format!("create/{p}"), create.encode()).await.unwrap();
+    }
+    let mut rng = StdRng::seed_from_u64(5);
+    append_batches(&log, 0..20, &mut rng).await;
+    caught_up(&log, &late).await;
+    late.terminate();
+    append_batches(&log, 20..45, &mut rng).await;
+    caught_up(&log, &steady).await;
+    // The streams are purged with no snapshot to cover what the stopped replica missed.
+    let mut last = BTreeMap::new();
+    for p in 0..PARTITIONS {
+        last.insert(p, log.bounds(p).await.unwrap().last);
+        log.purge_before(p, last[&p] + 1).await.unwrap();
+    }
+    let late = TestServer::start(dirs[1].path(), &shard_flags("late", "", &urls));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let behind = loop {
+        let states = status(&late, false).await;
+        if states.values().all(|p| p.error.contains("has no snapshot yet")) {
+            break states;
+        }
+        assert!(Instant::now() < deadline, "never reported being behind: {states:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    for (p, state) in &behind {
+        assert!(!state.serving, "{state:?}");
+        let expected = format!(
+            "partition {p}: applied up to message {} but the stream now starts at {}",
+            state.applied,
+            last[p] + 1
+        );
+        assert!(state.error.starts_with(&expected), "{}", state.error);
+    }
+    let mut client = ShardClient::connect(late.url.clone()).await.unwrap();
+    let refused = client
+        .fetch(proto::FetchRequest {
+            collection: "notes".into(),
+            ids: vec!["doc-1".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
+    assert!(refused.message().starts_with("shard 'late' partition "), "{}", refused.message());
+
+    // A snapshot on the caught-up replica, purging what it covers.
+    let held = status(&steady, true).await;
+    let mut steady_client = ShardClient::connect(steady.url.clone()).await.unwrap();
+    let reply = steady_client
+        .snapshot(proto::SnapshotRequest { partitions: vec![], purge: true })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.snapshots.len(), PARTITIONS as usize);
+    for snapshot in &reply.snapshots {
+        let p = snapshot.partition;
+        assert_eq!(
+            (snapshot.stream_seq, snapshot.collections, snapshot.documents, snapshot.purged),
+            (last[&p], 1, held[&p].contents.unwrap().sled, true),
+            "{snapshot:?}"
+        );
+        assert!(snapshot.bytes > 0);
+        let bounds = log.bounds(p).await.unwrap();
+        assert_eq!((bounds.first, bounds.last), (last[&p] + 1, last[&p]));
+    }
+
+    // The late replica bootstraps from it; a shard added empty does too.
+    let fresh = TestServer::start(dirs[2].path(), &shard_flags("fresh", "", &urls));
+    for shard in [&late, &fresh] {
+        serving(shard).await;
+        caught_up(&log, shard).await;
+        let states = status(shard, true).await;
+        for p in 0..PARTITIONS {
+            assert!(states[&p].error.is_empty(), "{:?}", states[&p]);
+            assert_eq!(states[&p].contents, held[&p].contents, "partition {p}");
+        }
+    }
+    // The stream goes on after the snapshot, on every replica alike; a restarted bootstrapped
+    // shard opens its restored store.
+    append_batches(&log, 45..60, &mut rng).await;
+    let mut fresh = fresh;
+    fresh.terminate();
+    let fresh = TestServer::start(dirs[2].path(), &shard_flags("fresh", "", &urls));
+    for shard in [&steady, &late, &fresh] {
+        caught_up(&log, shard).await;
+    }
+    let (a, b, c) =
+        (status(&steady, true).await, status(&late, true).await, status(&fresh, true).await);
+    for p in 0..PARTITIONS {
+        let contents = a[&p].contents.unwrap();
+        assert_eq!(b[&p].contents, Some(contents), "partition {p}: late");
+        assert_eq!(c[&p].contents, Some(contents), "partition {p}: fresh");
+        assert_eq!((contents.bm25, contents.graph_live), (contents.sled, contents.sled));
+        assert!(contents.sled > 500, "{contents:?}");
+        assert!(a[&p].serving && b[&p].serving && c[&p].serving);
+    }
+    let stores: Vec<String> = std::fs::read_dir(dirs[2].path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('p'))
+        .collect();
+    assert_eq!(stores.len(), 2 * PARTITIONS as usize, "one store and its pointer each: {stores:?}");
+}
+
 #[test]
 fn a_shard_without_its_settings_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
@@ -459,6 +610,33 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     );
     assert!(shape.unserved.is_empty());
     assert_eq!(standalone.info().await.unwrap().role, "standalone");
+
+    // Partition snapshots through the router, each on a serving replica, purging what each
+    // covers: every live document is in one, and searches answer as before.
+    let before = ranked(&router, api::SearchRequest::new("papers", "cholesterol")).await;
+    let snapshots = router.snapshot_partitions(vec![], true).await.unwrap();
+    assert_eq!(snapshots.iter().map(|s| s.partition).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    let live = router.collection("papers").await.unwrap().stats.unwrap().documents;
+    assert_eq!(snapshots.iter().map(|s| s.documents).sum::<u64>(), live);
+    let log = JetStreamLog::connect(
+        &cluster.nats.urls(),
+        &StreamSettings { partitions: 4, replicas: 3, ..StreamSettings::default() },
+    )
+    .await
+    .unwrap();
+    for s in &snapshots {
+        assert!(s.purged && s.collections == 1 && s.size_bytes > 0, "{s:?}");
+        assert!(["a", "b", "c"].contains(&s.shard.as_str()), "{s:?}");
+        let bounds = log.bounds(s.partition).await.unwrap();
+        assert_eq!(bounds.first, s.stream_seq + 1, "partition {}: purged", s.partition);
+    }
+    assert_eq!(ranked(&router, api::SearchRequest::new("papers", "cholesterol")).await, before);
+    let refused = common::status_of(router.snapshot_partitions(vec![1, 9], false).await);
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert_eq!(refused.message(), "partitions: 9 does not exist (the cluster has 4: 0 to 3)");
+    let refused = common::status_of(standalone.snapshot_partitions(vec![], false).await);
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition);
+    assert!(refused.message().starts_with("SnapshotPartitions is for a cluster router"));
 
     // No quorum (2 of 3 NATS servers down): writes are refused with UNAVAILABLE, never acked,
     // while searches keep answering from the shards.

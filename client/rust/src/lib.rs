@@ -202,6 +202,17 @@ impl Client {
         Ok(self.admin.clone().list_snapshots(request).await?.into_inner().snapshots)
     }
 
+    /// Cluster routers: snapshots log partitions (every one when `partitions` is empty) into
+    /// the cluster's snapshot store; with `purge`, removes the stream messages each covers.
+    pub async fn snapshot_partitions(
+        &self,
+        partitions: Vec<u32>,
+        purge: bool,
+    ) -> Result<Vec<proto::PartitionSnapshot>, Error> {
+        let request = proto::SnapshotPartitionsRequest { partitions, purge };
+        Ok(self.admin.clone().snapshot_partitions(request).await?.into_inner().snapshots)
+    }
+
     /// Deletes a snapshot file on the server.
     pub async fn delete_snapshot(&self, snapshot: impl Into<String>) -> Result<(), Error> {
         let request = proto::DeleteSnapshotRequest { snapshot: snapshot.into() };

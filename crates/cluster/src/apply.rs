@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
+use parking_lot::Mutex;
 use sieve_storage::{Error as StorageError, LogPosition, Logged, OutOfOrder, Store, WriteBatch};
 use tokio::sync::watch;
 
@@ -88,12 +89,25 @@ pub struct Applier<L> {
     store: Arc<Store>,
     /// The followed partition's position, published after each message.
     progress: watch::Sender<u64>,
+    /// Held while a message is applied, so that a snapshot taken under it sees one position.
+    gate: Arc<Mutex<()>>,
 }
 
 impl<L: Log> Applier<L> {
     /// An applier writing `log`'s messages into `store`.
     pub fn new(log: Arc<L>, store: Arc<Store>) -> Self {
-        Applier { log, store, progress: watch::Sender::new(0) }
+        Applier::sharing(log, store, watch::Sender::new(0), Arc::new(Mutex::new(())))
+    }
+
+    /// An applier that publishes its position on `progress` and applies each message under
+    /// `gate` (a replica keeps both across the appliers it runs, one per store).
+    pub fn sharing(
+        log: Arc<L>,
+        store: Arc<Store>,
+        progress: watch::Sender<u64>,
+        gate: Arc<Mutex<()>>,
+    ) -> Self {
+        Applier { log, store, progress, gate }
     }
 
     /// The followed partition's applied position as it moves (set once `follow` starts).
@@ -108,6 +122,7 @@ impl<L: Log> Applier<L> {
         let malformed =
             |reason: String| ApplyError::Malformed { partition: at.partition, seq: at.seq, reason };
         let op = LogOp::decode(&entry.payload).map_err(malformed)?;
+        let _held = self.gate.lock();
         let refused = match op {
             LogOp::Create { collection, config } => {
                 // Creating is idempotent, so it may run before the position check: a crash

@@ -295,6 +295,44 @@ impl Cluster {
         Ok(all)
     }
 
+    /// Snapshots `partitions` (every one when empty), each on one serving replica, into the
+    /// log's snapshot store; with `purge`, each stream's messages the snapshot covers are
+    /// removed. Returns each snapshot with the shard that wrote it, in partition order.
+    pub async fn snapshot(
+        &self,
+        partitions: &[Partition],
+        purge: bool,
+    ) -> Result<Vec<(String, proto::PartitionSnapshot)>, ClusterError> {
+        let count = self.partitioner.count();
+        if let Some(p) = partitions.iter().find(|&&p| p >= count) {
+            return Err(ClusterError::InvalidArgument(format!(
+                "partitions: {p} does not exist (the cluster has {count}: 0 to {})",
+                count - 1
+            )));
+        }
+        let mut wanted: Vec<Partition> =
+            if partitions.is_empty() { (0..count).collect() } else { partitions.to_vec() };
+        wanted.sort_unstable();
+        wanted.dedup();
+        let replies = self
+            .topology()
+            .scatter(&wanted, |mut client, partitions| {
+                let request = proto::SnapshotRequest { partitions, purge };
+                async move { client.snapshot(request).await.map(|r| r.into_inner()) }
+            })
+            .await
+            .map_err(search_error)?;
+        let mut all: Vec<(String, proto::PartitionSnapshot)> = replies
+            .into_iter()
+            .flat_map(|reply| {
+                let shard = reply.shard;
+                reply.snapshots.into_iter().map(move |s| (shard.clone(), s))
+            })
+            .collect();
+        all.sort_by_key(|(_, s)| s.partition);
+        Ok(all)
+    }
+
     /// A collection's counts over every partition (one replica each).
     pub async fn counts(&self, name: &str) -> Result<Counts, ClusterError> {
         let topology = self.topology();

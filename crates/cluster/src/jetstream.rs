@@ -1,12 +1,13 @@
 //! The log on NATS JetStream: one replicated stream per partition (`SIEVE_P{p}`, subject
 //! `sieve.p{p}`), file storage, `discard: new`, a duplicate window for retried appends.
 
+use std::path::Path;
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
-use async_nats::jetstream::{self, Message};
+use async_nats::jetstream::{self, Message, object_store};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -41,6 +42,13 @@ impl Default for StreamSettings {
 #[derive(Clone)]
 pub struct JetStreamLog {
     context: Context,
+}
+
+/// The object store bucket holding each partition's newest snapshot (object `p{partition}`).
+const SNAPSHOTS: &str = "sieve_snapshots";
+
+fn snapshot_object(partition: Partition) -> String {
+    format!("p{partition}")
 }
 
 fn stream_name(partition: Partition) -> String {
@@ -86,6 +94,18 @@ impl JetStreamLog {
             context.get_or_create_stream(config).await.map_err(|e| {
                 LogError::Unavailable(format!("creating stream {}: {e}", stream_name(partition)))
             })?;
+        }
+        if context.get_object_store(SNAPSHOTS).await.is_err() {
+            context
+                .create_object_store(object_store::Config {
+                    bucket: SNAPSHOTS.to_string(),
+                    description: Some("Sieve partition snapshots: p{partition}".to_string()),
+                    storage: StorageType::File,
+                    num_replicas: settings.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| LogError::Unavailable(format!("creating bucket {SNAPSHOTS}: {e}")))?;
         }
         Ok(JetStreamLog { context })
     }
@@ -179,6 +199,33 @@ impl Log for JetStreamLog {
                 Ok(Entry { partition, seq, payload: message.payload.clone() })
             })
             .boxed())
+    }
+
+    async fn put_snapshot(&self, partition: Partition, file: &Path) -> Result<(), LogError> {
+        let bucket = self.context.get_object_store(SNAPSHOTS).await.map_err(unavailable)?;
+        let mut reader = tokio::fs::File::open(file)
+            .await
+            .map_err(|e| LogError::Other(format!("opening {}: {e}", file.display())))?;
+        bucket.put(snapshot_object(partition).as_str(), &mut reader).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn get_snapshot(&self, partition: Partition, into: &Path) -> Result<bool, LogError> {
+        let bucket = self.context.get_object_store(SNAPSHOTS).await.map_err(unavailable)?;
+        let mut object = match bucket.get(snapshot_object(partition)).await {
+            Ok(object) => object,
+            Err(e) if e.kind() == object_store::GetErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(unavailable(e)),
+        };
+        let mut file = tokio::fs::File::create(into)
+            .await
+            .map_err(|e| LogError::Other(format!("creating {}: {e}", into.display())))?;
+        // The object store checks the digest it recorded at the end of the read.
+        tokio::io::copy(&mut object, &mut file).await.map_err(unavailable)?;
+        file.sync_all()
+            .await
+            .map_err(|e| LogError::Other(format!("syncing {}: {e}", into.display())))?;
+        Ok(true)
     }
 
     async fn purge_before(&self, partition: Partition, seq: u64) -> Result<(), LogError> {

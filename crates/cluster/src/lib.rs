@@ -32,5 +32,5 @@ pub use message::LogOp;
 pub use partition::{Partition, Partitioner};
 pub use router::{ClusterCorpus, Topology, shard_clients};
 pub use service::{ShardService, proto};
-pub use shard::{Contents, PartitionState, Retrieval, Shard, ShardError, merge};
+pub use shard::{Contents, PartitionState, Retrieval, Shard, ShardError, Snapshotted, merge};
 pub use token::Token;

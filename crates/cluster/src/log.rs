@@ -2,6 +2,7 @@
 //! another broker (Kafka, Redpanda) could replace JetStream without touching shards or router.
 
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -81,6 +82,22 @@ pub trait Log: Send + Sync + 'static {
             LogError,
         >,
     > + Send;
+
+    /// Stores the partition snapshot at `file` as `partition`'s newest, replacing the one
+    /// before, replicated beside the streams so that a replica on any machine can bootstrap
+    /// from it.
+    fn put_snapshot(
+        &self,
+        partition: Partition,
+        file: &Path,
+    ) -> impl Future<Output = Result<(), LogError>> + Send;
+
+    /// Writes `partition`'s newest snapshot into `into`; `false` when it has none.
+    fn get_snapshot(
+        &self,
+        partition: Partition,
+        into: &Path,
+    ) -> impl Future<Output = Result<bool, LogError>> + Send;
 
     /// Removes `partition`'s messages below `seq` (after a snapshot covers them).
     fn purge_before(

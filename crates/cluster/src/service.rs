@@ -60,7 +60,9 @@ fn status(error: ShardError) -> Status {
     match error {
         ShardError::NotOwned { .. } => Status::failed_precondition(error.to_string()),
         ShardError::InvalidArgument(msg) => Status::invalid_argument(msg),
-        ShardError::Behind { .. } => Status::unavailable(error.to_string()),
+        ShardError::Behind { .. } | ShardError::NotServing { .. } | ShardError::Log(_) => {
+            Status::unavailable(error.to_string())
+        }
         ShardError::Storage(e) => Status::internal(e.to_string()),
     }
 }
@@ -170,6 +172,7 @@ impl proto::shard_server::Shard for ShardService {
                     partition: s.partition,
                     applied: s.applied,
                     error: s.stopped.unwrap_or_default(),
+                    serving: s.serving,
                     contents: s.contents.map(|c| proto::Contents {
                         sled: c.sled,
                         bm25: c.bm25,
@@ -204,5 +207,29 @@ impl proto::shard_server::Shard for ShardService {
         let (documents, vectors, tombstones) =
             self.blocking(move |s| s.counts(&r.collection, &r.partitions)).await?;
         Ok(Response::new(proto::CountsReply { documents, vectors, tombstones }))
+    }
+
+    async fn snapshot(
+        &self,
+        request: Request<proto::SnapshotRequest>,
+    ) -> Result<Response<proto::SnapshotReply>, Status> {
+        let r = request.into_inner();
+        let partitions =
+            if r.partitions.is_empty() { self.shard.partitions() } else { r.partitions };
+        let done = self.shard.snapshot(&partitions, r.purge).await.map_err(status)?;
+        Ok(Response::new(proto::SnapshotReply {
+            shard: self.shard.id().to_string(),
+            snapshots: done
+                .into_iter()
+                .map(|s| proto::PartitionSnapshot {
+                    partition: s.info.partition,
+                    stream_seq: s.info.stream_seq,
+                    collections: s.info.collections,
+                    documents: s.info.documents,
+                    bytes: s.bytes,
+                    purged: s.purged,
+                })
+                .collect(),
+        }))
     }
 }

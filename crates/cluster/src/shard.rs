@@ -3,18 +3,22 @@
 //! router's stats, retrieval and fetch calls over any subset of its partitions.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use futures::future::BoxFuture;
+use parking_lot::{Mutex, RwLock};
 use sieve_planner::Ranked;
+use sieve_storage::snapshot::{
+    PartitionSnapshotInfo, read_partition_info, restore_partition, write_partition,
+};
 use sieve_storage::{Bm25Stats, Collection, Document, Filter, Store, StoreOptions};
 use tokio::sync::watch;
 
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::apply::{Applier, ApplyError};
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::message::encode_value;
 use crate::partition::{Partition, Partitioner};
 
@@ -51,6 +55,19 @@ pub enum ShardError {
         /// How long it waited.
         waited_ms: u64,
     },
+    /// A partition does not serve reads (behind its stream's first message, bootstrapping).
+    #[error("shard '{shard}' partition {partition} is not serving: {reason}")]
+    NotServing {
+        /// This shard.
+        shard: String,
+        /// The partition.
+        partition: Partition,
+        /// Why, and what it is doing about it.
+        reason: String,
+    },
+    /// The log could not be reached (a snapshot upload, a purge).
+    #[error(transparent)]
+    Log(#[from] LogError),
     /// A partition's store failed.
     #[error(transparent)]
     Storage(#[from] sieve_storage::Error),
@@ -60,14 +77,118 @@ pub enum ShardError {
 const FOLLOW_RETRY_FIRST: std::time::Duration = std::time::Duration::from_millis(100);
 const FOLLOW_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One owned partition.
+/// How long a replica behind its stream's first message waits before it looks for a newer
+/// snapshot again.
+const BOOTSTRAP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Where a replica stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Standing {
+    /// Following its stream; serving.
+    Following,
+    /// Its applier stopped (storage failure, a lost message): it serves what it has but falls
+    /// behind.
+    Stopped(String),
+    /// Behind its stream's first message, or restoring a snapshot: it refuses reads.
+    Refusing(String),
+}
+
+/// One owned partition: what its follower task and the readers share.
 struct Replica {
-    store: Arc<Store>,
-    /// Why its applier stopped, once it has.
-    stopped: Arc<Mutex<Option<String>>>,
+    /// The partition's store; replaced when the replica bootstraps from a snapshot.
+    store: RwLock<Arc<Store>>,
+    standing: Mutex<Standing>,
     /// Its applied position as it moves.
-    progress: watch::Receiver<u64>,
-    follower: tokio::task::JoinHandle<()>,
+    progress: watch::Sender<u64>,
+    /// Held while a message is applied and while a snapshot is written.
+    gate: Arc<Mutex<()>>,
+}
+
+impl Replica {
+    fn store(&self) -> Arc<Store> {
+        Arc::clone(&self.store.read())
+    }
+
+    fn set(&self, standing: Standing) {
+        *self.standing.lock() = standing;
+    }
+}
+
+/// The log calls a shard makes itself (snapshots, purges), object-safe so that the shard
+/// needs no type parameter.
+trait SnapshotLog: Send + Sync {
+    fn put(&self, partition: Partition, file: PathBuf) -> BoxFuture<'_, Result<(), LogError>>;
+    fn purge(&self, partition: Partition, before: u64) -> BoxFuture<'_, Result<(), LogError>>;
+}
+
+impl<L: Log> SnapshotLog for L {
+    fn put(&self, partition: Partition, file: PathBuf) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(async move { self.put_snapshot(partition, &file).await })
+    }
+
+    fn purge(&self, partition: Partition, before: u64) -> BoxFuture<'_, Result<(), LogError>> {
+        Box::pin(self.purge_before(partition, before))
+    }
+}
+
+/// What a partition snapshot taken by a shard did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshotted {
+    /// What the snapshot holds.
+    pub info: PartitionSnapshotInfo,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// The stream's messages up to `info.stream_seq` were purged.
+    pub purged: bool,
+}
+
+/// The pointer file naming a partition's current store directory (after a bootstrap).
+fn pointer(root: &Path, partition: Partition) -> PathBuf {
+    root.join(format!("p{partition}.current"))
+}
+
+/// The directory of a partition's current store: `p{partition}`, or the bootstrapped one its
+/// pointer names.
+fn current_dir(root: &Path, partition: Partition) -> Result<PathBuf, ShardError> {
+    match std::fs::read_to_string(pointer(root, partition)) {
+        Ok(name) => Ok(root.join(name.trim())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(root.join(format!("p{partition}")))
+        }
+        Err(e) => Err(ShardError::InvalidArgument(format!(
+            "reading {}: {e}",
+            pointer(root, partition).display()
+        ))),
+    }
+}
+
+/// Removes a partition's store directories other than `keep` (left by a bootstrap that
+/// failed or was interrupted, or replaced by one), best effort.
+fn remove_stale(root: &Path, partition: Partition, keep: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let plain = format!("p{partition}");
+    let prefix = format!("p{partition}.");
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        let ours =
+            name == plain || (name.starts_with(&prefix) && name != format!("{prefix}current"));
+        if ours && path != keep {
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => {
+                    tracing::info!(partition, path = %path.display(), "removed a replaced store")
+                }
+                Err(e) => {
+                    tracing::warn!(partition, path = %path.display(), error = %e, "removing a replaced store")
+                }
+            }
+        }
+    }
 }
 
 /// A partition's state as the shard reports it.
@@ -77,8 +198,10 @@ pub struct PartitionState {
     pub partition: Partition,
     /// The last stream message it applied.
     pub applied: u64,
-    /// Why its applier stopped (it serves what it has, but falls behind); `None` while it
-    /// follows its stream.
+    /// Whether it answers reads.
+    pub serving: bool,
+    /// Why its applier stopped (it serves what it has, but falls behind) or why it does not
+    /// serve; `None` while it follows its stream.
     pub stopped: Option<String>,
     /// What it holds, when asked for.
     pub contents: Option<Contents>,
@@ -144,13 +267,140 @@ pub struct Retrieval {
 /// A cluster shard.
 pub struct Shard {
     id: String,
+    dir: PathBuf,
     partitioner: Partitioner,
-    replicas: BTreeMap<Partition, Replica>,
+    replicas: BTreeMap<Partition, Arc<Replica>>,
+    followers: Vec<tokio::task::JoinHandle<()>>,
+    log: Arc<dyn SnapshotLog>,
+}
+
+/// Follows `partition`'s stream into its replica until aborted: an unreachable log is read
+/// again shortly; a stream purged past the replica's position bootstraps it from the newest
+/// partition snapshot (refusing reads meanwhile); any other failure stops the applier.
+async fn follow<L: Log>(
+    shard: String,
+    root: PathBuf,
+    options: StoreOptions,
+    partition: Partition,
+    replica: Arc<Replica>,
+    log: Arc<L>,
+) {
+    let mut pause = FOLLOW_RETRY_FIRST;
+    loop {
+        let applier = Arc::new(Applier::sharing(
+            Arc::clone(&log),
+            replica.store(),
+            replica.progress.clone(),
+            Arc::clone(&replica.gate),
+        ));
+        match applier.follow(partition).await {
+            // The log is unreachable (no quorum, a server restarting): read again from the
+            // position once it is back.
+            Err(ApplyError::Log(e)) => {
+                tracing::warn!(shard, partition, error = %e, "log unreachable; following again shortly");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(FOLLOW_RETRY_MAX);
+            }
+            Err(trimmed @ ApplyError::Trimmed { .. }) => {
+                replica.set(Standing::Refusing(format!("{trimmed}; bootstrapping")));
+                match bootstrap(&root, &options, partition, &replica, log.as_ref()).await {
+                    Ok(info) => {
+                        tracing::info!(
+                            shard,
+                            partition,
+                            stream_seq = info.stream_seq,
+                            documents = info.documents,
+                            "bootstrapped from the partition's snapshot"
+                        );
+                        replica.set(Standing::Following);
+                    }
+                    Err(why) => {
+                        tracing::warn!(shard, partition, %why, "cannot bootstrap yet");
+                        replica.set(Standing::Refusing(format!("{trimmed}; {why}")));
+                        tokio::time::sleep(BOOTSTRAP_RETRY).await;
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(shard, partition, error = %e, "partition stopped applying");
+                replica.set(Standing::Stopped(e.to_string()));
+                return;
+            }
+            Ok(()) => return,
+        }
+    }
+}
+
+/// Restores the partition's newest snapshot into a new store directory, points the
+/// partition at it and swaps it in; the replaced store's directory is removed.
+async fn bootstrap<L: Log>(
+    root: &Path,
+    options: &StoreOptions,
+    partition: Partition,
+    replica: &Replica,
+    log: &L,
+) -> Result<PartitionSnapshotInfo, String> {
+    let download = root.join(format!("p{partition}.download"));
+    let found = log.get_snapshot(partition, &download).await.map_err(|e| e.to_string())?;
+    if !found {
+        return Err("the partition has no snapshot yet (take one through a router: \
+                    sieve snapshots partitions)"
+            .to_string());
+    }
+    let info = read_partition_info(&download).map_err(|e| e.to_string())?;
+    let first = log.bounds(partition).await.map_err(|e| e.to_string())?.first;
+    if info.stream_seq + 1 < first {
+        let _ = std::fs::remove_file(&download);
+        return Err(format!(
+            "the newest snapshot ends at message {} but the stream starts at {first}; take a \
+             newer one (sieve snapshots partitions)",
+            info.stream_seq
+        ));
+    }
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    let name = format!("p{partition}.{started_ms}");
+    let dir = root.join(&name);
+    let restored = {
+        let (dir, download, options) = (dir.clone(), download.clone(), options.clone());
+        tokio::task::spawn_blocking(move || {
+            let store = Store::open(&dir, options)?;
+            let info = restore_partition(&store, &download)?;
+            Ok::<_, sieve_storage::Error>((store, info))
+        })
+        .await
+        .map_err(|e| format!("restoring panicked: {e}"))?
+    };
+    let _ = std::fs::remove_file(&download);
+    let (store, info) = match restored {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(format!("restoring the snapshot: {e}"));
+        }
+    };
+    // The pointer moves atomically: a crash before it keeps the old store, after it the new.
+    let tmp = root.join(format!("p{partition}.current.tmp"));
+    let pointed = std::fs::write(&tmp, &name)
+        .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, pointer(root, partition)))
+        .and_then(|()| std::fs::File::open(root)?.sync_all());
+    if let Err(e) = pointed {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(format!("pointing partition {partition} at {}: {e}", dir.display()));
+    }
+    let old = std::mem::replace(&mut *replica.store.write(), Arc::new(store));
+    replica.progress.send_replace(info.stream_seq);
+    drop(old);
+    remove_stale(root, partition, &dir);
+    Ok(info)
 }
 
 impl Shard {
-    /// Opens (or creates) the store of each owned partition under `dir/p{partition}` and starts
-    /// following each partition's stream from its store's position. Call inside a tokio runtime.
+    /// Opens (or creates) the store of each owned partition under `dir` (`p{partition}`, or
+    /// the directory a bootstrap pointed it at) and starts following each partition's stream
+    /// from its store's position. Call inside a tokio runtime.
     pub fn open<L: Log>(
         id: &str,
         dir: &Path,
@@ -167,37 +417,41 @@ impl Shard {
                     partitioner.count()
                 )));
             }
-            let store = Arc::new(Store::open(&dir.join(format!("p{partition}")), options.clone())?);
-            let stopped = Arc::new(Mutex::new(None));
-            let applier = Arc::new(Applier::new(Arc::clone(&log), Arc::clone(&store)));
-            let progress = applier.progress();
-            let follower = {
-                let stopped = Arc::clone(&stopped);
-                let shard = id.to_string();
-                tokio::spawn(async move {
-                    let mut pause = FOLLOW_RETRY_FIRST;
-                    loop {
-                        match Arc::clone(&applier).follow(partition).await {
-                            // The log is unreachable (no quorum, a server restarting): read
-                            // again from the position once it is back.
-                            Err(ApplyError::Log(e)) => {
-                                tracing::warn!(shard, partition, error = %e, "log unreachable; following again shortly");
-                                tokio::time::sleep(pause).await;
-                                pause = (pause * 2).min(FOLLOW_RETRY_MAX);
-                            }
-                            Err(e) => {
-                                tracing::error!(shard, partition, error = %e, "partition stopped applying");
-                                *stopped.lock() = Some(e.to_string());
-                                return;
-                            }
-                            Ok(()) => return,
-                        }
-                    }
-                })
-            };
-            replicas.insert(partition, Replica { store, stopped, progress, follower });
+            let current = current_dir(dir, partition)?;
+            remove_stale(dir, partition, &current);
+            let store = Arc::new(Store::open(&current, options.clone())?);
+            let applied = store.log_position(partition)?;
+            replicas.insert(
+                partition,
+                Arc::new(Replica {
+                    store: RwLock::new(store),
+                    standing: Mutex::new(Standing::Following),
+                    progress: watch::Sender::new(applied),
+                    gate: Arc::new(Mutex::new(())),
+                }),
+            );
         }
-        Ok(Shard { id: id.to_string(), partitioner, replicas })
+        let followers = replicas
+            .iter()
+            .map(|(&partition, replica)| {
+                tokio::spawn(follow(
+                    id.to_string(),
+                    dir.to_path_buf(),
+                    options.clone(),
+                    partition,
+                    Arc::clone(replica),
+                    Arc::clone(&log),
+                ))
+            })
+            .collect();
+        Ok(Shard {
+            id: id.to_string(),
+            dir: dir.to_path_buf(),
+            partitioner,
+            replicas,
+            followers,
+            log,
+        })
     }
 
     /// This shard's name.
@@ -210,16 +464,28 @@ impl Shard {
         self.partitioner
     }
 
+    /// The partitions this shard holds.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.replicas.keys().copied().collect()
+    }
+
     /// Every held partition's state; with `detail`, what each holds (reads every document).
     pub fn status(&self, detail: bool) -> Result<Vec<PartitionState>, ShardError> {
         self.replicas
             .iter()
             .map(|(&partition, replica)| {
+                let store = replica.store();
+                let (serving, stopped) = match replica.standing.lock().clone() {
+                    Standing::Following => (true, None),
+                    Standing::Stopped(why) => (true, Some(why)),
+                    Standing::Refusing(why) => (false, Some(why)),
+                };
                 Ok(PartitionState {
                     partition,
-                    applied: replica.store.log_position(partition)?,
-                    stopped: replica.stopped.lock().clone(),
-                    contents: if detail { Some(contents(&replica.store)?) } else { None },
+                    applied: store.log_position(partition)?,
+                    serving,
+                    stopped,
+                    contents: if detail { Some(contents(&store)?) } else { None },
                 })
             })
             .collect()
@@ -237,7 +503,7 @@ impl Shard {
             let replica = self.replicas.get(&partition).ok_or_else(|| self.not_owned(partition))?;
             // The applier's published position, not the store's: sled records a position
             // before the indexes have taken the write in, and a read must find it there.
-            let mut progress = replica.progress.clone();
+            let mut progress = replica.progress.subscribe();
             let reached =
                 tokio::time::timeout_at(started + within, progress.wait_for(|&at| at >= required))
                     .await;
@@ -279,9 +545,62 @@ impl Shard {
         }
     }
 
-    /// The store of a held partition.
-    pub fn store(&self, partition: Partition) -> Result<&Arc<Store>, ShardError> {
-        self.replicas.get(&partition).map(|r| &r.store).ok_or_else(|| self.not_owned(partition))
+    /// The store of a held partition that serves reads.
+    pub fn store(&self, partition: Partition) -> Result<Arc<Store>, ShardError> {
+        let replica = self.replicas.get(&partition).ok_or_else(|| self.not_owned(partition))?;
+        if let Standing::Refusing(reason) = &*replica.standing.lock() {
+            return Err(ShardError::NotServing {
+                shard: self.id.clone(),
+                partition,
+                reason: reason.clone(),
+            });
+        }
+        Ok(replica.store())
+    }
+
+    /// Writes a snapshot of each of `partitions` (held here and serving) at its current
+    /// position, with the partition's writes held meanwhile, and stores it in the log as the
+    /// partition's newest; with `purge`, removes the stream's messages it covers. A replica
+    /// that falls behind the stream's first message afterwards bootstraps from it.
+    pub async fn snapshot(
+        &self,
+        partitions: &[Partition],
+        purge: bool,
+    ) -> Result<Vec<Snapshotted>, ShardError> {
+        let mut done = Vec::with_capacity(partitions.len());
+        for &partition in partitions {
+            let store = self.store(partition)?;
+            let replica = Arc::clone(&self.replicas[&partition]);
+            let path = self.dir.join(format!("p{partition}.partition-snapshot"));
+            let written = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || {
+                    let _held = replica.gate.lock();
+                    write_partition(&store, partition, &path)
+                })
+                .await
+                .map_err(|e| ShardError::InvalidArgument(format!("snapshot panicked: {e}")))?
+            };
+            let info = written?;
+            let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+            let stored = self.log.put(partition, path.clone()).await;
+            let _ = std::fs::remove_file(&path);
+            stored?;
+            if purge {
+                self.log.purge(partition, info.stream_seq + 1).await?;
+            }
+            tracing::info!(
+                shard = self.id,
+                partition,
+                stream_seq = info.stream_seq,
+                documents = info.documents,
+                bytes,
+                purged = purge,
+                "partition snapshot stored"
+            );
+            done.push(Snapshotted { info, bytes, purged: purge });
+        }
+        Ok(done)
     }
 
     /// The collection in each requested partition; a partition that has not applied the
@@ -373,11 +692,13 @@ impl Shard {
 
     /// Stops the appliers and closes every partition's store.
     pub fn close(&self) -> Result<(), ShardError> {
-        for replica in self.replicas.values() {
-            replica.follower.abort();
+        for follower in &self.followers {
+            follower.abort();
         }
         for replica in self.replicas.values() {
-            replica.store.close()?;
+            // The gate waits out a message being applied.
+            let _held = replica.gate.lock();
+            replica.store().close()?;
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ use crate::collection::{Collection, WriteBatch};
 use crate::config::{CollectionConfig, check_collection_name};
 use crate::document::Document;
 use crate::error::{Context as _, Error, Result};
+use crate::logged::LogPosition;
 use crate::store::Store;
 
 const FORMAT: &str = "sieve-snapshot";
@@ -141,12 +142,24 @@ fn write_file(
     let what = || format!("writing snapshot {}", path.display());
     let file = File::create(path).context(what())?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
+    write_section(&mut out, info, documents, &what)?;
+    let file = out.into_inner().map_err(|e| Error::io(what(), e.into_error()))?;
+    file.sync_all().context(what())
+}
+
+/// One collection snapshot: header, documents, end marker.
+fn write_section(
+    out: &mut impl Write,
+    info: &SnapshotInfo,
+    documents: &mut dyn Iterator<Item = Result<Document>>,
+    what: &dyn Fn() -> String,
+) -> Result<()> {
     let header = Header { format: FORMAT.into(), version: VERSION, info: info.clone() };
-    serde_json::to_writer(&mut out, &header).map_err(|e| Error::io(what(), e))?;
+    serde_json::to_writer(&mut *out, &header).map_err(|e| Error::io(what(), e))?;
     out.write_all(b"\n").context(what())?;
     let mut count = 0u64;
     for doc in documents {
-        serde_json::to_writer(&mut out, &doc?).map_err(|e| Error::io(what(), e))?;
+        serde_json::to_writer(&mut *out, &doc?).map_err(|e| Error::io(what(), e))?;
         out.write_all(b"\n").context(what())?;
         count += 1;
     }
@@ -156,11 +169,9 @@ fn write_file(
             info.collection, info.documents
         )));
     }
-    serde_json::to_writer(&mut out, &Trailer { end: End { documents: count } })
+    serde_json::to_writer(&mut *out, &Trailer { end: End { documents: count } })
         .map_err(|e| Error::io(what(), e))?;
-    out.write_all(b"\n").context(what())?;
-    let file = out.into_inner().map_err(|e| Error::io(what(), e.into_error()))?;
-    file.sync_all().context(what())
+    out.write_all(b"\n").context(what())
 }
 
 fn read_header(path: &Path, name: &str) -> Result<(SnapshotInfo, BufReader<File>)> {
@@ -172,7 +183,14 @@ fn read_header(path: &Path, name: &str) -> Result<(SnapshotInfo, BufReader<File>
     let mut reader = BufReader::new(file);
     let mut line = String::new();
     reader.read_line(&mut line).context(format!("reading snapshot {name}"))?;
-    let header: Header = serde_json::from_str(&line).map_err(|e| {
+    let mut info = parse_header(&line, name)?;
+    info.size_bytes = size_bytes;
+    Ok((info, reader))
+}
+
+/// A collection snapshot's header line.
+fn parse_header(line: &str, name: &str) -> Result<SnapshotInfo> {
+    let header: Header = serde_json::from_str(line).map_err(|e| {
         Error::Corrupt(format!("snapshot '{name}': its header is unreadable ({e})"))
     })?;
     if header.format != FORMAT || header.version != VERSION {
@@ -184,8 +202,7 @@ fn read_header(path: &Path, name: &str) -> Result<(SnapshotInfo, BufReader<File>
     }
     let mut info = header.info;
     info.name = name.to_string();
-    info.size_bytes = size_bytes;
-    Ok((info, reader))
+    Ok(info)
 }
 
 /// Snapshots in the directory (of one collection, if given), oldest first. Files that are not
@@ -243,10 +260,25 @@ pub fn restore(store: &Store, name: &str, into: &str) -> Result<Arc<Collection>>
 }
 
 fn fill(collection: &Collection, info: &SnapshotInfo, reader: BufReader<File>) -> Result<()> {
+    let mut lines = reader.lines().enumerate().map(|(number, line)| (number + 2, line));
+    fill_section(collection, info, &mut lines)?;
+    match lines.next() {
+        None => Ok(()),
+        Some(_) => {
+            Err(Error::Corrupt(format!("snapshot '{}': data after its end marker", info.name)))
+        }
+    }
+}
+
+/// Numbered lines of a snapshot file.
+type Lines<'a> = dyn Iterator<Item = (usize, std::io::Result<String>)> + 'a;
+
+/// Writes one collection's documents from `lines` (after its header) up to and including its
+/// end marker, checking the counts.
+fn fill_section(collection: &Collection, info: &SnapshotInfo, lines: &mut Lines) -> Result<()> {
     let name = &info.name;
     let mut batch = Vec::with_capacity(RESTORE_BATCH);
     let mut count = 0u64;
-    let mut ended = false;
     let flush = |batch: &mut Vec<Document>| -> Result<()> {
         let write = WriteBatch { upserts: std::mem::take(batch), deletes: Vec::new() };
         let outcome = collection.write(&write)?;
@@ -258,11 +290,8 @@ fn fill(collection: &Collection, info: &SnapshotInfo, reader: BufReader<File>) -
             ))),
         }
     };
-    for (number, line) in reader.lines().enumerate() {
+    for (number, line) in lines {
         let line = line.context(format!("reading snapshot {name}"))?;
-        if ended {
-            return Err(Error::Corrupt(format!("snapshot '{name}': data after its end marker")));
-        }
         if line.starts_with("{\"end\":") {
             let trailer: Trailer = serde_json::from_str(&line).map_err(|e| {
                 Error::Corrupt(format!("snapshot '{name}': unreadable end marker ({e})"))
@@ -273,14 +302,13 @@ fn fill(collection: &Collection, info: &SnapshotInfo, reader: BufReader<File>) -
                     info.documents, trailer.end.documents
                 )));
             }
-            ended = true;
-            continue;
+            if !batch.is_empty() {
+                flush(&mut batch)?;
+            }
+            return Ok(());
         }
         let doc: Document = serde_json::from_str(&line).map_err(|e| {
-            Error::Corrupt(format!(
-                "snapshot '{name}': line {} is not a document ({e})",
-                number + 2
-            ))
+            Error::Corrupt(format!("snapshot '{name}': line {number} is not a document ({e})"))
         })?;
         batch.push(doc);
         count += 1;
@@ -288,16 +316,10 @@ fn fill(collection: &Collection, info: &SnapshotInfo, reader: BufReader<File>) -
             flush(&mut batch)?;
         }
     }
-    if !ended {
-        return Err(Error::Corrupt(format!(
-            "snapshot '{name}' is truncated: no end marker after {count} of {} documents",
-            info.documents
-        )));
-    }
-    if !batch.is_empty() {
-        flush(&mut batch)?;
-    }
-    Ok(())
+    Err(Error::Corrupt(format!(
+        "snapshot '{name}' is truncated: no end marker after {count} of {} documents",
+        info.documents
+    )))
 }
 
 /// Deletes a snapshot file.
@@ -307,4 +329,209 @@ pub fn delete(store: &Store, name: &str) -> Result<()> {
         std::io::ErrorKind::NotFound => Error::NotFound(format!("snapshot '{name}' not found")),
         _ => Error::io(format!("deleting snapshot {}", path.display()), e),
     })
+}
+
+const PARTITION_FORMAT: &str = "sieve-partition-snapshot";
+
+/// What a partition snapshot holds: every collection of a cluster shard's partition store as
+/// of one stream sequence.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshotInfo {
+    /// The log partition.
+    pub partition: u32,
+    /// The last stream message applied into it: a replica restored from it reads on from the
+    /// next one.
+    pub stream_seq: u64,
+    /// Collections in it.
+    pub collections: u64,
+    /// Live documents in it, over every collection.
+    pub documents: u64,
+    pub created_unix_ms: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PartitionHeader {
+    format: String,
+    version: u32,
+    #[serde(flatten)]
+    info: PartitionSnapshotInfo,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PartitionTrailer {
+    end: PartitionEnd,
+}
+
+#[derive(Serialize, Deserialize)]
+struct PartitionEnd {
+    collections: u64,
+}
+
+/// Writes a snapshot of `partition` as `store` holds it into `path` (under a temporary name,
+/// synced, then renamed). Format, version 1, JSON lines: a header
+/// `{"format":"sieve-partition-snapshot","version":1,"partition":..,"stream_seq":..,
+/// "collections":..,"documents":..,"created_unix_ms":..}`, then each collection as a
+/// collection snapshot (header, documents, end marker) in name order, then
+/// `{"end":{"collections":N}}`.
+///
+/// The caller holds the partition's writes (its applier paused): a position that moves while
+/// the file is written fails the snapshot rather than mix two states.
+pub fn write_partition(
+    store: &Store,
+    partition: u32,
+    path: &Path,
+) -> Result<PartitionSnapshotInfo> {
+    let stream_seq = store.log_position(partition)?;
+    let mut collections = store.collections();
+    collections.sort_by(|a, b| a.name().cmp(b.name()));
+    let created_unix_ms =
+        SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let documents = collections.iter().map(|c| c.stats().documents).sum();
+    let info = PartitionSnapshotInfo {
+        partition,
+        stream_seq,
+        collections: collections.len() as u64,
+        documents,
+        created_unix_ms,
+    };
+    let tmp = path.with_extension("tmp");
+    let what = || format!("writing partition snapshot {}", tmp.display());
+    let written = (|| {
+        let file = File::create(&tmp).context(what())?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let header = PartitionHeader {
+            format: PARTITION_FORMAT.into(),
+            version: VERSION,
+            info: info.clone(),
+        };
+        serde_json::to_writer(&mut out, &header).map_err(|e| Error::io(what(), e))?;
+        out.write_all(b"\n").context(what())?;
+        let mut total = 0;
+        for collection in &collections {
+            total += collection.read_consistent(|sequence, documents, iter| {
+                let section = SnapshotInfo {
+                    name: String::new(),
+                    collection: collection.name().to_string(),
+                    sequence,
+                    documents,
+                    size_bytes: 0,
+                    created_unix_ms,
+                    config: collection.config().clone(),
+                };
+                write_section(&mut out, &section, iter, &what).map(|()| documents)
+            })?;
+        }
+        serde_json::to_writer(
+            &mut out,
+            &PartitionTrailer { end: PartitionEnd { collections: info.collections } },
+        )
+        .map_err(|e| Error::io(what(), e))?;
+        out.write_all(b"\n").context(what())?;
+        let file = out.into_inner().map_err(|e| Error::io(what(), e.into_error()))?;
+        file.sync_all().context(what())?;
+        let now = store.log_position(partition)?;
+        if now != stream_seq || total != documents {
+            return Err(Error::Corrupt(format!(
+                "partition {partition} moved from message {stream_seq} to {now} while its \
+                 snapshot was written; its writes must be held meanwhile"
+            )));
+        }
+        Ok(())
+    })();
+    if let Err(error) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(error);
+    }
+    std::fs::rename(&tmp, path).context(format!("renaming {} into place", tmp.display()))?;
+    if let Some(parent) = path.parent() {
+        File::open(parent)
+            .and_then(|d| d.sync_all())
+            .context(format!("syncing {}", parent.display()))?;
+    }
+    Ok(info)
+}
+
+/// A partition snapshot's header.
+pub fn read_partition_info(path: &Path) -> Result<PartitionSnapshotInfo> {
+    let name = path.display().to_string();
+    let file = File::open(path).context(format!("opening partition snapshot {name}"))?;
+    let mut line = String::new();
+    BufReader::new(file).read_line(&mut line).context(format!("reading {name}"))?;
+    parse_partition_header(&line, &name)
+}
+
+fn parse_partition_header(line: &str, name: &str) -> Result<PartitionSnapshotInfo> {
+    let header: PartitionHeader = serde_json::from_str(line).map_err(|e| {
+        Error::Corrupt(format!("partition snapshot '{name}': its header is unreadable ({e})"))
+    })?;
+    if header.format != PARTITION_FORMAT || header.version != VERSION {
+        return Err(Error::Corrupt(format!(
+            "partition snapshot '{name}' is format '{}' version {}; this server reads \
+             '{PARTITION_FORMAT}' version {VERSION}",
+            header.format, header.version
+        )));
+    }
+    Ok(header.info)
+}
+
+/// Fills `store` (new, holding no collection and no position for the partition) from the
+/// partition snapshot at `path`, then sets the partition's position to the snapshot's stream
+/// sequence and flushes. A failure leaves a store to throw away.
+pub fn restore_partition(store: &Store, path: &Path) -> Result<PartitionSnapshotInfo> {
+    let name = path.display().to_string();
+    let file = File::open(path).context(format!("opening partition snapshot {name}"))?;
+    let mut lines = BufReader::with_capacity(1 << 20, file)
+        .lines()
+        .enumerate()
+        .map(|(number, line)| (number + 1, line));
+    let header = match lines.next() {
+        Some((_, line)) => line.context(format!("reading {name}"))?,
+        None => return Err(Error::Corrupt(format!("partition snapshot '{name}' is empty"))),
+    };
+    let info = parse_partition_header(&header, &name)?;
+    if store.log_position(info.partition)? != 0 || !store.collections().is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "partition {}: a snapshot is restored into a new store only",
+            info.partition
+        )));
+    }
+    let mut documents = 0;
+    for _ in 0..info.collections {
+        let Some((_, line)) = lines.next() else {
+            return Err(Error::Corrupt(format!(
+                "partition snapshot '{name}' is truncated: it ends before its {} collections",
+                info.collections
+            )));
+        };
+        let mut section = parse_header(&line.context(format!("reading {name}"))?, &name)?;
+        section.name = format!("{name} ({})", section.collection);
+        let collection = store.create_collection(&section.collection, section.config.clone())?;
+        fill_section(&collection, &section, &mut lines)?;
+        documents += section.documents;
+    }
+    let trailer = match lines.next() {
+        Some((_, line)) => line.context(format!("reading {name}"))?,
+        None => {
+            return Err(Error::Corrupt(format!(
+                "partition snapshot '{name}' is truncated: no end marker"
+            )));
+        }
+    };
+    let end: PartitionTrailer = serde_json::from_str(&trailer).map_err(|e| {
+        Error::Corrupt(format!("partition snapshot '{name}': unreadable end marker ({e})"))
+    })?;
+    if end.end.collections != info.collections || documents != info.documents {
+        return Err(Error::Corrupt(format!(
+            "partition snapshot '{name}': header says {} collections and {} documents, found \
+             {} and {documents}",
+            info.collections, info.documents, end.end.collections
+        )));
+    }
+    if lines.next().is_some() {
+        return Err(Error::Corrupt(format!(
+            "partition snapshot '{name}': data after its end marker"
+        )));
+    }
+    store.start_log_at(LogPosition { partition: info.partition, seq: info.stream_seq })?;
+    Ok(info)
 }

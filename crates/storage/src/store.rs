@@ -286,6 +286,24 @@ impl Store {
         Ok(Logged::Applied(()))
     }
 
+    /// Starts `partition`'s position at `at.seq` on a store restored from a partition snapshot
+    /// (whose position is still 0), then flushes everything: the next message applied must be
+    /// `at.seq + 1`.
+    pub fn start_log_at(&self, at: LogPosition) -> Result<()> {
+        let positions = self.db.open_tree(logged::TREE).context("opening log positions")?;
+        let key = logged::key(at.partition);
+        let applied = logged::decode(positions.get(key).context("reading a log position")?)?;
+        if applied != 0 {
+            return Err(Error::InvalidArgument(format!(
+                "partition {}: already at message {applied}; only a new store starts elsewhere",
+                at.partition
+            )));
+        }
+        positions.insert(key, &at.seq.to_be_bytes()).context("recording a log position")?;
+        self.db.flush().context("flushing a log position")?;
+        Ok(())
+    }
+
     /// Persists every derived index and flushes sled. Call once, at shutdown.
     pub fn close(&self) -> Result<()> {
         for collection in self.collections() {

@@ -686,3 +686,88 @@ fn logged_batches_apply_once_in_order_with_their_position() {
     assert!(store.collection("a").unwrap().get("a4").unwrap().is_some());
     store.close().unwrap();
 }
+
+/// A partition snapshot holds every collection of a shard's partition store at one stream
+/// position; restored into a new store it gives the same documents, vectors, settings and
+/// position, and the next message applies there. A damaged file is refused; a store that
+/// holds anything is not overwritten.
+#[test]
+fn a_partition_snapshot_restores_every_collection_at_its_stream_position() {
+    use sieve_storage::snapshot::{read_partition_info, restore_partition, write_partition};
+    use sieve_storage::{LogPosition, Logged};
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir.path().join("source"), usize::MAX);
+    let dense = store.create_collection("dense", dense_config(Distance::Dot)).unwrap();
+    let words = store.create_collection("words", CollectionConfig::default()).unwrap();
+    let mut rng = StdRng::seed_from_u64(9);
+    let docs: Vec<Document> = (0..1200).map(|i| doc(i, &mut rng)).collect();
+    let at = |seq| LogPosition { partition: 4, seq };
+    for (n, chunk) in docs.chunks(300).enumerate() {
+        let batch = WriteBatch { upserts: chunk.to_vec(), deletes: vec![] };
+        assert!(matches!(
+            dense.write_logged(&batch, at(2 * n as u64 + 1)).unwrap(),
+            Logged::Applied(_)
+        ));
+        let mut plain = batch.clone();
+        plain.upserts.iter_mut().for_each(|d| d.vector = None);
+        assert!(matches!(
+            words.write_logged(&plain, at(2 * n as u64 + 2)).unwrap(),
+            Logged::Applied(_)
+        ));
+    }
+    let deletes = WriteBatch { upserts: vec![], deletes: vec!["doc-7".into(), "doc-8".into()] };
+    assert!(matches!(dense.write_logged(&deletes, at(9)).unwrap(), Logged::Applied(_)));
+
+    let path = dir.path().join("p4.partition-snapshot");
+    let info = write_partition(&store, 4, &path).unwrap();
+    assert_eq!(
+        (info.partition, info.stream_seq, info.collections, info.documents),
+        (4, 9, 2, 1198 + 1200)
+    );
+    assert_eq!(read_partition_info(&path).unwrap(), info);
+
+    let intact = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = intact.lines().collect();
+    assert_eq!(lines.len(), 1 + (1 + 1198 + 1) + (1 + 1200 + 1) + 1);
+    for (what, text) in [
+        ("truncated", lines[..1500].join("\n")),
+        ("no end marker", lines[..lines.len() - 1].join("\n")),
+        ("garbled", {
+            let mut garbled = lines.clone();
+            garbled[1700] = &lines[1700][..20];
+            garbled.join("\n")
+        }),
+    ] {
+        let damaged = dir.path().join(format!("{what}.partition-snapshot"));
+        std::fs::write(&damaged, text).unwrap();
+        let target = open(&dir.path().join(what), usize::MAX);
+        let error = restore_partition(&target, &damaged).unwrap_err();
+        assert!(matches!(error, sieve_storage::Error::Corrupt(_)), "{what}: {error}");
+        assert_eq!(target.log_position(4).unwrap(), 0, "{what}: no position is taken");
+    }
+
+    let target = open(&dir.path().join("restored"), usize::MAX);
+    assert_eq!(restore_partition(&target, &path).unwrap(), info);
+    assert_eq!(target.log_position(4).unwrap(), 9);
+    let (dense2, words2) =
+        (target.collection("dense").unwrap(), target.collection("words").unwrap());
+    assert_eq!(dense2.config(), dense.config());
+    assert_eq!((dense2.stats().documents, words2.stats().documents), (1198, 1200));
+    assert_eq!(dense2.get("doc-7").unwrap(), None);
+    for doc in [&docs[0], &docs[600], &docs[1199]] {
+        assert_eq!(dense2.get(&doc.id).unwrap().as_ref(), Some(doc));
+    }
+    let query = docs[600].vector.clone().unwrap();
+    let ids = |c: &Collection| -> Vec<(std::sync::Arc<str>, f32)> {
+        c.search_dense(&query, 10, None).unwrap().into_iter().map(|h| (h.id, h.score)).collect()
+    };
+    assert_eq!(ids(&dense2), ids(&dense));
+    // The stream goes on from the snapshot's position.
+    let next = WriteBatch { upserts: vec![docs[7].clone()], deletes: vec![] };
+    assert!(matches!(dense2.write_logged(&next, at(10)).unwrap(), Logged::Applied(_)));
+    // A store that holds anything is not restored over.
+    let error = restore_partition(&target, &path).unwrap_err();
+    assert!(error.to_string().contains("into a new store only"), "{error}");
+    target.close().unwrap();
+    store.close().unwrap();
+}

@@ -1,17 +1,19 @@
 //! `sieve.v1.Admin`: snapshots of collections (create, restore into a new collection, list,
-//! delete). The file work runs off the async runtime; every method needs an admin key.
+//! delete) and, on a cluster router, of log partitions. The file work runs off the async
+//! runtime; every method needs an admin key.
 
 use std::sync::Arc;
 
 use sieve_proto::v1::admin_server::Admin;
 use sieve_proto::v1::{
     Collection, CreateSnapshotRequest, DeleteSnapshotRequest, DeleteSnapshotResponse,
-    ListSnapshotsRequest, ListSnapshotsResponse, RestoreSnapshotRequest, Snapshot,
+    ListSnapshotsRequest, ListSnapshotsResponse, PartitionSnapshot, RestoreSnapshotRequest,
+    Snapshot, SnapshotPartitionsRequest, SnapshotPartitionsResponse,
 };
 use sieve_storage::snapshot;
 use tonic::{Request, Response, Status};
 
-use super::State;
+use super::{Backend, State};
 use crate::convert;
 use crate::status::{self, blocking};
 
@@ -80,5 +82,33 @@ impl Admin for AdminService {
         let store = Arc::clone(self.0.store("DeleteSnapshot")?);
         blocking(move || snapshot::delete(&store, &name).map_err(status::storage)).await?;
         Ok(Response::new(DeleteSnapshotResponse {}))
+    }
+
+    async fn snapshot_partitions(
+        &self,
+        request: Request<SnapshotPartitionsRequest>,
+    ) -> Result<Response<SnapshotPartitionsResponse>, Status> {
+        let request = request.into_inner();
+        let Backend::Cluster(cluster) = &self.0.backend else {
+            return Err(Status::failed_precondition(
+                "SnapshotPartitions is for a cluster router (--role router): a standalone \
+                 server has no log partitions; snapshot its collections with CreateSnapshot",
+            ));
+        };
+        let taken =
+            cluster.snapshot(&request.partitions, request.purge).await.map_err(status::cluster)?;
+        let snapshots = taken
+            .into_iter()
+            .map(|(shard, s)| PartitionSnapshot {
+                partition: s.partition,
+                shard,
+                stream_seq: s.stream_seq,
+                collections: s.collections,
+                documents: s.documents,
+                size_bytes: s.bytes,
+                purged: s.purged,
+            })
+            .collect();
+        Ok(Response::new(SnapshotPartitionsResponse { snapshots }))
     }
 }

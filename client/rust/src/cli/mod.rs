@@ -130,6 +130,16 @@ enum SnapshotCommand {
         /// The snapshot's name.
         snapshot: String,
     },
+    /// Through a cluster router: snapshot log partitions into the cluster's snapshot store,
+    /// from which new or long-stopped replicas bootstrap; one JSON line per partition.
+    Partitions {
+        /// A partition to snapshot (repeatable; default: every one).
+        #[arg(short, long = "partition")]
+        partitions: Vec<u32>,
+        /// Then remove the stream messages each snapshot covers.
+        #[arg(long)]
+        purge: bool,
+    },
 }
 
 /// The key and TLS files the options name.
@@ -171,6 +181,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             SnapshotCommand::Delete { snapshot } => {
                 client.delete_snapshot(&snapshot).await?;
                 println!("deleted {snapshot}");
+            }
+            SnapshotCommand::Partitions { partitions, purge } => {
+                for snapshot in client.snapshot_partitions(partitions, purge).await? {
+                    println!("{}", serde_json::to_string(&output::partition_snapshot(&snapshot))?);
+                }
             }
         },
         Command::Info => {

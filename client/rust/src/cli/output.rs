@@ -63,6 +63,18 @@ pub fn snapshot(s: &proto::Snapshot) -> Json {
     })
 }
 
+pub fn partition_snapshot(s: &proto::PartitionSnapshot) -> Json {
+    json!({
+        "partition": s.partition,
+        "shard": s.shard,
+        "stream_seq": s.stream_seq,
+        "collections": s.collections,
+        "documents": s.documents,
+        "size_bytes": s.size_bytes,
+        "purged": s.purged,
+    })
+}
+
 pub fn info(info: &proto::GetInfoResponse) -> Json {
     let l = info.limits.unwrap_or_default();
     json!({

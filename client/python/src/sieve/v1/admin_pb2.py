@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from sieve.v1 import collections_pb2 as sieve_dot_v1_dot_collections__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sieve/v1/admin.proto\x12\x08sieve.v1\x1a\x1asieve/v1/collections.proto\"\xaa\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x11\n\tdocuments\x18\x04 \x01(\x04\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x04\x12*\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x1a.sieve.v1.CollectionConfig\"+\n\x15\x43reateSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"*\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\">\n\x15ListSnapshotsResponse\x12%\n\tsnapshots\x18\x01 \x03(\x0b\x32\x12.sieve.v1.Snapshot\")\n\x15\x44\x65leteSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse2\xc0\x02\n\x05\x41\x64min\x12\x45\n\x0e\x43reateSnapshot\x12\x1f.sieve.v1.CreateSnapshotRequest\x1a\x12.sieve.v1.Snapshot\x12I\n\x0fRestoreSnapshot\x12 .sieve.v1.RestoreSnapshotRequest\x1a\x14.sieve.v1.Collection\x12P\n\rListSnapshots\x12\x1e.sieve.v1.ListSnapshotsRequest\x1a\x1f.sieve.v1.ListSnapshotsResponse\x12S\n\x0e\x44\x65leteSnapshot\x12\x1f.sieve.v1.DeleteSnapshotRequest\x1a .sieve.v1.DeleteSnapshotResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14sieve/v1/admin.proto\x12\x08sieve.v1\x1a\x1asieve/v1/collections.proto\"\xaa\x01\n\x08Snapshot\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\x12\x10\n\x08sequence\x18\x03 \x01(\x04\x12\x11\n\tdocuments\x18\x04 \x01(\x04\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x17\n\x0f\x63reated_unix_ms\x18\x06 \x01(\x04\x12*\n\x06\x63onfig\x18\x07 \x01(\x0b\x32\x1a.sieve.v1.CollectionConfig\"+\n\x15\x43reateSnapshotRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\">\n\x16RestoreSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\x12\x12\n\ncollection\x18\x02 \x01(\t\"*\n\x14ListSnapshotsRequest\x12\x12\n\ncollection\x18\x01 \x01(\t\">\n\x15ListSnapshotsResponse\x12%\n\tsnapshots\x18\x01 \x03(\x0b\x32\x12.sieve.v1.Snapshot\")\n\x15\x44\x65leteSnapshotRequest\x12\x10\n\x08snapshot\x18\x01 \x01(\t\"\x18\n\x16\x44\x65leteSnapshotResponse\">\n\x19SnapshotPartitionsRequest\x12\x12\n\npartitions\x18\x01 \x03(\r\x12\r\n\x05purge\x18\x02 \x01(\x08\"\x95\x01\n\x11PartitionSnapshot\x12\x11\n\tpartition\x18\x01 \x01(\r\x12\r\n\x05shard\x18\x02 \x01(\t\x12\x12\n\nstream_seq\x18\x03 \x01(\x04\x12\x13\n\x0b\x63ollections\x18\x04 \x01(\x04\x12\x11\n\tdocuments\x18\x05 \x01(\x04\x12\x12\n\nsize_bytes\x18\x06 \x01(\x04\x12\x0e\n\x06purged\x18\x07 \x01(\x08\"L\n\x1aSnapshotPartitionsResponse\x12.\n\tsnapshots\x18\x01 \x03(\x0b\x32\x1b.sieve.v1.PartitionSnapshot2\xa1\x03\n\x05\x41\x64min\x12\x45\n\x0e\x43reateSnapshot\x12\x1f.sieve.v1.CreateSnapshotRequest\x1a\x12.sieve.v1.Snapshot\x12I\n\x0fRestoreSnapshot\x12 .sieve.v1.RestoreSnapshotRequest\x1a\x14.sieve.v1.Collection\x12P\n\rListSnapshots\x12\x1e.sieve.v1.ListSnapshotsRequest\x1a\x1f.sieve.v1.ListSnapshotsResponse\x12S\n\x0e\x44\x65leteSnapshot\x12\x1f.sieve.v1.DeleteSnapshotRequest\x1a .sieve.v1.DeleteSnapshotResponse\x12_\n\x12SnapshotPartitions\x12#.sieve.v1.SnapshotPartitionsRequest\x1a$.sieve.v1.SnapshotPartitionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -46,6 +46,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETESNAPSHOTREQUEST']._serialized_end=493
   _globals['_DELETESNAPSHOTRESPONSE']._serialized_start=495
   _globals['_DELETESNAPSHOTRESPONSE']._serialized_end=519
-  _globals['_ADMIN']._serialized_start=522
-  _globals['_ADMIN']._serialized_end=842
+  _globals['_SNAPSHOTPARTITIONSREQUEST']._serialized_start=521
+  _globals['_SNAPSHOTPARTITIONSREQUEST']._serialized_end=583
+  _globals['_PARTITIONSNAPSHOT']._serialized_start=586
+  _globals['_PARTITIONSNAPSHOT']._serialized_end=735
+  _globals['_SNAPSHOTPARTITIONSRESPONSE']._serialized_start=737
+  _globals['_SNAPSHOTPARTITIONSRESPONSE']._serialized_end=813
+  _globals['_ADMIN']._serialized_start=816
+  _globals['_ADMIN']._serialized_end=1233
 # @@protoc_insertion_point(module_scope)

@@ -60,3 +60,35 @@ class DeleteSnapshotRequest(_message.Message):
 class DeleteSnapshotResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class SnapshotPartitionsRequest(_message.Message):
+    __slots__ = ("partitions", "purge")
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    PURGE_FIELD_NUMBER: _ClassVar[int]
+    partitions: _containers.RepeatedScalarFieldContainer[int]
+    purge: bool
+    def __init__(self, partitions: _Optional[_Iterable[int]] = ..., purge: bool = ...) -> None: ...
+
+class PartitionSnapshot(_message.Message):
+    __slots__ = ("partition", "shard", "stream_seq", "collections", "documents", "size_bytes", "purged")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    SHARD_FIELD_NUMBER: _ClassVar[int]
+    STREAM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    COLLECTIONS_FIELD_NUMBER: _ClassVar[int]
+    DOCUMENTS_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PURGED_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    shard: str
+    stream_seq: int
+    collections: int
+    documents: int
+    size_bytes: int
+    purged: bool
+    def __init__(self, partition: _Optional[int] = ..., shard: _Optional[str] = ..., stream_seq: _Optional[int] = ..., collections: _Optional[int] = ..., documents: _Optional[int] = ..., size_bytes: _Optional[int] = ..., purged: bool = ...) -> None: ...
+
+class SnapshotPartitionsResponse(_message.Message):
+    __slots__ = ("snapshots",)
+    SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
+    snapshots: _containers.RepeatedCompositeFieldContainer[PartitionSnapshot]
+    def __init__(self, snapshots: _Optional[_Iterable[_Union[PartitionSnapshot, _Mapping]]] = ...) -> None: ...

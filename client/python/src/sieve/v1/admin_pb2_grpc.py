@@ -57,6 +57,11 @@ class AdminStub(object):
                 request_serializer=sieve_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.SerializeToString,
                 response_deserializer=sieve_dot_v1_dot_admin__pb2.DeleteSnapshotResponse.FromString,
                 _registered_method=True)
+        self.SnapshotPartitions = channel.unary_unary(
+                '/sieve.v1.Admin/SnapshotPartitions',
+                request_serializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.SerializeToString,
+                response_deserializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer(object):
@@ -93,6 +98,17 @@ class AdminServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SnapshotPartitions(self, request, context):
+        """Cluster routers only: snapshots log partitions (every one when none is named), each on one
+        serving replica at one stream position, into the cluster's snapshot store (a replicated
+        JetStream object store); with `purge`, then removes the stream messages each snapshot
+        covers. A replica behind its stream's first message (a shard added empty, one stopped
+        while its stream was purged) bootstraps from the partition's newest snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -115,6 +131,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.DeleteSnapshot,
                     request_deserializer=sieve_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.FromString,
                     response_serializer=sieve_dot_v1_dot_admin__pb2.DeleteSnapshotResponse.SerializeToString,
+            ),
+            'SnapshotPartitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SnapshotPartitions,
+                    request_deserializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.FromString,
+                    response_serializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +248,33 @@ class Admin(object):
             '/sieve.v1.Admin/DeleteSnapshot',
             sieve_dot_v1_dot_admin__pb2.DeleteSnapshotRequest.SerializeToString,
             sieve_dot_v1_dot_admin__pb2.DeleteSnapshotResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SnapshotPartitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sieve.v1.Admin/SnapshotPartitions',
+            sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.SerializeToString,
+            sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,31 @@ export interface DeleteSnapshotRequest {
 export interface DeleteSnapshotResponse {
 }
 
+export interface SnapshotPartitionsRequest {
+  /** Partitions to snapshot, each below the cluster's partition count (none: every one). */
+  partitions: number[];
+  /** Purge each partition's stream up to its snapshot's position once the snapshot is stored. */
+  purge: boolean;
+}
+
+export interface PartitionSnapshot {
+  partition: number;
+  /** The shard that wrote it. */
+  shard: string;
+  /** The last stream message it holds: a replica restored from it reads on from the next one. */
+  streamSeq: number;
+  collections: number;
+  documents: number;
+  sizeBytes: number;
+  /** The stream's messages up to `stream_seq` were removed. */
+  purged: boolean;
+}
+
+export interface SnapshotPartitionsResponse {
+  /** In partition order. */
+  snapshots: PartitionSnapshot[];
+}
+
 function createBaseSnapshot(): Snapshot {
   return { name: "", collection: "", sequence: 0, documents: 0, sizeBytes: 0, createdUnixMs: 0, config: undefined };
 }
@@ -652,6 +677,351 @@ export const DeleteSnapshotResponse: MessageFns<DeleteSnapshotResponse> = {
   },
 };
 
+function createBaseSnapshotPartitionsRequest(): SnapshotPartitionsRequest {
+  return { partitions: [], purge: false };
+}
+
+export const SnapshotPartitionsRequest: MessageFns<SnapshotPartitionsRequest> = {
+  encode(message: SnapshotPartitionsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partitions.length !== 0) {
+      writer.uint32(10).fork();
+      for (const v of message.partitions) {
+        writer.uint32(v);
+      }
+      writer.join();
+    }
+    if (message.purge !== false) {
+      writer.uint32(16).bool(message.purge);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotPartitionsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotPartitionsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag === 8) {
+              message.partitions.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 10) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.partitions.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.purge = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotPartitionsRequest {
+    return {
+      partitions: globalThis.Array.isArray(object?.partitions)
+        ? object.partitions.map((e: any) => globalThis.Number(e))
+        : [],
+      purge: isSet(object.purge) ? globalThis.Boolean(object.purge) : false,
+    };
+  },
+
+  toJSON(message: SnapshotPartitionsRequest): unknown {
+    const obj: any = {};
+    if (message.partitions?.length) {
+      obj.partitions = message.partitions.map((e) => Math.round(e));
+    }
+    if (message.purge !== false) {
+      obj.purge = message.purge;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotPartitionsRequest>, I>>(base?: I): SnapshotPartitionsRequest {
+    return SnapshotPartitionsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotPartitionsRequest>, I>>(object: I): SnapshotPartitionsRequest {
+    const message = createBaseSnapshotPartitionsRequest();
+    message.partitions = object.partitions?.map((e) => e) || [];
+    message.purge = object.purge ?? false;
+    return message;
+  },
+};
+
+function createBasePartitionSnapshot(): PartitionSnapshot {
+  return { partition: 0, shard: "", streamSeq: 0, collections: 0, documents: 0, sizeBytes: 0, purged: false };
+}
+
+export const PartitionSnapshot: MessageFns<PartitionSnapshot> = {
+  encode(message: PartitionSnapshot, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partition !== 0) {
+      writer.uint32(8).uint32(message.partition);
+    }
+    if (message.shard !== "") {
+      writer.uint32(18).string(message.shard);
+    }
+    if (message.streamSeq !== 0) {
+      writer.uint32(24).uint64(message.streamSeq);
+    }
+    if (message.collections !== 0) {
+      writer.uint32(32).uint64(message.collections);
+    }
+    if (message.documents !== 0) {
+      writer.uint32(40).uint64(message.documents);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(48).uint64(message.sizeBytes);
+    }
+    if (message.purged !== false) {
+      writer.uint32(56).bool(message.purged);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): PartitionSnapshot {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBasePartitionSnapshot();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partition = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.shard = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.streamSeq = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.collections = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.documents = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.purged = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): PartitionSnapshot {
+    return {
+      partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
+      shard: isSet(object.shard) ? globalThis.String(object.shard) : "",
+      streamSeq: isSet(object.streamSeq)
+        ? globalThis.Number(object.streamSeq)
+        : isSet(object.stream_seq)
+        ? globalThis.Number(object.stream_seq)
+        : 0,
+      collections: isSet(object.collections) ? globalThis.Number(object.collections) : 0,
+      documents: isSet(object.documents) ? globalThis.Number(object.documents) : 0,
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      purged: isSet(object.purged) ? globalThis.Boolean(object.purged) : false,
+    };
+  },
+
+  toJSON(message: PartitionSnapshot): unknown {
+    const obj: any = {};
+    if (message.partition !== 0) {
+      obj.partition = Math.round(message.partition);
+    }
+    if (message.shard !== "") {
+      obj.shard = message.shard;
+    }
+    if (message.streamSeq !== 0) {
+      obj.streamSeq = Math.round(message.streamSeq);
+    }
+    if (message.collections !== 0) {
+      obj.collections = Math.round(message.collections);
+    }
+    if (message.documents !== 0) {
+      obj.documents = Math.round(message.documents);
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.purged !== false) {
+      obj.purged = message.purged;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<PartitionSnapshot>, I>>(base?: I): PartitionSnapshot {
+    return PartitionSnapshot.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<PartitionSnapshot>, I>>(object: I): PartitionSnapshot {
+    const message = createBasePartitionSnapshot();
+    message.partition = object.partition ?? 0;
+    message.shard = object.shard ?? "";
+    message.streamSeq = object.streamSeq ?? 0;
+    message.collections = object.collections ?? 0;
+    message.documents = object.documents ?? 0;
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.purged = object.purged ?? false;
+    return message;
+  },
+};
+
+function createBaseSnapshotPartitionsResponse(): SnapshotPartitionsResponse {
+  return { snapshots: [] };
+}
+
+export const SnapshotPartitionsResponse: MessageFns<SnapshotPartitionsResponse> = {
+  encode(message: SnapshotPartitionsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.snapshots) {
+      PartitionSnapshot.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SnapshotPartitionsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSnapshotPartitionsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.snapshots.push(PartitionSnapshot.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SnapshotPartitionsResponse {
+    return {
+      snapshots: globalThis.Array.isArray(object?.snapshots)
+        ? object.snapshots.map((e: any) => PartitionSnapshot.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SnapshotPartitionsResponse): unknown {
+    const obj: any = {};
+    if (message.snapshots?.length) {
+      obj.snapshots = message.snapshots.map((e) => PartitionSnapshot.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SnapshotPartitionsResponse>, I>>(base?: I): SnapshotPartitionsResponse {
+    return SnapshotPartitionsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SnapshotPartitionsResponse>, I>>(object: I): SnapshotPartitionsResponse {
+    const message = createBaseSnapshotPartitionsResponse();
+    message.snapshots = object.snapshots?.map((e) => PartitionSnapshot.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * Operations on the server's data as a whole: snapshots of collections. Every method needs an
  * admin key.
@@ -708,6 +1078,24 @@ export const AdminService = {
       Buffer.from(DeleteSnapshotResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteSnapshotResponse => DeleteSnapshotResponse.decode(value),
   },
+  /**
+   * Cluster routers only: snapshots log partitions (every one when none is named), each on one
+   * serving replica at one stream position, into the cluster's snapshot store (a replicated
+   * JetStream object store); with `purge`, then removes the stream messages each snapshot
+   * covers. A replica behind its stream's first message (a shard added empty, one stopped
+   * while its stream was purged) bootstraps from the partition's newest snapshot.
+   */
+  snapshotPartitions: {
+    path: "/sieve.v1.Admin/SnapshotPartitions" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SnapshotPartitionsRequest): Buffer =>
+      Buffer.from(SnapshotPartitionsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SnapshotPartitionsRequest => SnapshotPartitionsRequest.decode(value),
+    responseSerialize: (value: SnapshotPartitionsResponse): Buffer =>
+      Buffer.from(SnapshotPartitionsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SnapshotPartitionsResponse => SnapshotPartitionsResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServer extends UntypedServiceImplementation {
@@ -724,6 +1112,14 @@ export interface AdminServer extends UntypedServiceImplementation {
   restoreSnapshot: handleUnaryCall<RestoreSnapshotRequest, Collection>;
   listSnapshots: handleUnaryCall<ListSnapshotsRequest, ListSnapshotsResponse>;
   deleteSnapshot: handleUnaryCall<DeleteSnapshotRequest, DeleteSnapshotResponse>;
+  /**
+   * Cluster routers only: snapshots log partitions (every one when none is named), each on one
+   * serving replica at one stream position, into the cluster's snapshot store (a replicated
+   * JetStream object store); with `purge`, then removes the stream messages each snapshot
+   * covers. A replica behind its stream's first message (a shard added empty, one stopped
+   * while its stream was purged) bootstraps from the partition's newest snapshot.
+   */
+  snapshotPartitions: handleUnaryCall<SnapshotPartitionsRequest, SnapshotPartitionsResponse>;
 }
 
 export interface AdminClient extends Client {
@@ -795,6 +1191,28 @@ export interface AdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteSnapshotResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cluster routers only: snapshots log partitions (every one when none is named), each on one
+   * serving replica at one stream position, into the cluster's snapshot store (a replicated
+   * JetStream object store); with `purge`, then removes the stream messages each snapshot
+   * covers. A replica behind its stream's first message (a shard added empty, one stopped
+   * while its stream was purged) bootstraps from the partition's newest snapshot.
+   */
+  snapshotPartitions(
+    request: SnapshotPartitionsRequest,
+    callback: (error: ServiceError | null, response: SnapshotPartitionsResponse) => void,
+  ): ClientUnaryCall;
+  snapshotPartitions(
+    request: SnapshotPartitionsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SnapshotPartitionsResponse) => void,
+  ): ClientUnaryCall;
+  snapshotPartitions(
+    request: SnapshotPartitionsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SnapshotPartitionsResponse) => void,
   ): ClientUnaryCall;
 }
 
