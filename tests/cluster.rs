@@ -685,6 +685,170 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     assert_eq!(common::status_of(router.collection("papers").await).code(), tonic::Code::NotFound);
 }
 
+/// A free loopback address for a server that must keep it across a restart.
+fn free_address() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// SCALE.md test 4: a bounded search loop through the router while a stream leader is killed
+/// with SIGKILL mid-ingest (tests 1) and a shard is killed mid-apply and restarted (test 2):
+/// no search fails, every acknowledged document is there once, and the restarted shard holds
+/// what its replica holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
+    let mut nats = NatsCluster::start(3);
+    let urls = nats.urls().join(",");
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let held = [("a", "0,1"), ("b", "2,3"), ("c", "0,1,2,3")];
+    let addresses: Vec<String> = held.iter().map(|_| free_address()).collect();
+    let start_shard = |i: usize| {
+        let mut flags = shard_flags(held[i].0, held[i].1, &urls);
+        *flags.last_mut().unwrap() = "4";
+        TestServer::start_at(dirs[i].path(), &addresses[i], &flags)
+    };
+    let mut shards: Vec<TestServer> = (0..3).map(start_shard).collect();
+    let shard_urls = addresses.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>().join(",");
+    let router = TestServer::start(
+        dirs[3].path(),
+        &[
+            "--role",
+            "router",
+            "--nats",
+            &urls,
+            "--partitions",
+            "4",
+            "--shards",
+            &shard_urls,
+            "--append-timeout-ms",
+            "3000",
+        ],
+    );
+    let client = router.client().await;
+    client
+        .create_collection("papers", common::dense_config(8, api::Distance::Cosine))
+        .await
+        .unwrap();
+    let docs = scifact_docs(600);
+    let first: Vec<api::IngestRequest> = docs[..200]
+        .chunks(100)
+        .map(|c| batch("papers", c.to_vec(), api::AckLevel::Visible))
+        .collect();
+    ingest(&client, first).await;
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searcher = {
+        let (client, stop) = (client.clone(), std::sync::Arc::clone(&stop));
+        let vectors: Vec<Vec<f32>> =
+            docs[..200].iter().step_by(20).map(|d| d.vector.clone()).collect();
+        tokio::spawn(async move {
+            let queries = ["cholesterol", "stem cells", "tumour suppressor", "vitamin D"];
+            let started = Instant::now();
+            let (mut answered, mut failed) = (0usize, Vec::new());
+            let mut round = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && round < 20_000
+                && started.elapsed() < Duration::from_secs(240)
+            {
+                let request = api::SearchRequest::new("papers", queries[round % queries.len()])
+                    .with_vector(vectors[round % vectors.len()].clone())
+                    .with_mode(api::Mode::Hybrid)
+                    .with_top_k(10);
+                match client.search(request).await {
+                    Ok(response) if response.hits().len() == 10 => answered += 1,
+                    Ok(response) => failed.push(format!("{} hits", response.hits().len())),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                round += 1;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (answered, failed)
+        })
+    };
+
+    // Ingest the rest in DURABLE batches, each retried until acknowledged (bounded), while the
+    // leader of partition 0's stream is killed and later shard a is killed and restarted.
+    let js = async_nats::jetstream::new(async_nats::connect(nats.urls()).await.unwrap());
+    let mut killed_nats = None;
+    for (b, chunk) in docs[200..].chunks(20).enumerate() {
+        if b == 3 {
+            let info = js.get_stream("SIEVE_P0").await.unwrap().get_info().await.unwrap();
+            let leader = info.cluster.and_then(|c| c.leader).expect("the stream has a leader");
+            let index = nats.index_of(&leader);
+            nats.kill(index);
+            killed_nats = Some(index);
+        }
+        if b == 8 {
+            shards[0].kill();
+        }
+        if b == 11 {
+            shards[0] = start_shard(0);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let request = batch("papers", chunk.to_vec(), api::AckLevel::Durable);
+            let mut stream = client.ingest(futures::stream::iter([request])).await.unwrap();
+            match stream.message().await {
+                Ok(Some(ack)) => {
+                    assert_eq!(ack.accepted.len(), chunk.len(), "batch {b}");
+                    break;
+                }
+                Ok(None) => panic!("batch {b}: the ingest stream closed without an ack"),
+                Err(status) => {
+                    assert_eq!(status.code(), tonic::Code::Unavailable, "batch {b}: {status:?}");
+                    assert!(Instant::now() < deadline, "batch {b} never acknowledged");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+    nats.restart(killed_nats.unwrap());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let counted = client.collection("papers").await.map(|c| c.stats.unwrap().documents);
+        if matches!(counted, Ok(600)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never held all 600 documents: {counted:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, failed) = searcher.await.unwrap();
+    eprintln!("{answered} searches answered through the faults");
+    assert!(
+        failed.is_empty(),
+        "{} of {} searches failed: {:?}",
+        failed.len(),
+        answered + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
+    assert!(answered >= 100, "only {answered} searches ran");
+
+    // The restarted shard ends holding what its replica holds.
+    let log = JetStreamLog::connect(
+        &nats.urls(),
+        &StreamSettings { partitions: 4, replicas: 3, ..StreamSettings::default() },
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in [0, 1] {
+        let last = log.bounds(p).await.unwrap().last;
+        while status(&shards[0], false).await[&p].applied < last {
+            assert!(Instant::now() < deadline, "shard a never caught up on partition {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        while status(&shards[2], false).await[&p].applied < last {
+            assert!(Instant::now() < deadline, "shard c never caught up on partition {p}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (a, c) = (status(&shards[0], true).await, status(&shards[2], true).await);
+    for p in [0, 1] {
+        assert_eq!(a[&p].contents, c[&p].contents, "partition {p}");
+    }
+}
+
 /// The README's local cluster: `deploy/cluster/local.sh up` starts 3 NATS servers, 3 shards and a
 /// router that serves the API; `down` stops every process it started, by PID.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

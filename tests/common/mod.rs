@@ -29,7 +29,14 @@ impl TestServer {
 
     /// Like [`start`](Self::start), with the server's log (stderr) written to `log` if given.
     pub fn start_logged(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> TestServer {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_sieve-server")), data_dir, extra, log)
+        let command = Command::new(env!("CARGO_BIN_EXE_sieve-server"));
+        Self::spawn(command, "127.0.0.1:0", data_dir, extra, log)
+    }
+
+    /// A server on a given address (`127.0.0.1:port`), so that a restart keeps it.
+    pub fn start_at(data_dir: &Path, listen: &str, extra: &[&str]) -> TestServer {
+        let command = Command::new(env!("CARGO_BIN_EXE_sieve-server"));
+        Self::spawn(command, listen, data_dir, &[&["--log-level", "warn"], extra].concat(), None)
     }
 
     /// Starts the server unable to grow any file past `max_file_bytes` (`ulimit -f`, SIGXFSZ
@@ -48,11 +55,12 @@ impl TestServer {
             "--log-level",
             "warn",
         ]);
-        Self::spawn(command, data_dir, extra, Some(log))
+        Self::spawn(command, "127.0.0.1:0", data_dir, extra, Some(log))
     }
 
     fn spawn(
         mut command: Command,
+        listen: &str,
         data_dir: &Path,
         extra: &[&str],
         log: Option<&Path>,
@@ -62,7 +70,7 @@ impl TestServer {
             None => Stdio::inherit(),
         };
         command
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdout(Stdio::piped())

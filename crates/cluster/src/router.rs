@@ -7,9 +7,10 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::join_all;
+use parking_lot::Mutex;
 use sieve_planner::{Corpus, Ranked, SearchError};
 use sieve_storage::{Bm25Stats, CollectionConfig, Document, Filter};
 use tonic::transport::{Channel, Endpoint};
@@ -31,6 +32,34 @@ const STATUS_WITHIN: Duration = Duration::from_secs(1);
 struct ShardHandle {
     name: String,
     client: ShardClient<Channel>,
+    /// When a call to it last failed: for [`RESTING`] after that, its partitions go to their
+    /// other replicas first.
+    failed_at: Mutex<Option<Instant>>,
+}
+
+/// How long a shard whose call failed is passed over while another replica can answer.
+const RESTING: Duration = Duration::from_secs(1);
+
+impl ShardHandle {
+    fn resting(&self) -> bool {
+        self.failed_at.lock().is_some_and(|at| at.elapsed() < RESTING)
+    }
+
+    /// Records a call's outcome; logs only when the shard goes down or comes back.
+    fn answered(&self, error: Option<&Status>) {
+        let mut failed_at = self.failed_at.lock();
+        match (error, failed_at.is_some()) {
+            (Some(status), false) => {
+                tracing::warn!(shard = self.name, error = %status, "shard call failed; its partitions go to other replicas");
+            }
+            (Some(status), true) => {
+                tracing::debug!(shard = self.name, error = %status, "shard call failed again");
+            }
+            (None, true) => tracing::info!(shard = self.name, "shard answers again"),
+            (None, false) => return,
+        }
+        *failed_at = error.map(|_| Instant::now());
+    }
 }
 
 /// A lazily connected client per shard address (`http://host:port`), for
@@ -102,7 +131,7 @@ impl Topology {
                     owners.push(index);
                 }
             }
-            handles.push(ShardHandle { name: status.shard, client });
+            handles.push(ShardHandle { name: status.shard, client, failed_at: Mutex::new(None) });
         }
         Topology { partitioner, shards: handles, owners }
     }
@@ -158,13 +187,15 @@ impl Topology {
     ) -> Result<BTreeMap<usize, Vec<Partition>>, SearchError> {
         let mut groups: BTreeMap<usize, Vec<Partition>> = BTreeMap::new();
         for &p in partitions {
-            let shard =
-                self.owners[p as usize].iter().find(|s| !down.contains(s)).ok_or_else(|| {
-                    SearchError::Unavailable(format!(
-                        "partition {p} has no reachable replica (held by {:?})",
-                        self.owners(p)
-                    ))
-                })?;
+            let mut candidates = self.owners[p as usize].iter().filter(|s| !down.contains(s));
+            let first = candidates.clone().next().ok_or_else(|| {
+                SearchError::Unavailable(format!(
+                    "partition {p} has no reachable replica (held by {:?})",
+                    self.owners(p)
+                ))
+            })?;
+            // A replica that failed a moment ago only when no other one is left.
+            let shard = candidates.find(|&&s| !self.shards[s].resting()).unwrap_or(first);
             groups.entry(*shard).or_default().push(p);
         }
         Ok(groups)
@@ -200,12 +231,15 @@ impl Topology {
             );
             for (shard, parts, reply) in replies {
                 match reply {
-                    Ok(answer) => answers.push(answer),
+                    Ok(answer) => {
+                        self.shards[shard].answered(None);
+                        answers.push(answer);
+                    }
                     Err(status) if status.code() == Code::InvalidArgument => {
                         return Err(SearchError::InvalidArgument(status.message().to_string()));
                     }
                     Err(status) => {
-                        tracing::warn!(shard = self.shards[shard].name, error = %status, "shard call failed; trying other replicas");
+                        self.shards[shard].answered(Some(&status));
                         down.insert(shard);
                         pending.extend(parts);
                     }
