@@ -63,6 +63,27 @@ async fn status(shard: &TestServer, detail: bool) -> BTreeMap<u32, PartitionStat
     reply.partitions.into_iter().map(|p| (p.partition, p)).collect()
 }
 
+/// The shard's readiness as its status says it ("" when caught up) and as `grpc.health.v1`
+/// answers it for the readiness service.
+async fn readiness(shard: &TestServer) -> (String, i32) {
+    let mut client = ShardClient::connect(shard.url.clone()).await.unwrap();
+    let reply = client.status(proto::StatusRequest { detail: false }).await.unwrap().into_inner();
+    (reply.not_ready, shard.health_of("sieve.cluster.v1.Shard").await)
+}
+
+/// Waits (bounded) until `shard` reports itself caught up, its readiness SERVING.
+async fn ready(shard: &TestServer) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (not_ready, health) = readiness(shard).await;
+        if not_ready.is_empty() && health == common::SERVING {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never ready: {not_ready:?} {health}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits (bounded) until `shard` has applied every message of every partition.
 async fn caught_up(log: &JetStreamLog, shard: &TestServer) {
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -213,11 +234,16 @@ async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard(
         last.insert(p, log.bounds(p).await.unwrap().last);
         log.purge_before(p, last[&p] + 1).await.unwrap();
     }
-    let late = TestServer::start(dirs[1].path(), &shard_flags("late", "", &urls));
+    let mut late_flags = shard_flags("late", "", &urls);
+    late_flags.extend(["--metrics-listen", "127.0.0.1:0"]);
+    let late = TestServer::start(dirs[1].path(), &late_flags);
     let deadline = Instant::now() + Duration::from_secs(30);
     let behind = loop {
         let states = status(&late, false).await;
-        if states.values().all(|p| p.error.contains("has no snapshot yet")) {
+        if states
+            .values()
+            .all(|p| p.error.contains("has no snapshot yet") && p.stream_last.is_some())
+        {
             break states;
         }
         assert!(Instant::now() < deadline, "never reported being behind: {states:?}");
@@ -243,6 +269,23 @@ async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard(
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(refused.message().starts_with("shard 'late' partition "), "{}", refused.message());
+    // Not ready (readiness NOT_SERVING, its liveness SERVING), and its metrics say why.
+    let (not_ready, health) = readiness(&late).await;
+    assert!(not_ready.starts_with("partition 0 is not serving: partition 0: applied up to"));
+    assert_eq!((health, late.health().await), (common::NOT_SERVING, common::SERVING));
+    let sample = |name: &str, p: Option<u32>| {
+        let labels = p.map(|p| vec![("partition".to_string(), p.to_string())]).unwrap_or_default();
+        late.scrape().get(&(name.to_string(), labels)).copied()
+    };
+    assert_eq!(sample("sieve_shard_ready", None), Some(0.0));
+    for p in 0..PARTITIONS {
+        assert_eq!(sample("sieve_shard_serving", Some(p)), Some(0.0));
+        assert_eq!(sample("sieve_shard_stream_last_position", Some(p)), Some(last[&p] as f64));
+        assert_eq!(
+            sample("sieve_shard_apply_lag_messages", Some(p)),
+            Some((last[&p] - behind[&p].applied) as f64)
+        );
+    }
 
     // A snapshot on the caught-up replica, purging what it covers.
     let held = status(&steady, true).await;
@@ -270,11 +313,19 @@ async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard(
     for shard in [&late, &fresh] {
         serving(shard).await;
         caught_up(&log, shard).await;
+        ready(shard).await;
         let states = status(shard, true).await;
         for p in 0..PARTITIONS {
             assert!(states[&p].error.is_empty(), "{:?}", states[&p]);
             assert_eq!(states[&p].contents, held[&p].contents, "partition {p}");
+            assert_eq!(states[&p].stream_last, Some(last[&p]), "partition {p}");
         }
+    }
+    assert_eq!(sample("sieve_shard_ready", None), Some(1.0));
+    for p in 0..PARTITIONS {
+        assert_eq!(sample("sieve_shard_serving", Some(p)), Some(1.0));
+        assert_eq!(sample("sieve_shard_applied_position", Some(p)), Some(last[&p] as f64));
+        assert_eq!(sample("sieve_shard_apply_lag_messages", Some(p)), Some(0.0));
     }
     // The stream goes on after the snapshot, on every replica alike; a restarted bootstrapped
     // shard opens its restored store.
@@ -610,6 +661,16 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     );
     assert!(shape.unserved.is_empty());
     assert_eq!(standalone.info().await.unwrap().role, "standalone");
+    // Every shard caught up once the writes stopped, as the router's next refresh sees it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let shards = router.info().await.unwrap().cluster.unwrap().shards;
+        if shards.iter().all(|s| s.behind == 0 && s.not_ready.is_empty()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "shards never caught up: {shards:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // Partition snapshots through the router, each on a serving replica, purging what each
     // covers: every live document is in one, and searches answer as before.

@@ -221,23 +221,14 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = stop.wait_for(|stopping| *stopping).await;
     }));
-    let metrics_server = match config.metrics_listen.as_str() {
-        "" => None,
-        listen => {
-            let listen: std::net::SocketAddr = listen.parse().with_context(|| {
-                format!("metrics_listen: '{listen}' is not an address such as 0.0.0.0:7701")
-            })?;
-            let listener = tokio::net::TcpListener::bind(listen)
-                .await
-                .with_context(|| format!("metrics: listening on {listen}"))?;
-            let metrics_addr = listener.local_addr()?;
-            println!("sieve-server metrics on http://{metrics_addr}/metrics");
-            Some(tokio::spawn(sieve_server::metrics::serve(
-                listener,
-                Arc::clone(&state),
-                shutdown_rx.clone(),
-            )))
-        }
+    let metrics_server = {
+        let state = Arc::clone(&state);
+        sieve_server::metrics::start(
+            &config.metrics_listen,
+            move || sieve_server::metrics::refresh(&state),
+            shutdown_rx.clone(),
+        )
+        .await?
     };
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("sieve-server listening on {addr}");

@@ -9,8 +9,8 @@
 
 use std::collections::HashSet;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -57,10 +57,11 @@ pub fn recorder() -> PrometheusHandle {
         .clone()
 }
 
-/// Serves `/metrics` on `listener` until `shutdown` turns true.
+/// Serves `/metrics` on `listener` until `shutdown` turns true, calling `refresh` (which sets
+/// the gauges that are state, not events) before each scrape.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: Arc<State>,
+    refresh: impl Fn() + Clone + Send + Sync + 'static,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let handle = recorder();
@@ -68,9 +69,9 @@ pub async fn serve(
         "/metrics",
         axum::routing::get(move || {
             let handle = handle.clone();
-            let state = Arc::clone(&state);
+            let refresh = refresh.clone();
             async move {
-                refresh(&state);
+                refresh();
                 handle.run_upkeep();
                 (
                     [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
@@ -151,10 +152,85 @@ fn describe() {
         "Ops in sled's op-log not yet in a derived index on disk: index=bm25 (the committed \
          tantivy index) or index=hnsw (the last graph dump; replayed at start), by collection"
     );
+    describe_gauge!(
+        "sieve_shard_ready",
+        "1 when every partition of this shard is caught up (serving, applying, at most 64 \
+         messages behind its stream), else 0"
+    );
+    describe_gauge!(
+        "sieve_shard_applied_position",
+        "The last stream message applied, by partition (shard)"
+    );
+    describe_gauge!(
+        "sieve_shard_stream_last_position",
+        "The partition stream's last message as the shard last read it, by partition"
+    );
+    describe_gauge!(
+        "sieve_shard_apply_lag_messages",
+        "Stream messages not yet applied, by partition (shard)"
+    );
+    describe_gauge!(
+        "sieve_shard_serving",
+        "1 when the partition answers reads and its applier runs, else 0 (shard)"
+    );
+    describe_histogram!(
+        "sieve_router_scatter_seconds",
+        Unit::Seconds,
+        "One round of calls to the shards, until the slowest answered, by call (router)"
+    );
+    describe_counter!(
+        "sieve_router_shard_calls_total",
+        "Calls from the router to a shard, by call, shard and outcome"
+    );
+    describe_counter!(
+        "sieve_router_rerouted_partitions_total",
+        "Partitions sent to another replica after a shard call failed, by call (router)"
+    );
+}
+
+/// Binds `metrics_listen` and serves `/metrics` there until `shutdown` (`None` when it is "").
+pub async fn start(
+    metrics_listen: &str,
+    refresh: impl Fn() + Clone + Send + Sync + 'static,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<std::io::Result<()>>>> {
+    use anyhow::Context as _;
+    if metrics_listen.is_empty() {
+        return Ok(None);
+    }
+    let listen: std::net::SocketAddr = metrics_listen.parse().with_context(|| {
+        format!("metrics_listen: '{metrics_listen}' is not an address such as 0.0.0.0:7701")
+    })?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("metrics: listening on {listen}"))?;
+    let metrics_addr = listener.local_addr()?;
+    println!("sieve-server metrics on http://{metrics_addr}/metrics");
+    Ok(Some(tokio::spawn(serve(listener, refresh, shutdown))))
+}
+
+/// The gauges of a shard: per partition its applied position, its stream's last, the lag
+/// between them and whether it serves; whether the shard is caught up (`ready`).
+pub fn refresh_shard(shard: &sieve_cluster::Shard) {
+    gauge!("sieve_shard_ready").set(if shard.ready().is_ok() { 1.0 } else { 0.0 });
+    let Ok(states) = shard.status(false) else { return };
+    for state in states {
+        let partition = state.partition.to_string();
+        gauge!("sieve_shard_applied_position", "partition" => partition.clone())
+            .set(state.applied as f64);
+        gauge!("sieve_shard_serving", "partition" => partition.clone())
+            .set(if state.serving && state.stopped.is_none() { 1.0 } else { 0.0 });
+        if let Some(last) = state.stream_last {
+            gauge!("sieve_shard_stream_last_position", "partition" => partition.clone())
+                .set(last as f64);
+            gauge!("sieve_shard_apply_lag_messages", "partition" => partition)
+                .set(last.saturating_sub(state.applied) as f64);
+        }
+    }
 }
 
 /// Reads the gauges that are state, not events.
-fn refresh(state: &State) {
+pub fn refresh(state: &State) {
     let crate::service::Backend::Local(store) = &state.backend else {
         // A router holds no collections; its shards count theirs.
         return;

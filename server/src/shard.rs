@@ -16,6 +16,14 @@ use tonic_health::ServingStatus;
 
 use crate::config::Config;
 
+/// The `grpc.health.v1` service name that answers readiness: `SERVING` once every partition
+/// is caught up ([`Shard::ready`]), `NOT_SERVING` while any is behind, bootstrapping or
+/// stopped. "" (the whole server) answers liveness: `SERVING` while the process serves.
+pub const READINESS: &str = "sieve.cluster.v1.Shard";
+
+/// How often readiness is checked.
+const READY_EVERY: Duration = Duration::from_secs(1);
+
 /// How long a starting shard waits for the JetStream cluster (its meta leader elected, the
 /// partition streams created) before it gives up.
 const LOG_WAIT: Duration = Duration::from_secs(60);
@@ -68,7 +76,18 @@ pub async fn serve(
     let addr = incoming.local_addr()?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
+    health.set_service_status(READINESS, ServingStatus::NotServing).await;
+    let readiness = tokio::spawn(report_readiness(Arc::clone(&shard), health.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let metrics_server = {
+        let shard = Arc::clone(&shard);
+        crate::metrics::start(
+            &config.metrics_listen,
+            move || crate::metrics::refresh_shard(&shard),
+            stop_rx.clone(),
+        )
+        .await?
+    };
     let mut server = tokio::spawn(
         Server::builder()
             .add_service(health_service)
@@ -88,12 +107,41 @@ pub async fn serve(
             anyhow::bail!("gRPC server stopped unexpectedly");
         }
     }
+    readiness.abort();
+    health.set_service_status(READINESS, ServingStatus::NotServing).await;
+    health.set_service_status("", ServingStatus::NotServing).await;
     let _ = stop_tx.send(true);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
     if tokio::time::timeout(grace, &mut server).await.is_err() {
         server.abort();
     }
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     tokio::task::spawn_blocking(move || shard.close()).await?.context("closing the shard")?;
     tracing::info!("shard stopped cleanly");
     Ok(())
+}
+
+/// Sets the readiness health status as the shard catches up and falls behind, logging each
+/// change with its reason.
+async fn report_readiness(shard: Arc<Shard>, health: tonic_health::server::HealthReporter) {
+    let mut was: Option<Result<(), String>> = None;
+    loop {
+        let now = shard.ready();
+        if was.as_ref().map(Result::is_ok) != Some(now.is_ok()) {
+            match &now {
+                Ok(()) => {
+                    tracing::info!(shard = shard.id(), "caught up: ready");
+                    health.set_service_status(READINESS, ServingStatus::Serving).await;
+                }
+                Err(why) => {
+                    tracing::info!(shard = shard.id(), %why, "not ready");
+                    health.set_service_status(READINESS, ServingStatus::NotServing).await;
+                }
+            }
+        }
+        was = Some(now);
+        tokio::time::sleep(READY_EVERY).await;
+    }
 }

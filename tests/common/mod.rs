@@ -163,13 +163,18 @@ impl TestServer {
 
     /// The `grpc.health.v1` status of the whole server.
     pub async fn health(&self) -> i32 {
+        self.health_of("").await
+    }
+
+    /// The `grpc.health.v1` status of `service` ("" is the whole server).
+    pub async fn health_of(&self, service: &str) -> i32 {
         let channel = tonic::transport::Channel::from_shared(self.url.clone())
             .unwrap()
             .connect()
             .await
             .unwrap();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        let request = tonic_health::pb::HealthCheckRequest { service: service.to_string() };
         health.check(request).await.expect("health check answers").into_inner().status
     }
 }
@@ -185,6 +190,9 @@ impl Drop for TestServer {
 
 /// `grpc.health.v1` SERVING.
 pub const SERVING: i32 = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+/// `grpc.health.v1` NOT_SERVING.
+pub const NOT_SERVING: i32 =
+    tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
 
 pub fn dense_config(dimension: u32, distance: proto::Distance) -> proto::CollectionConfig {
     proto::CollectionConfig {

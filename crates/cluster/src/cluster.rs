@@ -316,7 +316,7 @@ impl Cluster {
         wanted.dedup();
         let replies = self
             .topology()
-            .scatter(&wanted, |mut client, partitions| {
+            .scatter("snapshot", &wanted, |mut client, partitions| {
                 let request = proto::SnapshotRequest { partitions, purge };
                 async move { client.snapshot(request).await.map(|r| r.into_inner()) }
             })
@@ -338,7 +338,7 @@ impl Cluster {
         let topology = self.topology();
         let all: Vec<Partition> = (0..self.partitioner.count()).collect();
         let parts = topology
-            .scatter(&all, |mut client, partitions| {
+            .scatter("counts", &all, |mut client, partitions| {
                 let request = proto::CountsRequest { collection: name.to_string(), partitions };
                 async move { client.counts(request).await.map(|r| r.into_inner()) }
             })

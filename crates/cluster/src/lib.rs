@@ -30,7 +30,9 @@ pub use jetstream::{JetStreamLog, StreamSettings};
 pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
 pub use message::LogOp;
 pub use partition::{Partition, Partitioner};
-pub use router::{ClusterCorpus, Topology, shard_clients};
+pub use router::{ClusterCorpus, ShardView, Topology, shard_clients};
 pub use service::{ShardService, proto};
-pub use shard::{Contents, PartitionState, Retrieval, Shard, ShardError, Snapshotted, merge};
+pub use shard::{
+    CAUGHT_UP, Contents, PartitionState, Retrieval, Shard, ShardError, Snapshotted, merge,
+};
 pub use token::Token;

@@ -22,7 +22,7 @@ use crate::service::{
     decode_document, encode_filter, positions_to_proto, proto, ranked_from_proto, stats_from_proto,
     stats_to_proto,
 };
-use crate::shard::merge;
+use crate::shard::{CAUGHT_UP, merge};
 use crate::token::Token;
 
 /// How long a shard has to say what it holds.
@@ -32,6 +32,10 @@ const STATUS_WITHIN: Duration = Duration::from_secs(1);
 struct ShardHandle {
     name: String,
     client: ShardClient<Channel>,
+    /// Stream messages its partitions had still to apply, summed, when it answered.
+    behind: u64,
+    /// Why it was not caught up when it answered; empty when it was.
+    not_ready: String,
     /// When a call to it last failed: for [`RESTING`] after that, its partitions go to their
     /// other replicas first.
     failed_at: Mutex<Option<Instant>>,
@@ -80,6 +84,19 @@ pub fn shard_clients(addresses: &[String]) -> Result<Vec<(String, ShardClient<Ch
         .collect()
 }
 
+/// A shard as the router's last refresh saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ShardView<'a> {
+    /// Its name.
+    pub name: &'a str,
+    /// The partitions it serves.
+    pub partitions: Vec<Partition>,
+    /// Stream messages its partitions had still to apply, summed.
+    pub behind: u64,
+    /// Why it was not caught up; empty when it was.
+    pub not_ready: &'a str,
+}
+
 /// Which shards hold which partitions, as their status reported it.
 pub struct Topology {
     partitioner: Partitioner,
@@ -114,7 +131,8 @@ impl Topology {
             }
         });
         let mut handles = Vec::new();
-        let mut owners = vec![Vec::new(); partitioner.count() as usize];
+        // Per partition: (messages behind, shard index) of each replica that applies it.
+        let mut owners: Vec<Vec<(u64, usize)>> = vec![Vec::new(); partitioner.count() as usize];
         for (client, status) in join_all(asks).await.into_iter().flatten() {
             if status.partitions_total != partitioner.count() {
                 tracing::error!(
@@ -126,26 +144,50 @@ impl Topology {
                 continue;
             }
             let index = handles.len();
-            for p in status.partitions.iter().filter(|p| p.error.is_empty()) {
-                if let Some(owners) = owners.get_mut(p.partition as usize) {
-                    owners.push(index);
+            let mut behind_total = 0;
+            for p in &status.partitions {
+                let behind = p.stream_last.map_or(0, |last| last.saturating_sub(p.applied));
+                behind_total += behind;
+                if let (true, Some(owners)) =
+                    (p.error.is_empty(), owners.get_mut(p.partition as usize))
+                {
+                    owners.push((behind, index));
                 }
             }
-            handles.push(ShardHandle { name: status.shard, client, failed_at: Mutex::new(None) });
+            handles.push(ShardHandle {
+                name: status.shard,
+                client,
+                behind: behind_total,
+                not_ready: status.not_ready,
+                failed_at: Mutex::new(None),
+            });
         }
+        // Caught-up replicas first (in the order given), then the others least behind first:
+        // a replica catching up answers only when no caught-up one can.
+        let owners = owners
+            .into_iter()
+            .map(|mut replicas| {
+                replicas.sort_by_key(|&(behind, index)| {
+                    (if behind <= CAUGHT_UP { 0 } else { behind }, index)
+                });
+                replicas.into_iter().map(|(_, index)| index).collect()
+            })
+            .collect();
         Topology { partitioner, shards: handles, owners }
     }
 
-    /// The shards that answered, in the order given, each with the partitions it serves.
-    pub fn shards(&self) -> Vec<(&str, Vec<Partition>)> {
+    /// The shards that answered, in the order given.
+    pub fn shards(&self) -> Vec<ShardView<'_>> {
         self.shards
             .iter()
             .enumerate()
-            .map(|(index, shard)| {
-                let held = (0..self.partitioner.count())
+            .map(|(index, shard)| ShardView {
+                name: &shard.name,
+                partitions: (0..self.partitioner.count())
                     .filter(|&p| self.owners[p as usize].contains(&index))
-                    .collect();
-                (shard.name.as_str(), held)
+                    .collect(),
+                behind: shard.behind,
+                not_ready: &shard.not_ready,
             })
             .collect()
     }
@@ -201,10 +243,12 @@ impl Topology {
         Ok(groups)
     }
 
-    /// Runs `call` on one replica per partition, each shard given the partitions it serves;
-    /// a shard that fails is marked down and its partitions go to their next replica.
+    /// Runs `call` (named `name` in the metrics) on one replica per partition, each shard
+    /// given the partitions it serves; a shard that fails is marked down and its partitions go
+    /// to their next replica.
     pub(crate) async fn scatter<T, F, Fut>(
         &self,
+        name: &'static str,
         partitions: &[Partition],
         call: F,
     ) -> Result<Vec<T>, SearchError>
@@ -222,14 +266,17 @@ impl Topology {
                 async move { (shard, parts, reply.await) }
             });
             pending.clear();
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let replies = join_all(calls).await;
-            tracing::debug!(
-                shards = replies.len(),
-                micros = started.elapsed().as_micros() as u64,
-                "scatter"
-            );
+            metrics::histogram!("sieve_router_scatter_seconds", "call" => name)
+                .record(started.elapsed().as_secs_f64());
             for (shard, parts, reply) in replies {
+                let outcome = match &reply {
+                    Ok(_) => "ok",
+                    Err(status) if status.code() == Code::InvalidArgument => "invalid_argument",
+                    Err(_) => "failed",
+                };
+                metrics::counter!("sieve_router_shard_calls_total", "call" => name, "shard" => self.shards[shard].name.clone(), "outcome" => outcome).increment(1);
                 match reply {
                     Ok(answer) => {
                         self.shards[shard].answered(None);
@@ -241,6 +288,8 @@ impl Topology {
                     Err(status) => {
                         self.shards[shard].answered(Some(&status));
                         down.insert(shard);
+                        metrics::counter!("sieve_router_rerouted_partitions_total", "call" => name)
+                            .increment(parts.len() as u64);
                         pending.extend(parts);
                     }
                 }
@@ -295,7 +344,7 @@ impl ClusterCorpus {
     pub async fn bm25_stats(&self, query: &str) -> Result<Bm25Stats, SearchError> {
         let parts = self
             .topology
-            .scatter(&self.all_partitions(), |mut client, partitions| {
+            .scatter("stats", &self.all_partitions(), |mut client, partitions| {
                 let request = proto::StatsRequest {
                     collection: self.name.clone(),
                     after: self.after(&partitions),
@@ -324,7 +373,7 @@ impl ClusterCorpus {
         let filter = encode_filter(filter);
         let lists = self
             .topology
-            .scatter(&self.all_partitions(), |mut client, partitions| {
+            .scatter("retrieve", &self.all_partitions(), |mut client, partitions| {
                 let request = proto::RetrieveRequest {
                     collection: self.name.clone(),
                     after: self.after(&partitions),
@@ -360,7 +409,7 @@ impl ClusterCorpus {
         let partitions: Vec<Partition> = by_partition.keys().copied().collect();
         let found = self
             .topology
-            .scatter(&partitions, |mut client, parts| {
+            .scatter("fetch", &partitions, |mut client, parts| {
                 let ids: Vec<String> =
                     parts.iter().flat_map(|p| by_partition[p].iter().cloned()).collect();
                 let request = proto::FetchRequest {

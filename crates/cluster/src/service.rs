@@ -166,11 +166,13 @@ impl proto::shard_server::Shard for ShardService {
         Ok(Response::new(proto::StatusReply {
             shard: self.shard.id().to_string(),
             partitions_total: self.shard.partitioner().count(),
+            not_ready: self.shard.ready().err().unwrap_or_default(),
             partitions: states
                 .into_iter()
                 .map(|s| proto::PartitionStatus {
                     partition: s.partition,
                     applied: s.applied,
+                    stream_last: s.stream_last,
                     error: s.stopped.unwrap_or_default(),
                     serving: s.serving,
                     contents: s.contents.map(|c| proto::Contents {

@@ -81,6 +81,13 @@ const FOLLOW_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(2);
 /// snapshot again.
 const BOOTSTRAP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How often a shard reads its streams' last positions (for readiness and apply lag).
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The most stream messages a partition may have left to apply and still count as caught up
+/// (messages arrive while the position is read, so 0 would flicker under steady ingest).
+pub const CAUGHT_UP: u64 = 64;
+
 /// Where a replica stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Standing {
@@ -102,6 +109,8 @@ struct Replica {
     progress: watch::Sender<u64>,
     /// Held while a message is applied and while a snapshot is written.
     gate: Arc<Mutex<()>>,
+    /// Its stream's last message when last read (`None` until the log first answered).
+    stream_last: Mutex<Option<u64>>,
 }
 
 impl Replica {
@@ -114,14 +123,19 @@ impl Replica {
     }
 }
 
-/// The log calls a shard makes itself (snapshots, purges), object-safe so that the shard
-/// needs no type parameter.
-trait SnapshotLog: Send + Sync {
+/// The log calls a shard makes itself (snapshots, purges, stream positions), object-safe so
+/// that the shard needs no type parameter.
+trait ShardLog: Send + Sync {
     fn put(&self, partition: Partition, file: PathBuf) -> BoxFuture<'_, Result<(), LogError>>;
     fn purge(&self, partition: Partition, before: u64) -> BoxFuture<'_, Result<(), LogError>>;
+    fn last(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
-impl<L: Log> SnapshotLog for L {
+impl<L: Log> ShardLog for L {
+    fn last(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(async move { Ok(self.bounds(partition).await?.last) })
+    }
+
     fn put(&self, partition: Partition, file: PathBuf) -> BoxFuture<'_, Result<(), LogError>> {
         Box::pin(async move { self.put_snapshot(partition, &file).await })
     }
@@ -198,6 +212,9 @@ pub struct PartitionState {
     pub partition: Partition,
     /// The last stream message it applied.
     pub applied: u64,
+    /// Its stream's last message when the shard last read it (`None` before the log first
+    /// answered).
+    pub stream_last: Option<u64>,
     /// Whether it answers reads.
     pub serving: bool,
     /// Why its applier stopped (it serves what it has, but falls behind) or why it does not
@@ -271,7 +288,7 @@ pub struct Shard {
     partitioner: Partitioner,
     replicas: BTreeMap<Partition, Arc<Replica>>,
     followers: Vec<tokio::task::JoinHandle<()>>,
-    log: Arc<dyn SnapshotLog>,
+    log: Arc<dyn ShardLog>,
 }
 
 /// Follows `partition`'s stream into its replica until aborted: an unreachable log is read
@@ -328,6 +345,20 @@ async fn follow<L: Log>(
             }
             Ok(()) => return,
         }
+    }
+}
+
+/// Reads each partition's stream's last position every [`WATCH_EVERY`], until aborted.
+async fn watch_streams(replicas: BTreeMap<Partition, Arc<Replica>>, log: Arc<dyn ShardLog>) {
+    loop {
+        for (&partition, replica) in &replicas {
+            match tokio::time::timeout(WATCH_EVERY, log.last(partition)).await {
+                Ok(Ok(last)) => *replica.stream_last.lock() = Some(last),
+                Ok(Err(e)) => tracing::debug!(partition, error = %e, "stream position unread"),
+                Err(_) => tracing::debug!(partition, "stream position timed out"),
+            }
+        }
+        tokio::time::sleep(WATCH_EVERY).await;
     }
 }
 
@@ -428,10 +459,11 @@ impl Shard {
                     standing: Mutex::new(Standing::Following),
                     progress: watch::Sender::new(applied),
                     gate: Arc::new(Mutex::new(())),
+                    stream_last: Mutex::new(None),
                 }),
             );
         }
-        let followers = replicas
+        let mut followers: Vec<_> = replicas
             .iter()
             .map(|(&partition, replica)| {
                 tokio::spawn(follow(
@@ -444,6 +476,8 @@ impl Shard {
                 ))
             })
             .collect();
+        let watched: Arc<dyn ShardLog> = log.clone();
+        followers.push(tokio::spawn(watch_streams(replicas.clone(), watched)));
         Ok(Shard {
             id: id.to_string(),
             dir: dir.to_path_buf(),
@@ -483,12 +517,42 @@ impl Shard {
                 Ok(PartitionState {
                     partition,
                     applied: store.log_position(partition)?,
+                    stream_last: *replica.stream_last.lock(),
                     serving,
                     stopped,
                     contents: if detail { Some(contents(&store)?) } else { None },
                 })
             })
             .collect()
+    }
+
+    /// Whether every held partition is caught up: serving, its applier running, at most
+    /// [`CAUGHT_UP`] messages behind its stream's last as last read. With the log unreachable
+    /// the last positions read stand (a shard keeps serving what it has through a lost
+    /// quorum); before the log first answered, a shard is not ready. `Err` says why not.
+    pub fn ready(&self) -> Result<(), String> {
+        for (&partition, replica) in &self.replicas {
+            match &*replica.standing.lock() {
+                Standing::Following => {}
+                Standing::Stopped(why) => {
+                    return Err(format!("partition {partition} stopped applying: {why}"));
+                }
+                Standing::Refusing(why) => {
+                    return Err(format!("partition {partition} is not serving: {why}"));
+                }
+            }
+            let applied = *replica.progress.borrow();
+            match *replica.stream_last.lock() {
+                None => return Err(format!("partition {partition}: its stream not read yet")),
+                Some(last) if last > applied + CAUGHT_UP => {
+                    return Err(format!(
+                        "partition {partition} has applied {applied} of {last} messages"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Waits until each `(partition, seq)` is applied here, at most `within` in all; `Behind`

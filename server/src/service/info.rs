@@ -79,7 +79,12 @@ impl Info for InfoService {
                 let shards = topology
                     .shards()
                     .into_iter()
-                    .map(|(name, partitions)| ShardInfo { name: name.to_string(), partitions })
+                    .map(|shard| ShardInfo {
+                        name: shard.name.to_string(),
+                        partitions: shard.partitions,
+                        behind: shard.behind,
+                        not_ready: shard.not_ready.to_string(),
+                    })
                     .collect();
                 let shape = ClusterInfo {
                     partitions: cluster.partitioner().count(),

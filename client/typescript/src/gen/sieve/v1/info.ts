@@ -108,6 +108,13 @@ export interface ClusterInfo {
 export interface ShardInfo {
   name: string;
   partitions: number[];
+  /**
+   * Stream messages its partitions have still to apply, summed, as of the router's last
+   * refresh.
+   */
+  behind: number;
+  /** Why it is not caught up (its readiness); empty when it is. */
+  notReady: string;
 }
 
 export interface RerankStageInfo {
@@ -1242,7 +1249,7 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
 };
 
 function createBaseShardInfo(): ShardInfo {
-  return { name: "", partitions: [] };
+  return { name: "", partitions: [], behind: 0, notReady: "" };
 }
 
 export const ShardInfo: MessageFns<ShardInfo> = {
@@ -1256,6 +1263,12 @@ export const ShardInfo: MessageFns<ShardInfo> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    if (message.behind !== 0) {
+      writer.uint32(24).uint64(message.behind);
+    }
+    if (message.notReady !== "") {
+      writer.uint32(34).string(message.notReady);
     }
     return writer;
   },
@@ -1299,6 +1312,22 @@ export const ShardInfo: MessageFns<ShardInfo> = {
 
             break;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.behind = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.notReady = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1317,6 +1346,12 @@ export const ShardInfo: MessageFns<ShardInfo> = {
       partitions: globalThis.Array.isArray(object?.partitions)
         ? object.partitions.map((e: any) => globalThis.Number(e))
         : [],
+      behind: isSet(object.behind) ? globalThis.Number(object.behind) : 0,
+      notReady: isSet(object.notReady)
+        ? globalThis.String(object.notReady)
+        : isSet(object.not_ready)
+        ? globalThis.String(object.not_ready)
+        : "",
     };
   },
 
@@ -1328,6 +1363,12 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     if (message.partitions?.length) {
       obj.partitions = message.partitions.map((e) => Math.round(e));
     }
+    if (message.behind !== 0) {
+      obj.behind = Math.round(message.behind);
+    }
+    if (message.notReady !== "") {
+      obj.notReady = message.notReady;
+    }
     return obj;
   },
 
@@ -1338,6 +1379,8 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     const message = createBaseShardInfo();
     message.name = object.name ?? "";
     message.partitions = object.partitions?.map((e) => e) || [];
+    message.behind = object.behind ?? 0;
+    message.notReady = object.notReady ?? "";
     return message;
   },
 };
