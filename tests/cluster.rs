@@ -783,6 +783,8 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
             &shard_urls,
             "--append-timeout-ms",
             "3000",
+            "--metrics-listen",
+            "127.0.0.1:0",
         ],
     );
     let client = router.client().await;
@@ -884,6 +886,29 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
         &failed[..failed.len().min(5)]
     );
     assert!(answered >= 100, "only {answered} searches ran");
+    // The router's fan-out metrics saw shard a fail and its partitions go to c.
+    let samples = router.scrape();
+    let calls = |shard: &str, outcome: &str| -> f64 {
+        samples
+            .iter()
+            .filter(|((name, labels), _)| {
+                name == "sieve_router_shard_calls_total"
+                    && labels.contains(&("shard".into(), shard.into()))
+                    && labels.contains(&("outcome".into(), outcome.into()))
+            })
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert!(calls("a", "failed") >= 1.0, "{samples:?}");
+    for shard in ["a", "b", "c"] {
+        assert!(calls(shard, "ok") >= 100.0, "shard {shard}: {samples:?}");
+    }
+    let rerouted: f64 = samples
+        .iter()
+        .filter(|((name, _), _)| name == "sieve_router_rerouted_partitions_total")
+        .map(|(_, v)| v)
+        .sum();
+    assert!(rerouted >= 1.0, "{samples:?}");
 
     // The restarted shard ends holding what its replica holds.
     let log = JetStreamLog::connect(
@@ -907,6 +932,9 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
     let (a, c) = (status(&shards[0], true).await, status(&shards[2], true).await);
     for p in [0, 1] {
         assert_eq!(a[&p].contents, c[&p].contents, "partition {p}");
+    }
+    for shard in &shards {
+        ready(shard).await;
     }
 }
 
