@@ -389,7 +389,16 @@ fn a_shard_without_its_settings_refuses_to_start() {
         .contains("shard_partitions: partition 16 does not exist (partitions = 16)")
     );
     assert!(
-        run(&["--role", "model"]).contains("'model' is not a role (standalone, shard, router)")
+        run(&["--role", "leader"])
+            .contains("'leader' is not a role (standalone, shard, router, model)")
+    );
+    assert!(
+        run(&["--role", "model"])
+            .contains("models: a model tier needs models to serve (--models org/name,...)")
+    );
+    assert!(
+        run(&["--models-url", "http://127.0.0.1:1", "--role", "model", "--models", "a/b"])
+            .contains("models_url: a model tier loads its own models")
     );
     assert!(run(&["--role", "router"]).contains("nats: a router needs the NATS servers' URLs"));
     assert!(
@@ -1002,4 +1011,127 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
         let running = state.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with('Z'));
         assert!(!running, "process {} still runs after down: {state}", pid.trim());
     }
+}
+
+/// The model tier: a `--role model` server loads the embedder and a cross-encoder; a router
+/// that names it (`--models-url`) and loads no model embeds documents and queries and runs
+/// rerank stages through it, answering as a standalone server with the same models does. The
+/// tier holds no collections, and with it gone, searches that need a model are UNAVAILABLE
+/// while keyword searches still answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_embeds_and_reranks_through_the_model_tier() {
+    const EMBEDDER: &str = "sentence-transformers/all-MiniLM-L6-v2";
+    let models_dir = common::shared().join("models");
+    let tiny = common::shared().join("fixtures/tiny-bert-ce");
+    let models = format!("{EMBEDDER},tiny-bert-ce={}", tiny.display());
+    let model_flags = ["--models-dir", models_dir.to_str().unwrap(), "--models", &models];
+    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut tier =
+        TestServer::start(dirs[0].path(), &[&["--role", "model"][..], &model_flags].concat());
+    let standalone = TestServer::start(
+        dirs[1].path(),
+        &[&model_flags[..], &["--default-embedder", EMBEDDER]].concat(),
+    );
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls().join(",");
+    let mut flags = shard_flags("s", "", &urls);
+    *flags.last_mut().unwrap() = "4";
+    let _shard = TestServer::start(dirs[2].path(), &flags);
+    let router = TestServer::start(
+        dirs[3].path(),
+        &[
+            "--role",
+            "router",
+            "--nats",
+            &urls,
+            "--partitions",
+            "4",
+            "--shards",
+            &_shard.url,
+            "--models-url",
+            &tier.url,
+            "--default-embedder",
+            EMBEDDER,
+        ],
+    );
+    let (routed, reference) = (router.client().await, standalone.client().await);
+
+    // The router loaded nothing: its models are the tier's.
+    let info = routed.info().await.unwrap();
+    let mut served: Vec<(String, String)> =
+        info.models.iter().map(|m| (m.name.clone(), m.served_by.clone())).collect();
+    served.sort();
+    assert_eq!(
+        served,
+        [(EMBEDDER.to_string(), tier.url.clone()), ("tiny-bert-ce".into(), tier.url.clone())]
+    );
+    let embedder = info.models.iter().find(|m| m.name == EMBEDDER).unwrap();
+    assert_eq!((embedder.dimension, embedder.architecture.as_str()), (384, "BertModel"));
+    let tier_client = tier.client().await;
+    assert_eq!(tier_client.info().await.unwrap().role, "model");
+
+    // The same documents, embedded by the tier for the router and in-process for the
+    // standalone server.
+    let docs: Vec<api::Document> =
+        scifact_docs(40).into_iter().map(|d| api::Document { vector: Vec::new(), ..d }).collect();
+    for client in [&routed, &reference] {
+        client.create_collection("papers", api::CollectionConfig::default()).await.unwrap();
+        let ack = client.upsert("papers", docs.clone()).await.unwrap();
+        assert_eq!(ack.accepted.len(), 40);
+    }
+    let close = |a: &[(String, f32)], b: &[(String, f32)], what: &str| {
+        let ids = |l: &[(String, f32)]| l.iter().map(|h| h.0.clone()).collect::<Vec<_>>();
+        assert_eq!(ids(a), ids(b), "{what}");
+        for (x, y) in a.iter().zip(b) {
+            assert!((x.1 - y.1).abs() <= 1e-5, "{what}: {x:?} vs {y:?}");
+        }
+    };
+    for query in ["cholesterol and heart disease", "DNA repair in cancer cells"] {
+        for mode in [api::Mode::Dense, api::Mode::Hybrid] {
+            let request = api::SearchRequest::new("papers", query).with_mode(mode).with_top_k(10);
+            let (r, s) =
+                (ranked(&routed, request.clone()).await, ranked(&reference, request).await);
+            assert_eq!(r.len(), 10);
+            close(&r, &s, &format!("{query} {mode:?}"));
+        }
+        let request = api::SearchRequest::new("papers", query)
+            .with_mode(api::Mode::Hybrid)
+            .with_rerank([("tiny-bert-ce", 5)])
+            .with_top_k(5);
+        let (r, s) = (ranked(&routed, request.clone()).await, ranked(&reference, request).await);
+        assert_eq!(r.len(), 5);
+        close(&r, &s, &format!("{query} reranked"));
+    }
+    // Rerank through the router, and at the tier itself.
+    let texts: Vec<String> = docs[..6].iter().map(|d| d.text.clone()).collect();
+    let rerank = api::RerankRequest {
+        query: "cholesterol".into(),
+        texts,
+        model: "tiny-bert-ce".into(),
+        ..Default::default()
+    };
+    let (r, t) = (
+        routed.rerank(rerank.clone()).await.unwrap(),
+        tier_client.rerank(rerank.clone()).await.unwrap(),
+    );
+    assert_eq!(r.results, t.results);
+    assert_eq!(r.results.len(), 6);
+
+    // The tier holds no collections.
+    let refused = common::status_of(
+        tier_client.create_collection("papers", api::CollectionConfig::default()).await,
+    );
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert!(refused.message().starts_with("this server is a model tier"), "{refused:?}");
+    assert!(tier_client.list_collections().await.unwrap().is_empty());
+
+    // Without the tier: searches that need a model are UNAVAILABLE and say why; keyword
+    // searches answer.
+    tier.kill();
+    let request = api::SearchRequest::new("papers", "cholesterol").with_mode(api::Mode::Hybrid);
+    let failed = common::status_of(routed.search(request).await);
+    assert_eq!(failed.code(), tonic::Code::Unavailable, "{failed:?}");
+    assert!(failed.message().contains("at the model tier http://"), "{failed:?}");
+    let keyword = api::SearchRequest::new("papers", "cholesterol").with_mode(api::Mode::Bm25);
+    assert_eq!(ranked(&routed, keyword.clone()).await, ranked(&reference, keyword).await);
 }

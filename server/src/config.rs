@@ -74,6 +74,9 @@ pub enum Role {
     Shard,
     /// A cluster router: the public API over the cluster's log, catalog and shards.
     Router,
+    /// A cluster's model tier: models and no collections; routers embed and rerank through
+    /// it (`models_url`), and it serves `Rerank` and `Info` to clients too.
+    Model,
 }
 
 impl Role {
@@ -83,6 +86,7 @@ impl Role {
             Role::Standalone => "standalone",
             Role::Shard => "shard",
             Role::Router => "router",
+            Role::Model => "model",
         }
     }
 }
@@ -94,7 +98,8 @@ impl FromStr for Role {
             "standalone" => Ok(Role::Standalone),
             "shard" => Ok(Role::Shard),
             "router" => Ok(Role::Router),
-            other => Err(format!("'{other}' is not a role (standalone, shard, router)")),
+            "model" => Ok(Role::Model),
+            other => Err(format!("'{other}' is not a role (standalone, shard, router, model)")),
         }
     }
 }
@@ -154,7 +159,7 @@ impl PartitionList {
 
 settings! {
     /// What this process is: standalone (the default: storage and models in one process,
-    /// no broker), shard or router (cluster mode, SCALE.md).
+    /// no broker), shard, router or model (cluster mode, SCALE.md).
     role: Role = Role::Standalone, "SIEVE_ROLE";
     /// Cluster mode: NATS server URLs, comma-separated (any one is enough to join).
     nats: UrlList = UrlList::default(), "SIEVE_NATS";
@@ -171,6 +176,10 @@ settings! {
     /// Router role: this router's name, unique in its cluster while it runs ("" = host name
     /// and process id); part of every log message id, so retried appends land once.
     router_name: String = String::new(), "SIEVE_ROUTER_NAME";
+    /// A model tier's address (http://host:port, e.g. a Kubernetes Service): this server
+    /// embeds and reranks with the tier's models, as if loaded here ("" = none; a model of
+    /// `models` with the same name runs here instead).
+    models_url: String = String::new(), "SIEVE_MODELS_URL";
     /// Router role: how long a VISIBLE ingest ack waits for the shards to apply its batch
     /// (past it the ack comes marked not yet visible).
     visible_timeout_ms: u64 = 5000, "SIEVE_VISIBLE_TIMEOUT_MS";
@@ -510,9 +519,10 @@ mod tests {
             Err("shard_partitions: partition 1 is listed twice".into())
         );
         assert_eq!(
-            "model".parse::<Role>().unwrap_err(),
-            "'model' is not a role (standalone, shard, router)"
+            "leader".parse::<Role>().unwrap_err(),
+            "'leader' is not a role (standalone, shard, router, model)"
         );
+        assert_eq!("model".parse::<Role>(), Ok(Role::Model));
         assert_eq!("1,x".parse::<PartitionList>().unwrap_err(), "'x' is not a partition number");
     }
 

@@ -35,6 +35,9 @@ use sieve_server::service::{
 };
 use sieve_server::{demo, limits};
 
+/// How long a server given `models_url` waits for the model tier to answer at start.
+const MODEL_TIER_WAIT: Duration = Duration::from_secs(120);
+
 /// mimalloc: candle allocates large fresh buffers on every forward pass, and glibc's malloc
 /// turns them into page faults (measured: 100 MiniLM pairs 13.5 s with glibc, 10.3 s with
 /// mimalloc; see CRATES.md).
@@ -132,6 +135,14 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
     }
     let (backend, store) = if config.role == Role::Router {
         (Backend::Cluster(sieve_server::router::connect(&config).await?), None)
+    } else if config.role == Role::Model {
+        if config.models.0.is_empty() {
+            anyhow::bail!("models: a model tier needs models to serve (--models org/name,...)");
+        }
+        if !config.models_url.is_empty() {
+            anyhow::bail!("models_url: a model tier loads its own models, it calls no other tier");
+        }
+        (Backend::Models, None)
     } else {
         let data_dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, options))
@@ -140,20 +151,34 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         let store = Arc::new(store);
         (Backend::Local(Arc::clone(&store)), Some(store))
     };
-    let registry = {
+    let mut registry = {
         let specs = model_specs(&config)?;
         let models_dir = config.models_dir.clone();
         tokio::task::spawn_blocking(move || Registry::load(&specs, &models_dir))
             .await?
             .context("loading models")?
     };
+    if !config.models_url.is_empty() {
+        let tier = sieve_cluster::model_tier(&config.models_url, MODEL_TIER_WAIT)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        for model in tier {
+            tracing::info!(
+                model = model.description().name,
+                url = config.models_url,
+                "a model of the model tier"
+            );
+            registry.insert_remote(model);
+        }
+    }
+    let registry = Arc::new(registry);
     let default_cascade: Vec<StageSpec> = config
         .cascade
         .0
         .iter()
         .map(|stage| StageSpec { model: stage.model.clone(), keep: stage.keep })
         .collect();
-    let planner = Arc::new(Planner::new(Arc::new(registry), default_cascade));
+    let planner = Arc::new(Planner::new(Arc::clone(&registry), default_cascade));
     check_model_roles(&config, &planner)?;
 
     let incoming = TcpIncoming::bind(config.listen)
@@ -211,7 +236,10 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         .add_service(limited!(SearchServer, SearchService(Arc::clone(&state))))
         .add_service(limited!(RerankServer, RerankService(Arc::clone(&state))))
         .add_service(limited!(InfoServer, InfoService(Arc::clone(&state))))
-        .add_service(limited!(AdminServer, AdminService(Arc::clone(&state))));
+        .add_service(limited!(AdminServer, AdminService(Arc::clone(&state))))
+        .add_optional_service(
+            (config.role == Role::Model).then(|| sieve_cluster::ModelsService::server(registry)),
+        );
     let services = service_names();
     for name in services {
         health.set_service_status(name, ServingStatus::Serving).await;
@@ -238,7 +266,7 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         Some(store) => {
             tracing::info!(%addr, tls, data_dir = %config.data_dir.display(), collections = store.collections().len(), "serving")
         }
-        None => tracing::info!(%addr, tls, "serving as a cluster router"),
+        None => tracing::info!(%addr, tls, role = config.role.name(), "serving"),
     }
     if let Some(reranker) = demo {
         tokio::spawn(demo::run(addr, reranker));

@@ -1,6 +1,7 @@
 //! The `router` role (SCALE.md): the public `sieve.v1` API over a cluster. Ingest publishes
 //! to the partitions' streams on NATS JetStream, searches scatter to the shards and gather,
-//! collections live in the cluster's catalog. Models (embedding, reranking) run here.
+//! collections live in the cluster's catalog. Models (embedding, reranking) run here, or in
+//! the cluster's model tier (`--role model`) when `models_url` names it.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

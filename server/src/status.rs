@@ -70,7 +70,9 @@ pub fn model(error: ModelError) -> Status {
     match error {
         ModelError::InvalidInput(msg) => Status::invalid_argument(msg),
         ModelError::Overloaded(msg) => Status::resource_exhausted(msg),
-        ModelError::Closed(_) => Status::unavailable(error.to_string()),
+        ModelError::Closed(_) | ModelError::Unavailable(_) => {
+            Status::unavailable(error.to_string())
+        }
         ModelError::NotFound(_) | ModelError::Unsupported(_) | ModelError::Inference(_) => {
             tracing::error!(%error, "model failure");
             Status::internal(error.to_string())

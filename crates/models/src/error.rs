@@ -22,6 +22,9 @@ pub enum ModelError {
     /// The model's worker stopped.
     #[error("model '{0}' is shut down")]
     Closed(String),
+    /// The process that runs the model (a model tier) cannot be reached now.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Result with [`ModelError`].

@@ -39,6 +39,7 @@ pub use model::{Model, Precision};
 pub use network::Outputs;
 pub use queue::{BatchPolicy, QueueStats};
 pub use registry::{
-    BatchedModel, CrossEncoder, Embedded, Embedder, ModelSpec, Registry, Scored, model_dir,
+    BatchedModel, CrossEncoder, Embedded, Embedder, ModelDescription, ModelFuture, ModelSpec,
+    Registry, RemoteModel, Scored, model_dir,
 };
 pub use tokenize::{Encoded, TextTokenizer};

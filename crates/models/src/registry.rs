@@ -3,7 +3,9 @@
 //! missing model is downloaded from the Hugging Face hub.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -215,59 +217,198 @@ impl BatchedModel {
     }
 }
 
-/// A loaded bi-encoder behind its queue: the handle that embeds.
+/// What a model is, wherever it runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelDescription {
+    /// The name requests use.
+    pub name: String,
+    /// The `architectures` name of its `config.json`.
+    pub architecture: String,
+    /// Whether it scores (query, passage) pairs rather than embedding texts.
+    pub cross_encoder: bool,
+    /// Compute precision.
+    pub precision: String,
+    /// Kernels of its forward pass.
+    pub kernels: String,
+    /// Window in tokens.
+    pub max_length: usize,
+    /// Embedding size (embedders), hidden size (cross-encoders).
+    pub dimension: usize,
+}
+
+impl ModelDescription {
+    /// A loaded model's description.
+    pub fn of(model: &Model) -> ModelDescription {
+        ModelDescription {
+            name: model.name().to_string(),
+            architecture: model.architecture().name().to_string(),
+            cross_encoder: model.architecture().is_cross_encoder(),
+            precision: model.precision().name().to_string(),
+            kernels: model.kernels().name().to_string(),
+            max_length: model.max_length(),
+            dimension: model.dimension(),
+        }
+    }
+}
+
+/// A boxed future of a remote model call.
+pub type ModelFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+/// A model that runs in another process (a cluster's model tier), called over the network.
+pub trait RemoteModel: Send + Sync {
+    /// What it is.
+    fn description(&self) -> &ModelDescription;
+    /// Where it runs (an address), for `Info` and errors.
+    fn served_by(&self) -> &str;
+    /// Embeds texts (an embedder).
+    fn embed(&self, texts: Vec<String>) -> ModelFuture<'_, Embedded>;
+    /// Scores (query, passage) pairs (a cross-encoder).
+    fn score(&self, query: String, passages: Vec<String>, windows: bool)
+    -> ModelFuture<'_, Scored>;
+}
+
+/// A model in this process behind its queue, or one in another process.
 #[derive(Clone)]
-pub struct Embedder(Arc<BatchedModel>);
+enum Backend {
+    Local(Arc<BatchedModel>),
+    Remote(Arc<dyn RemoteModel>),
+}
+
+impl Backend {
+    fn name(&self) -> &str {
+        match self {
+            Backend::Local(model) => model.model().name(),
+            Backend::Remote(model) => &model.description().name,
+        }
+    }
+
+    fn dimension(&self) -> usize {
+        match self {
+            Backend::Local(model) => model.model().dimension(),
+            Backend::Remote(model) => model.description().dimension,
+        }
+    }
+
+    fn cross_encoder(&self) -> bool {
+        match self {
+            Backend::Local(model) => model.model().architecture().is_cross_encoder(),
+            Backend::Remote(model) => model.description().cross_encoder,
+        }
+    }
+
+    fn architecture(&self) -> &str {
+        match self {
+            Backend::Local(model) => model.model().architecture().name(),
+            Backend::Remote(model) => &model.description().architecture,
+        }
+    }
+
+    fn local(&self) -> Option<&BatchedModel> {
+        match self {
+            Backend::Local(model) => Some(model),
+            Backend::Remote(_) => None,
+        }
+    }
+}
+
+/// A bi-encoder, in this process behind its queue or in a model tier: the handle that embeds.
+#[derive(Clone)]
+pub struct Embedder(Backend);
 
 impl Embedder {
     /// The model as an embedder, or why it is not one.
     pub fn new(model: Arc<BatchedModel>) -> Result<Embedder> {
         model.model().require_embedder()?;
-        Ok(Embedder(model))
+        Ok(Embedder(Backend::Local(model)))
+    }
+
+    /// A remote model as an embedder, or why it is not one.
+    pub fn remote(model: Arc<dyn RemoteModel>) -> Result<Embedder> {
+        let backend = Backend::Remote(model);
+        if backend.cross_encoder() {
+            return Err(ModelError::InvalidInput(format!(
+                "model '{}' is a cross-encoder ({}), not an embedder",
+                backend.name(),
+                backend.architecture()
+            )));
+        }
+        Ok(Embedder(backend))
     }
 
     /// Embeds texts (cut at the window).
     pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded> {
-        self.0.embed(texts).await
+        match &self.0 {
+            Backend::Local(model) => model.embed(texts).await,
+            Backend::Remote(model) => model.embed(texts).await,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The size of its vectors.
+    pub fn dimension(&self) -> usize {
+        self.0.dimension()
+    }
+
+    /// The model and its queue when it runs in this process.
+    pub fn local(&self) -> Option<&BatchedModel> {
+        self.0.local()
     }
 }
 
-impl std::ops::Deref for Embedder {
-    type Target = BatchedModel;
-    fn deref(&self) -> &BatchedModel {
-        &self.0
-    }
-}
-
-/// A loaded cross-encoder behind its queue: the handle that scores (query, passage) pairs.
+/// A cross-encoder, in this process behind its queue or in a model tier: the handle that
+/// scores (query, passage) pairs.
 #[derive(Clone)]
-pub struct CrossEncoder(Arc<BatchedModel>);
+pub struct CrossEncoder(Backend);
 
 impl CrossEncoder {
     /// The model as a cross-encoder, or why it is not one.
     pub fn new(model: Arc<BatchedModel>) -> Result<CrossEncoder> {
         model.model().require_cross_encoder()?;
-        Ok(CrossEncoder(model))
+        Ok(CrossEncoder(Backend::Local(model)))
+    }
+
+    /// A remote model as a cross-encoder, or why it is not one.
+    pub fn remote(model: Arc<dyn RemoteModel>) -> Result<CrossEncoder> {
+        let backend = Backend::Remote(model);
+        if !backend.cross_encoder() {
+            return Err(ModelError::InvalidInput(format!(
+                "model '{}' is an embedder ({}), not a cross-encoder",
+                backend.name(),
+                backend.architecture()
+            )));
+        }
+        Ok(CrossEncoder(backend))
     }
 
     /// Scores (query, passage) pairs. Passages longer than the window are cut, or with
     /// `windows` scored as overlapping windows and given their best window's score.
     pub async fn score(&self, query: &str, passages: Vec<String>, windows: bool) -> Result<Scored> {
-        self.0.score(query, passages, windows).await
+        match &self.0 {
+            Backend::Local(model) => model.score(query, passages, windows).await,
+            Backend::Remote(model) => model.score(query.to_string(), passages, windows).await,
+        }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    /// The model and its queue when it runs in this process.
+    pub fn local(&self) -> Option<&BatchedModel> {
+        self.0.local()
     }
 }
 
-impl std::ops::Deref for CrossEncoder {
-    type Target = BatchedModel;
-    fn deref(&self) -> &BatchedModel {
-        &self.0
-    }
-}
-
-/// Every model a server loaded, by name.
+/// Every model a server loaded, by name, and the models of a model tier it calls.
 #[derive(Default)]
 pub struct Registry {
     models: BTreeMap<String, Arc<BatchedModel>>,
+    remote: BTreeMap<String, Arc<dyn RemoteModel>>,
 }
 
 impl Registry {
@@ -294,7 +435,7 @@ impl Registry {
             );
             models.insert(spec.name.clone(), Arc::new(loaded));
         }
-        Ok(Registry { models })
+        Ok(Registry { models, remote: BTreeMap::new() })
     }
 
     /// Adds a loaded model (tests and tools).
@@ -307,28 +448,68 @@ impl Registry {
         self.models.get(name)
     }
 
-    /// Every model, by name.
+    /// Adds a model of a model tier; a model loaded here of the same name goes first.
+    pub fn insert_remote(&mut self, model: Arc<dyn RemoteModel>) {
+        self.remote.insert(model.description().name.clone(), model);
+    }
+
+    /// Every model loaded here, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&String, &Arc<BatchedModel>)> {
         self.models.iter()
     }
 
-    /// The loaded cross-encoder of that name, or why it cannot serve.
+    /// Every model of a model tier, by name.
+    pub fn remote(&self) -> impl Iterator<Item = (&String, &Arc<dyn RemoteModel>)> {
+        self.remote.iter()
+    }
+
+    /// The names of every cross-encoder, here or in a model tier.
+    pub fn cross_encoder_names(&self) -> Vec<&str> {
+        let local = self
+            .models
+            .iter()
+            .filter(|(_, m)| m.model().architecture().is_cross_encoder())
+            .map(|(name, _)| name.as_str());
+        let remote = self
+            .remote
+            .iter()
+            .filter(|(name, m)| m.description().cross_encoder && !self.models.contains_key(*name))
+            .map(|(name, _)| name.as_str());
+        let mut names: Vec<&str> = local.chain(remote).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The cross-encoder of that name, or why it cannot serve.
     pub fn cross_encoder(&self, name: &str) -> Result<CrossEncoder> {
-        CrossEncoder::new(Arc::clone(self.require(name)?))
+        match self.require(name)? {
+            Backend::Local(model) => CrossEncoder::new(model),
+            Backend::Remote(model) => CrossEncoder::remote(model),
+        }
     }
 
-    /// The loaded embedder of that name, or why it cannot serve.
+    /// The embedder of that name, or why it cannot serve.
     pub fn embedder(&self, name: &str) -> Result<Embedder> {
-        Embedder::new(Arc::clone(self.require(name)?))
+        match self.require(name)? {
+            Backend::Local(model) => Embedder::new(model),
+            Backend::Remote(model) => Embedder::remote(model),
+        }
     }
 
-    fn require(&self, name: &str) -> Result<&Arc<BatchedModel>> {
-        self.models.get(name).ok_or_else(|| {
-            let loaded: Vec<&str> = self.models.keys().map(String::as_str).collect();
-            ModelError::InvalidInput(format!(
-                "model '{name}' is not loaded by this server (loaded: {})",
-                if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") }
-            ))
-        })
+    fn require(&self, name: &str) -> Result<Backend> {
+        if let Some(model) = self.models.get(name) {
+            return Ok(Backend::Local(Arc::clone(model)));
+        }
+        if let Some(model) = self.remote.get(name) {
+            return Ok(Backend::Remote(Arc::clone(model)));
+        }
+        let mut loaded: Vec<&str> =
+            self.models.keys().chain(self.remote.keys()).map(String::as_str).collect();
+        loaded.sort_unstable();
+        loaded.dedup();
+        Err(ModelError::InvalidInput(format!(
+            "model '{name}' is not loaded by this server (loaded: {})",
+            if loaded.is_empty() { "none".to_string() } else { loaded.join(", ") }
+        )))
     }
 }

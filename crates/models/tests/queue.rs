@@ -89,7 +89,7 @@ async fn concurrent_calls_share_batches_and_get_their_own_scores() {
         }
     }
     blocker.await.unwrap();
-    let stats = batched.stats();
+    let stats = batched.local().expect("loaded here").stats();
     assert_eq!(stats.inputs.load(Ordering::Relaxed), 96);
     let batches = stats.batches.load(Ordering::Relaxed);
     assert!(batches <= 3, "the 16 calls shared batches: {batches} forward passes in all");
@@ -113,7 +113,7 @@ async fn a_caller_that_leaves_frees_its_entries() {
     )
     .await;
     assert!(outcome.is_err(), "the call cannot finish 40 long pairs in 300 ms");
-    let stats = batched.stats();
+    let stats = batched.local().expect("loaded here").stats();
     for _ in 0..200 {
         if stats.queued.load(Ordering::Acquire) == 0 {
             break;

@@ -108,7 +108,7 @@ impl Cascade {
             let span = tracing::info_span!(
                 "rerank_stage",
                 stage = i + 1,
-                model = stage.model.model().name(),
+                model = stage.model.name(),
                 candidates = batch.len(),
                 keep = stage.keep,
             );
@@ -119,7 +119,7 @@ impl Cascade {
             survivors = kept.iter().map(|&(index, _)| index).collect();
             let outcome = StageOutcome {
                 stage: i + 1,
-                model: stage.model.model().name().to_string(),
+                model: stage.model.name().to_string(),
                 scored: scored.scores.len(),
                 kept,
                 queue_time: scored.queue_time,

@@ -51,6 +51,8 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
 
     // Stage 1 equals the model's own ranking of all six.
     let direct = scifact
+        .local()
+        .expect("loaded here")
         .model()
         .score_pairs(query, &texts.iter().map(String::as_str).collect::<Vec<_>>())
         .unwrap();
@@ -65,7 +67,7 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
 
     // Stage 2 scores only those four, with its own model.
     let survivors: Vec<&str> = first.iter().map(|&i| texts[i].as_str()).collect();
-    let second = xlmr.model().score_pairs(query, &survivors).unwrap();
+    let second = xlmr.local().expect("loaded here").model().score_pairs(query, &survivors).unwrap();
     let mut order2: Vec<usize> = (0..4).collect();
     order2.sort_by(|&a, &b| second[b].total_cmp(&second[a]));
     let expected2: Vec<usize> = order2[..2].iter().map(|&j| first[j]).collect();

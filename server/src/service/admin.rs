@@ -89,6 +89,9 @@ impl Admin for AdminService {
         request: Request<SnapshotPartitionsRequest>,
     ) -> Result<Response<SnapshotPartitionsResponse>, Status> {
         let request = request.into_inner();
+        if let Backend::Models = &self.0.backend {
+            return Err(super::no_collections());
+        }
         let Backend::Cluster(cluster) = &self.0.backend else {
             return Err(Status::failed_precondition(
                 "SnapshotPartitions is for a cluster router (--role router): a standalone \

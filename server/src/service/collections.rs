@@ -46,7 +46,7 @@ impl CollectionsService {
             .models()
             .embedder(name)
             .map_err(|e| Status::invalid_argument(format!("config.dense.embedder: {e}")))?;
-        let size = embedder.model().dimension();
+        let size = embedder.dimension();
         match dense.dimension {
             0 => dense.dimension = size,
             d if d != size => {
@@ -88,6 +88,7 @@ impl Collections for CollectionsService {
                     counts,
                 )));
             }
+            Backend::Models => return Err(super::no_collections()),
         };
         let created = blocking(move || {
             let collection =
@@ -114,6 +115,7 @@ impl Collections for CollectionsService {
                 let counts = cluster.counts(&name).await.map_err(status::cluster)?;
                 Ok(Response::new(convert::cluster_collection_to_proto(&name, &entry, counts)))
             }
+            Backend::Models => Err(super::no_collections()),
         }
     }
 
@@ -133,6 +135,7 @@ impl Collections for CollectionsService {
                 }
                 collections
             }
+            Backend::Models => Vec::new(),
         };
         Ok(Response::new(ListCollectionsResponse { collections }))
     }
@@ -149,6 +152,7 @@ impl Collections for CollectionsService {
                 blocking(move || store.delete_collection(&name).map_err(status::storage)).await?;
             }
             Backend::Cluster(cluster) => cluster.delete(&name).await.map_err(status::cluster)?,
+            Backend::Models => return Err(super::no_collections()),
         }
         Ok(Response::new(DeleteCollectionResponse {}))
     }

@@ -169,6 +169,7 @@ async fn target(state: &State, name: &str) -> Result<Target, Status> {
             let entry = cluster.get(name).await.map_err(status::cluster)?;
             Ok(Target::Cluster(Arc::clone(cluster), entry))
         }
+        Backend::Models => Err(super::no_collections()),
     }
 }
 
@@ -240,7 +241,8 @@ fn advice(
     let size = at_pace
         .clamp((documents / 2).max(1) as f64, (documents * 2) as f64)
         .min(config.max_batch_documents as f64);
-    let backoff = match embedder {
+    // A model tier's queue is not seen from here: its calls slow down instead.
+    let backoff = match embedder.as_ref().and_then(Embedder::local) {
         Some(model) => {
             let queued = model.stats().queued.load(std::sync::atomic::Ordering::Relaxed);
             if queued * 2 > model.policy().queue_capacity { took.as_millis() as u32 } else { 0 }
@@ -304,7 +306,7 @@ impl Documents for DocumentsService {
             let idle = std::time::Duration::from_secs(state.config.ingest_idle_timeout_secs.max(1));
             let stream = match &state.backend {
                 Backend::Cluster(cluster) => cluster.next_stream(),
-                Backend::Local(_) => 0,
+                Backend::Local(_) | Backend::Models => 0,
             };
             for batch in 0u64.. {
                 if *shutdown.borrow() {

@@ -63,9 +63,28 @@ impl Info for InfoService {
                     batches: stats.batches.load(Ordering::Relaxed),
                     inputs: stats.inputs.load(Ordering::Relaxed),
                     kernels: model.kernels().name().to_string(),
+                    served_by: String::new(),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let local: std::collections::HashSet<&String> =
+            planner.models().iter().map(|(name, _)| name).collect();
+        let remote = planner.models().remote().filter(|(name, _)| !local.contains(name)).map(
+            |(name, model)| {
+                let d = model.description();
+                ModelInfo {
+                    name: name.clone(),
+                    architecture: d.architecture.clone(),
+                    precision: d.precision.clone(),
+                    max_length: d.max_length as u32,
+                    dimension: d.dimension as u32,
+                    kernels: d.kernels.clone(),
+                    served_by: model.served_by().to_string(),
+                    ..ModelInfo::default()
+                }
+            },
+        );
+        let models = models.into_iter().chain(remote).collect();
         let default_cascade = planner
             .default_cascade()
             .iter()
@@ -93,6 +112,7 @@ impl Info for InfoService {
                 };
                 ("router", names.len() as u64, Some(shape))
             }
+            Backend::Models => ("model", 0, None),
         };
         Ok(Response::new(GetInfoResponse {
             version: env!("CARGO_PKG_VERSION").to_string(),

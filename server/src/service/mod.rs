@@ -31,6 +31,16 @@ pub enum Backend {
     Local(Arc<Store>),
     /// In a cluster, reached through its log, catalog and shards (the router role).
     Cluster(Arc<Cluster>),
+    /// Nowhere: a model tier holds no collections.
+    Models,
+}
+
+/// What a model tier answers to a call about collections.
+pub fn no_collections() -> Status {
+    Status::failed_precondition(
+        "this server is a model tier: it holds no collections (send collection calls to a \
+         router)",
+    )
 }
 
 /// What every service shares.
@@ -56,6 +66,7 @@ impl State {
                 "{call} is not available through a cluster router yet (SCALE.md: partition \
                  snapshots are per shard)"
             ))),
+            Backend::Models => Err(no_collections()),
         }
     }
 }

@@ -33,17 +33,12 @@ fn model(state: &State, name: &str) -> Result<CrossEncoder, Status> {
     if let Some(stage) = state.planner.default_cascade().first() {
         return models.cross_encoder(&stage.model).map_err(status::model);
     }
-    let loaded: Vec<&String> = models
-        .iter()
-        .filter(|(_, m)| m.model().architecture().is_cross_encoder())
-        .map(|(name, _)| name)
-        .collect();
-    match loaded.as_slice() {
+    match models.cross_encoder_names().as_slice() {
         [only] => models.cross_encoder(only).map_err(status::model),
         [] => Err(Status::failed_precondition("this server has no cross-encoder loaded")),
         several => Err(Status::invalid_argument(format!(
             "model: required, there is no default cascade (loaded cross-encoders: {})",
-            several.iter().map(|name| name.as_str()).collect::<Vec<_>>().join(", ")
+            several.join(", ")
         ))),
     }
 }
@@ -89,7 +84,7 @@ async fn rerank(state: &State, request: RerankRequest) -> Result<RerankResponse,
         .collect();
     Ok(RerankResponse {
         results,
-        model: model.model().name().to_string(),
+        model: model.name().to_string(),
         queue_micros: scored.queue_time.as_micros() as u64,
         compute_micros: scored.compute_time.as_micros() as u64,
     })

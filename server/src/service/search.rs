@@ -46,6 +46,7 @@ async fn run(
             let corpus = cluster.corpus(&name, read).await.map_err(status::cluster)?;
             state.planner.search(corpus, query, on_stage).await
         }
+        Backend::Models => return Err(super::no_collections()),
     }
     .map_err(status::search)?;
     let done = convert::summary(summary);

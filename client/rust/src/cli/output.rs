@@ -112,7 +112,7 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
             "name": m.name, "architecture": m.architecture, "precision": m.precision, "kernels": m.kernels,
             "max_length": m.max_length, "dimension": m.dimension, "max_batch_tokens": m.max_batch_tokens,
             "max_batch_requests": m.max_batch_requests, "queue_capacity": m.queue_capacity,
-            "queued": m.queued, "cancelled": m.cancelled, "batches": m.batches, "inputs": m.inputs,
+            "queued": m.queued, "cancelled": m.cancelled, "batches": m.batches, "inputs": m.inputs, "served_by": m.served_by,
         })).collect::<Vec<_>>(),
         "default_cascade": info.default_cascade.iter().map(|s| json!({"model": s.model, "keep": s.keep})).collect::<Vec<_>>(),
         "default_embedder": info.default_embedder,

@@ -49,7 +49,7 @@ class Limits(_message.Message):
     def __init__(self, max_message_bytes: _Optional[int] = ..., max_batch_documents: _Optional[int] = ..., max_text_bytes: _Optional[int] = ..., max_id_bytes: _Optional[int] = ..., max_metadata_entries: _Optional[int] = ..., max_dimension: _Optional[int] = ..., max_top_k: _Optional[int] = ..., max_candidates: _Optional[int] = ..., max_filter_depth: _Optional[int] = ..., max_query_bytes: _Optional[int] = ..., max_ids_per_request: _Optional[int] = ..., max_rerank_texts: _Optional[int] = ..., max_rerank_candidates: _Optional[int] = ..., max_concurrent_searches: _Optional[int] = ..., max_ingest_streams: _Optional[int] = ..., request_timeout_secs: _Optional[int] = ..., ingest_idle_timeout_secs: _Optional[int] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "precision", "max_length", "dimension", "max_batch_tokens", "max_batch_requests", "queue_capacity", "queued", "cancelled", "batches", "inputs", "kernels")
+    __slots__ = ("name", "architecture", "precision", "max_length", "dimension", "max_batch_tokens", "max_batch_requests", "queue_capacity", "queued", "cancelled", "batches", "inputs", "kernels", "served_by")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
@@ -63,6 +63,7 @@ class ModelInfo(_message.Message):
     BATCHES_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     KERNELS_FIELD_NUMBER: _ClassVar[int]
+    SERVED_BY_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     precision: str
@@ -76,7 +77,8 @@ class ModelInfo(_message.Message):
     batches: int
     inputs: int
     kernels: str
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., precision: _Optional[str] = ..., max_length: _Optional[int] = ..., dimension: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., max_batch_requests: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., queued: _Optional[int] = ..., cancelled: _Optional[int] = ..., batches: _Optional[int] = ..., inputs: _Optional[int] = ..., kernels: _Optional[str] = ...) -> None: ...
+    served_by: str
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., precision: _Optional[str] = ..., max_length: _Optional[int] = ..., dimension: _Optional[int] = ..., max_batch_tokens: _Optional[int] = ..., max_batch_requests: _Optional[int] = ..., queue_capacity: _Optional[int] = ..., queued: _Optional[int] = ..., cancelled: _Optional[int] = ..., batches: _Optional[int] = ..., inputs: _Optional[int] = ..., kernels: _Optional[str] = ..., served_by: _Optional[str] = ...) -> None: ...
 
 class GetInfoResponse(_message.Message):
     __slots__ = ("version", "build", "collections", "limits", "models", "default_cascade", "default_embedder", "api_keys_required", "tls", "role", "cluster")

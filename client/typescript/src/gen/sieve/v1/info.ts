@@ -74,6 +74,11 @@ export interface ModelInfo {
   inputs: number;
   /** Kernels of the forward pass: reference (candle), portable or avx2 (Sieve's own encoder). */
   kernels: string;
+  /**
+   * The model tier that runs it (models_url); "" when it runs in this server. The batching
+   * fields and counters are then the tier's to report (its own Info).
+   */
+  servedBy: string;
 }
 
 export interface GetInfoResponse {
@@ -90,7 +95,7 @@ export interface GetInfoResponse {
   /** Whether calls need an API key, and whether the port speaks TLS. */
   apiKeysRequired: boolean;
   tls: boolean;
-  /** "standalone", or "router" for the public face of a cluster. */
+  /** "standalone", "router" for the public face of a cluster, or "model" for its model tier. */
   role: string;
   /** Cluster mode: the cluster's shape as this router sees it. */
   cluster?: ClusterInfo | undefined;
@@ -600,6 +605,7 @@ function createBaseModelInfo(): ModelInfo {
     batches: 0,
     inputs: 0,
     kernels: "",
+    servedBy: "",
   };
 }
 
@@ -643,6 +649,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     }
     if (message.kernels !== "") {
       writer.uint32(106).string(message.kernels);
+    }
+    if (message.servedBy !== "") {
+      writer.uint32(114).string(message.servedBy);
     }
     return writer;
   },
@@ -764,6 +773,14 @@ export const ModelInfo: MessageFns<ModelInfo> = {
             message.kernels = reader.string();
             continue;
           }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.servedBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -807,6 +824,11 @@ export const ModelInfo: MessageFns<ModelInfo> = {
       batches: isSet(object.batches) ? globalThis.Number(object.batches) : 0,
       inputs: isSet(object.inputs) ? globalThis.Number(object.inputs) : 0,
       kernels: isSet(object.kernels) ? globalThis.String(object.kernels) : "",
+      servedBy: isSet(object.servedBy)
+        ? globalThis.String(object.servedBy)
+        : isSet(object.served_by)
+        ? globalThis.String(object.served_by)
+        : "",
     };
   },
 
@@ -851,6 +873,9 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     if (message.kernels !== "") {
       obj.kernels = message.kernels;
     }
+    if (message.servedBy !== "") {
+      obj.servedBy = message.servedBy;
+    }
     return obj;
   },
 
@@ -872,6 +897,7 @@ export const ModelInfo: MessageFns<ModelInfo> = {
     message.batches = object.batches ?? 0;
     message.inputs = object.inputs ?? 0;
     message.kernels = object.kernels ?? "";
+    message.servedBy = object.servedBy ?? "";
     return message;
   },
 };
