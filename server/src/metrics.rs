@@ -231,11 +231,12 @@ pub fn refresh_shard(shard: &sieve_cluster::Shard) {
 
 /// Reads the gauges that are state, not events.
 pub fn refresh(state: &State) {
-    let crate::service::Backend::Local(store) = &state.backend else {
-        // A router holds no collections; its shards count theirs.
-        return;
+    // A router or a model tier holds no collections (a router's shards count theirs).
+    let collections = match &state.backend {
+        crate::service::Backend::Local(store) => store.collections(),
+        _ => Vec::new(),
     };
-    for collection in store.collections() {
+    for collection in collections {
         let name = collection.name().to_string();
         let stats = collection.stats();
         gauge!("sieve_collection_documents", "collection" => name.clone())
