@@ -167,7 +167,7 @@ pub enum Command {
 }
 
 /// `--ack`: what an ingest ack waits for.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AckArg {
     /// Durable and searchable.
     Visible,
@@ -259,6 +259,26 @@ fn query_texts(path: &Path) -> anyhow::Result<Vec<String>> {
     Ok(texts)
 }
 
+/// How long until a STRONG search of `collection` answers (every acknowledged write applied
+/// by the serving replicas), asking again while the shards answer that they are behind (at
+/// most 5 minutes).
+async fn catch_up(client: &Client, collection: &str) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let request = proto::SearchRequest::new(collection, "catch up")
+            .with_mode(proto::Mode::Bm25)
+            .with_top_k(1)
+            .strong();
+        match client.search(request).await {
+            Ok(_) => return Ok(started.elapsed()),
+            Err(crate::Error::Status(status))
+                if status.code() == tonic::Code::Unavailable
+                    && started.elapsed() < Duration::from_secs(300) => {}
+            Err(e) => return Err(e).context("a STRONG search while the shards catch up"),
+        }
+    }
+}
+
 pub(super) fn percentiles(histogram: &Histogram<u64>) -> serde_json::Value {
     let ms = |micros: u64| micros as f64 / 1000.0;
     json!({
@@ -305,8 +325,9 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
             ] {
                 let collection = format!("bench-cluster-{}", name.replace('_', "-"));
                 let _ = target.delete_collection(&collection).await;
+                let started = Instant::now();
                 let ingest = Command::Ingest {
-                    collection,
+                    collection: collection.clone(),
                     corpus: corpus.clone(),
                     docs,
                     dimension,
@@ -316,7 +337,21 @@ pub async fn report(client: &Client, command: Command) -> anyhow::Result<serde_j
                     ack,
                     sequential: true,
                 };
-                runs.insert(format!("ingest_{name}"), Box::pin(report(target, ingest)).await?);
+                let mut measured = Box::pin(report(target, ingest)).await?;
+                if ack == AckArg::Durable {
+                    // DURABLE acks do not wait for the shards: how long after the last ack
+                    // until a STRONG read (every acknowledged write applied) answers.
+                    let acked = Instant::now();
+                    let lag = catch_up(target, &collection).await?;
+                    let applied = started.elapsed().as_secs_f64();
+                    measured["apply_lag_after_last_ack_ms"] = json!(lag.as_secs_f64() * 1000.0);
+                    measured["caught_up_after_ms"] = json!(
+                        acked.duration_since(started).as_secs_f64() * 1000.0
+                            + lag.as_secs_f64() * 1000.0
+                    );
+                    measured["applied_docs_per_sec"] = json!(docs as f64 / applied);
+                }
+                runs.insert(format!("ingest_{name}"), measured);
             }
             let mut p50 = Vec::new();
             for (name, target, collection) in [
