@@ -35,6 +35,7 @@ pub use partition::{Partition, Partitioner};
 pub use router::{ClusterCorpus, ShardView, Topology, shard_clients};
 pub use service::{ShardService, proto};
 pub use shard::{
-    CAUGHT_UP, Contents, PartitionState, Retrieval, Shard, ShardError, Snapshotted, merge,
+    CAUGHT_UP, Contents, PartitionState, Retrieval, Retrieved, Shard, ShardError, Snapshotted,
+    merge,
 };
 pub use token::Token;

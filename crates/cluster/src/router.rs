@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use parking_lot::Mutex;
-use sieve_planner::{Corpus, Ranked, SearchError};
+use sieve_planner::{Both, Corpus, Hybrid, Ranked, SearchError};
 use sieve_storage::{Bm25Stats, CollectionConfig, Document, Filter};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
@@ -22,7 +23,7 @@ use crate::service::{
     decode_document, encode_filter, positions_to_proto, proto, ranked_from_proto, stats_from_proto,
     stats_to_proto,
 };
-use crate::shard::{CAUGHT_UP, merge};
+use crate::shard::{CAUGHT_UP, Retrieved, merge};
 use crate::token::Token;
 
 /// How long a shard has to say what it holds.
@@ -309,6 +310,24 @@ pub struct ClusterCorpus {
     /// How long a replica may wait to reach them.
     read_wait: Duration,
     runtime: tokio::runtime::Handle,
+    /// Documents per list to bring back with the lists.
+    prefetch: AtomicUsize,
+    /// Documents that came back with the lists, by id.
+    cache: Mutex<HashMap<Arc<str>, Document>>,
+}
+
+/// What one retrieval round asks for.
+#[derive(Default)]
+struct Round<'a> {
+    text: &'a str,
+    vector: Option<&'a [f32]>,
+    k: usize,
+    filter: Option<&'a Filter>,
+    /// Cluster-wide statistics: a BM25 list is wanted.
+    stats: Option<&'a Bm25Stats>,
+    with_stats: bool,
+    /// The list is one of a hybrid search's.
+    fused: bool,
 }
 
 impl ClusterCorpus {
@@ -322,7 +341,16 @@ impl ClusterCorpus {
         read_wait: Duration,
         runtime: tokio::runtime::Handle,
     ) -> ClusterCorpus {
-        ClusterCorpus { name: name.to_string(), config, topology, after, read_wait, runtime }
+        ClusterCorpus {
+            name: name.to_string(),
+            config,
+            topology,
+            after,
+            read_wait,
+            runtime,
+            prefetch: AtomicUsize::new(0),
+            cache: Mutex::new(HashMap::new()),
+        }
     }
 
     /// The token's positions for `partitions`, for a shard request.
@@ -362,16 +390,16 @@ impl ClusterCorpus {
         Ok(total)
     }
 
-    async fn retrieve(
-        &self,
-        text: &str,
-        vector: Option<&[f32]>,
-        k: usize,
-        filter: Option<&Filter>,
-        stats: Option<&Bm25Stats>,
-    ) -> Result<Ranked, SearchError> {
-        let filter = encode_filter(filter);
-        let lists = self
+    /// One retrieval round over every partition: the BM25 list (with `stats`), the dense list
+    /// (with `vector`), each merged to `k`; with `with_stats`, the BM25 statistics of `text`
+    /// summed. The documents of each list's first [`prefetch`](Corpus::prefetch) ids come
+    /// back with the lists and are kept for [`Corpus::fetch`].
+    async fn retrieve(&self, round: Round<'_>) -> Result<Retrieved, SearchError> {
+        let filter = encode_filter(round.filter);
+        // A fused list's first hits can sit a little deeper in each list than their rank.
+        let depth = if round.fused { 2 } else { 1 };
+        let documents_k = (self.prefetch.load(Ordering::Relaxed) * depth) as u32;
+        let replies = self
             .topology
             .scatter("retrieve", &self.all_partitions(), |mut client, partitions| {
                 let request = proto::RetrieveRequest {
@@ -379,20 +407,44 @@ impl ClusterCorpus {
                     after: self.after(&partitions),
                     wait_ms: self.wait_ms(),
                     partitions,
-                    query: text.to_string(),
-                    vector: vector.map(<[f32]>::to_vec).unwrap_or_default(),
-                    bm25_k: if stats.is_some() { k as u32 } else { 0 },
-                    dense_k: if vector.is_some() { k as u32 } else { 0 },
+                    query: round.text.to_string(),
+                    vector: round.vector.map(<[f32]>::to_vec).unwrap_or_default(),
+                    bm25_k: if round.stats.is_some() { round.k as u32 } else { 0 },
+                    dense_k: if round.vector.is_some() { round.k as u32 } else { 0 },
                     filter: filter.clone(),
-                    stats: stats.map(stats_to_proto),
+                    stats: round.stats.map(stats_to_proto),
+                    with_stats: round.with_stats,
+                    documents_k,
                 };
-                async move {
-                    let reply = client.retrieve(request).await?.into_inner();
-                    Ok(if stats.is_some() { reply.bm25 } else { reply.dense })
-                }
+                async move { client.retrieve(request).await.map(|r| r.into_inner()) }
             })
             .await?;
-        Ok(merge(lists.into_iter().map(ranked_from_proto).collect(), k))
+        let (mut bm25, mut dense, mut stats) = (Vec::new(), Vec::new(), None::<Bm25Stats>);
+        let mut cache = self.cache.lock();
+        for reply in replies {
+            bm25.push(ranked_from_proto(reply.bm25));
+            dense.push(ranked_from_proto(reply.dense));
+            if let Some(part) = reply.stats {
+                let part = stats_from_proto(part);
+                match &mut stats {
+                    None => stats = Some(part),
+                    Some(total) => total.add(&part).map_err(SearchError::Internal)?,
+                }
+            }
+            for fetched in reply.documents {
+                let document = decode_document(&fetched.document)
+                    .map_err(|e| SearchError::Internal(format!("document: {e}")))?;
+                if let Some(document) = document {
+                    cache.insert(Arc::from(fetched.id), document);
+                }
+            }
+        }
+        Ok(Retrieved {
+            bm25: merge(bm25, round.k),
+            dense: merge(dense, round.k),
+            stats: round.with_stats.then(|| stats.unwrap_or_default()),
+            documents: Vec::new(),
+        })
     }
 
     /// The documents with these ids (`None` where there is none), from one replica of each
@@ -449,7 +501,8 @@ impl Corpus for ClusterCorpus {
     fn bm25(&self, text: &str, k: usize, filter: Option<&Filter>) -> Result<Ranked, SearchError> {
         self.runtime.block_on(async {
             let stats = self.bm25_stats(text).await?;
-            self.retrieve(text, None, k, filter, Some(&stats)).await
+            let round = Round { text, k, filter, stats: Some(&stats), ..Round::default() };
+            Ok(self.retrieve(round).await?.bm25)
         })
     }
 
@@ -459,10 +512,59 @@ impl Corpus for ClusterCorpus {
         k: usize,
         filter: Option<&Filter>,
     ) -> Result<Ranked, SearchError> {
-        self.runtime.block_on(self.retrieve("", Some(vector), k, filter, None))
+        let round = Round { vector: Some(vector), k, filter, ..Round::default() };
+        Ok(self.runtime.block_on(self.retrieve(round))?.dense)
+    }
+
+    /// Two rounds: the dense list with the BM25 statistics, then the BM25 list.
+    fn hybrid(&self, lists: Hybrid<'_>) -> Result<Both, SearchError> {
+        self.runtime.block_on(async {
+            let started = std::time::Instant::now();
+            let first = Round {
+                text: lists.text,
+                vector: Some(lists.vector),
+                k: lists.dense_k,
+                filter: lists.filter,
+                with_stats: true,
+                fused: true,
+                ..Round::default()
+            };
+            let first = self.retrieve(first).await?;
+            let dense_time = started.elapsed();
+            let stats = first.stats.unwrap_or_default();
+            let second = Round {
+                text: lists.text,
+                k: lists.bm25_k,
+                filter: lists.filter,
+                stats: Some(&stats),
+                fused: true,
+                ..Round::default()
+            };
+            let bm25 = self.retrieve(second).await?.bm25;
+            Ok(Both { bm25: (bm25, started.elapsed()), dense: (first.dense, dense_time) })
+        })
+    }
+
+    fn prefetch(&self, n: usize) {
+        self.prefetch.store(n, Ordering::Relaxed);
     }
 
     fn fetch(&self, ids: &[Arc<str>]) -> Result<Vec<Option<Document>>, SearchError> {
-        self.runtime.block_on(self.fetch_documents(ids))
+        // Documents that came with the lists; one round for the others.
+        let kept: Vec<Option<Document>> = {
+            let cache = self.cache.lock();
+            ids.iter().map(|id| cache.get(id).cloned()).collect()
+        };
+        let missing: Vec<Arc<str>> = ids
+            .iter()
+            .zip(&kept)
+            .filter(|(_, doc)| doc.is_none())
+            .map(|(id, _)| Arc::clone(id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(kept);
+        }
+        let mut fetched = self.runtime.block_on(self.fetch_documents(&missing))?.into_iter();
+        Ok(kept.into_iter().map(|doc| doc.or_else(|| fetched.next().flatten())).collect())
     }
 }

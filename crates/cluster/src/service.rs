@@ -45,6 +45,9 @@ fn positions_from_proto(positions: &[proto::Position]) -> Vec<(Partition, u64)> 
     positions.iter().map(|p| (p.partition, p.seq)).collect()
 }
 
+/// The most documents per list a retrieval returns with its lists.
+const MAX_DOCUMENTS_K: usize = 100;
+
 /// The longest a read waits at a shard for its consistency token, whatever it asks.
 const MAX_READ_WAIT_MS: u32 = 30_000;
 
@@ -137,11 +140,19 @@ impl proto::shard_server::Shard for ShardService {
             dense_k: r.dense_k as usize,
             filter,
             stats: r.stats.map(stats_from_proto),
+            with_stats: r.with_stats,
+            documents_k: (r.documents_k as usize).min(MAX_DOCUMENTS_K),
         };
-        let (bm25, dense) = self.blocking(move |s| s.retrieve(&retrieval)).await?;
+        let found = self.blocking(move |s| s.retrieve(&retrieval)).await?;
         Ok(Response::new(proto::RetrieveReply {
-            bm25: ranked_to_proto(bm25),
-            dense: ranked_to_proto(dense),
+            bm25: ranked_to_proto(found.bm25),
+            dense: ranked_to_proto(found.dense),
+            stats: found.stats.as_ref().map(stats_to_proto),
+            documents: found
+                .documents
+                .iter()
+                .map(|doc| proto::Fetched { id: doc.id.clone(), document: encode_value(doc) })
+                .collect(),
         }))
     }
 

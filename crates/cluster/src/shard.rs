@@ -279,6 +279,23 @@ pub struct Retrieval {
     pub filter: Option<Filter>,
     /// Cluster-wide BM25 statistics (required when `bm25_k > 0`).
     pub stats: Option<Bm25Stats>,
+    /// Also the BM25 statistics of `text` over the partitions.
+    pub with_stats: bool,
+    /// Also the documents of each list's first `documents_k` ids.
+    pub documents_k: usize,
+}
+
+/// What one retrieval call found.
+#[derive(Clone, Debug, Default)]
+pub struct Retrieved {
+    /// The BM25 list.
+    pub bm25: Ranked,
+    /// The dense list.
+    pub dense: Ranked,
+    /// The BM25 statistics, when asked for.
+    pub stats: Option<Bm25Stats>,
+    /// The documents of each list's first ids, when asked for.
+    pub documents: Vec<Document>,
 }
 
 /// A cluster shard.
@@ -707,9 +724,34 @@ impl Shard {
         }
     }
 
-    /// The BM25 and dense lists over the requested partitions together: each partition's top
-    /// `k`, merged by (score, id).
-    pub fn retrieve(&self, request: &Retrieval) -> Result<(Ranked, Ranked), ShardError> {
+    /// The BM25 and dense lists over the requested partitions together (each partition's top
+    /// `k`, merged by (score, id)), and what else the request asks for: the statistics, the
+    /// documents of each list's first ids.
+    pub fn retrieve(&self, request: &Retrieval) -> Result<Retrieved, ShardError> {
+        let stats = if request.with_stats {
+            Some(self.stats(&request.collection, &request.partitions, &request.text)?)
+        } else {
+            None
+        };
+        let (bm25, dense) = self.lists(request)?;
+        let mut documents = Vec::new();
+        if request.documents_k > 0 {
+            let mut ids: Vec<&str> = Vec::new();
+            for (id, _) in bm25.iter().take(request.documents_k) {
+                ids.push(id);
+            }
+            for (id, _) in dense.iter().take(request.documents_k) {
+                if !ids.contains(&&**id) {
+                    ids.push(id);
+                }
+            }
+            let ids: Vec<String> = ids.into_iter().map(String::from).collect();
+            documents = self.fetch(&request.collection, &ids)?.into_iter().flatten().collect();
+        }
+        Ok(Retrieved { bm25, dense, stats, documents })
+    }
+
+    fn lists(&self, request: &Retrieval) -> Result<(Ranked, Ranked), ShardError> {
         let parts = self.parts(&request.collection, &request.partitions)?;
         let filter = request.filter.as_ref();
         let mut bm25 = Vec::new();

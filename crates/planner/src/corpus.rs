@@ -2,6 +2,7 @@
 //! cluster's shards. The planner embeds, fuses and reranks the same way over either.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sieve_storage::{Collection, CollectionConfig, Document, Filter, Score};
 
@@ -28,6 +29,52 @@ pub trait Corpus: Send + Sync + 'static {
     ) -> Result<Ranked, SearchError>;
     /// The documents with these ids, in order; `None` for one deleted since retrieval.
     fn fetch(&self, ids: &[Arc<str>]) -> Result<Vec<Option<Document>>, SearchError>;
+
+    /// Both lists of a hybrid search, each with the time until it was ready. By default BM25
+    /// here and the dense list on a scoped thread, in parallel (not on the shared rayon pool,
+    /// which graph builds may be holding); a corpus spread over shards gets both in fewer
+    /// rounds.
+    fn hybrid(&self, lists: Hybrid<'_>) -> Result<Both, SearchError> {
+        let timed = |f: &dyn Fn() -> Result<Ranked, SearchError>| {
+            let started = Instant::now();
+            f().map(|list| (list, started.elapsed()))
+        };
+        std::thread::scope(|scope| {
+            let dense =
+                scope.spawn(|| timed(&|| self.dense(lists.vector, lists.dense_k, lists.filter)));
+            let bm25 = timed(&|| self.bm25(lists.text, lists.bm25_k, lists.filter));
+            let dense = dense.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            Ok(Both { bm25: bm25?, dense: dense? })
+        })
+    }
+
+    /// A hint before retrieval: the search will fetch about its first `n` candidates, which a
+    /// corpus over shards brings back with the lists. Nothing by default.
+    fn prefetch(&self, _n: usize) {}
+}
+
+/// What a hybrid search retrieves.
+#[derive(Clone, Copy, Debug)]
+pub struct Hybrid<'a> {
+    /// Query text for BM25.
+    pub text: &'a str,
+    /// BM25 list length.
+    pub bm25_k: usize,
+    /// Query vector.
+    pub vector: &'a [f32],
+    /// Dense list length.
+    pub dense_k: usize,
+    /// Metadata filter of both.
+    pub filter: Option<&'a Filter>,
+}
+
+/// Both lists of a hybrid search, each with the time until it was ready.
+#[derive(Clone, Debug)]
+pub struct Both {
+    /// The BM25 list.
+    pub bm25: (Ranked, Duration),
+    /// The dense list.
+    pub dense: (Ranked, Duration),
 }
 
 impl Corpus for Collection {

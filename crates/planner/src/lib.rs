@@ -32,7 +32,7 @@ mod fusion;
 mod query;
 mod search;
 
-pub use corpus::{Corpus, Ranked};
+pub use corpus::{Both, Corpus, Hybrid, Ranked};
 pub use fusion::{Fused, Ranking, linear_fusion, reciprocal_rank_fusion};
 pub use query::{Fusion, Mode, Plan, Query, StageSpec};
 pub use search::{Hit, ModelStep, Placement, Planner, StageList, StagePlacement, Summary, Timings};

@@ -7,7 +7,7 @@ use sieve_models::Registry;
 use sieve_rerank::{Cascade, Stage, StageOutcome};
 use sieve_storage::Metadata;
 
-use crate::corpus::{Corpus, Ranked};
+use crate::corpus::{Corpus, Hybrid, Ranked};
 use crate::fusion::{Ranking, linear_fusion, reciprocal_rank_fusion};
 use crate::query::{Fusion, Mode, Query, StageSpec};
 use crate::{
@@ -308,6 +308,10 @@ impl Planner {
     }
 }
 
+/// The most first-stage candidates a corpus over shards brings back with its lists (a
+/// cascade's candidates, usually more, are fetched in their own round).
+const MAX_PREFETCH: usize = 20;
+
 /// BM25 and dense retrieval (in parallel when both run), fusion, and the payloads of the best
 /// `first_n` fused candidates.
 fn first_stage(
@@ -338,16 +342,24 @@ fn first_stage(
         Ok((collection.dense(vector, k, filter)?, t.elapsed()))
     };
     let none = || Ok((Vec::new(), Duration::ZERO));
+    collection.prefetch(if first_n <= MAX_PREFETCH { first_n } else { 0 });
     let (bm25, dense) = match mode {
         Mode::Bm25 => (run_bm25(), none()),
         Mode::Dense => (none(), run_dense()),
-        // The dense walk runs on a scoped thread (not the shared rayon pool, which graph
-        // builds may be holding) while this thread runs BM25.
-        Mode::Hybrid => std::thread::scope(|scope| {
-            let dense = scope.spawn(run_dense);
-            let bm25 = run_bm25();
-            (bm25, dense.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-        }),
+        Mode::Hybrid => {
+            let _span = tracing::info_span!(parent: &parent, "hybrid").entered();
+            let lists = Hybrid {
+                text: &query.text,
+                bm25_k: plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES),
+                vector: query.vector.as_deref().expect("the vector was given or embedded"),
+                dense_k: plan.dense_k.unwrap_or(DEFAULT_CANDIDATES),
+                filter,
+            };
+            match collection.hybrid(lists) {
+                Ok(both) => (Ok(both.bm25), Ok(both.dense)),
+                Err(e) => (Err(e), none()),
+            }
+        }
     };
     let (bm25, bm25_time) = bm25?;
     let (dense, dense_time) = dense?;
