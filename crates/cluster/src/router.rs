@@ -16,6 +16,7 @@ use sieve_planner::{Both, Corpus, Hybrid, Ranked, SearchError};
 use sieve_storage::{Bm25Stats, CollectionConfig, Document, Filter};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Status};
+use tracing::Instrument as _;
 
 use crate::partition::{Partition, Partitioner};
 use crate::service::proto::shard_client::ShardClient;
@@ -529,7 +530,7 @@ impl Corpus for ClusterCorpus {
                 fused: true,
                 ..Round::default()
             };
-            let first = self.retrieve(first).await?;
+            let first = self.retrieve(first).instrument(tracing::info_span!("dense")).await?;
             let dense_time = started.elapsed();
             let stats = first.stats.unwrap_or_default();
             let second = Round {
@@ -540,7 +541,7 @@ impl Corpus for ClusterCorpus {
                 fused: true,
                 ..Round::default()
             };
-            let bm25 = self.retrieve(second).await?.bm25;
+            let bm25 = self.retrieve(second).instrument(tracing::info_span!("bm25")).await?.bm25;
             Ok(Both { bm25: (bm25, started.elapsed()), dense: (first.dense, dense_time) })
         })
     }

@@ -39,10 +39,16 @@ pub trait Corpus: Send + Sync + 'static {
             let started = Instant::now();
             f().map(|list| (list, started.elapsed()))
         };
+        let parent = tracing::Span::current();
         std::thread::scope(|scope| {
-            let dense =
-                scope.spawn(|| timed(&|| self.dense(lists.vector, lists.dense_k, lists.filter)));
-            let bm25 = timed(&|| self.bm25(lists.text, lists.bm25_k, lists.filter));
+            let dense = scope.spawn(|| {
+                let _span = tracing::info_span!(parent: &parent, "dense").entered();
+                timed(&|| self.dense(lists.vector, lists.dense_k, lists.filter))
+            });
+            let bm25 = {
+                let _span = tracing::info_span!("bm25").entered();
+                timed(&|| self.bm25(lists.text, lists.bm25_k, lists.filter))
+            };
             let dense = dense.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             Ok(Both { bm25: bm25?, dense: dense? })
         })

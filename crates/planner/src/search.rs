@@ -346,8 +346,8 @@ fn first_stage(
     let (bm25, dense) = match mode {
         Mode::Bm25 => (run_bm25(), none()),
         Mode::Dense => (none(), run_dense()),
+        // Each list in its own `bm25` and `dense` span.
         Mode::Hybrid => {
-            let _span = tracing::info_span!(parent: &parent, "hybrid").entered();
             let lists = Hybrid {
                 text: &query.text,
                 bm25_k: plan.bm25_k.unwrap_or(DEFAULT_CANDIDATES),
