@@ -148,6 +148,13 @@ def test_errors_carry_the_grpc_status(server, admin, demo):
         admin.search(demo, QUESTION, rerank=["no-keep"])
 
 
+def test_partition_snapshots_are_for_a_cluster_router(admin):
+    with pytest.raises(sieve.SieveError) as refused:
+        admin.snapshot_partitions([0], purge=True)
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "SnapshotPartitions is for a cluster router" in str(refused.value)
+
+
 def test_a_snapshot_round_trips(admin, demo):
     snapshot = admin.create_snapshot(demo)
     assert snapshot.collection == demo and snapshot.documents == 42

@@ -15,8 +15,10 @@ import {
   CreateSnapshotRequest,
   DeleteSnapshotRequest,
   ListSnapshotsRequest,
+  PartitionSnapshot,
   RestoreSnapshotRequest,
   Snapshot,
+  SnapshotPartitionsRequest,
 } from "./gen/sieve/v1/admin";
 import {
   Collection,
@@ -52,7 +54,7 @@ import {
 
 import { toValue } from "./filters";
 export { filters } from "./filters";
-export type { Collection, GetInfoResponse, IngestAck, Snapshot };
+export type { Collection, GetInfoResponse, IngestAck, PartitionSnapshot, Snapshot };
 
 export type MetadataValue = string | number | boolean;
 
@@ -571,5 +573,16 @@ export class Client {
 
   async deleteSnapshot(snapshot: string, timeoutMs?: number): Promise<void> {
     await this.unary(this.admin, this.admin.deleteSnapshot, DeleteSnapshotRequest.fromPartial({ snapshot }), timeoutMs);
+  }
+
+  /**
+   * Cluster mode (a router): snapshots each of `partitions` (none: every one) at one stream
+   * position into the cluster's snapshot store, in partition order; with `purge`, trims the
+   * streams they cover. A standalone server answers FAILED_PRECONDITION.
+   */
+  async snapshotPartitions(partitions: number[] = [], purge = false, timeoutMs?: number): Promise<PartitionSnapshot[]> {
+    const request = SnapshotPartitionsRequest.fromPartial({ partitions, purge });
+    const response = await this.unary(this.admin, this.admin.snapshotPartitions, request, timeoutMs);
+    return response.snapshots;
   }
 }

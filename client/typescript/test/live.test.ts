@@ -177,6 +177,14 @@ describe("sieve client against the live server", () => {
     assert.equal(nearest.hits[0].id, docs[10].id);
   });
 
+  test("partition snapshots are for a cluster router", async () => {
+    await assert.rejects(
+      admin.snapshotPartitions([0], true),
+      (e: SieveError) =>
+        e.codeName === "FAILED_PRECONDITION" && e.message.includes("SnapshotPartitions is for a cluster router"),
+    );
+  });
+
   test("a snapshot round-trips", async () => {
     const snapshot = await admin.createSnapshot("ts-demo");
     assert.equal(snapshot.collection, "ts-demo");

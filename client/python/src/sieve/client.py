@@ -215,6 +215,15 @@ class Client:
     def delete_snapshot(self, snapshot: str, *, timeout: Optional[float] = None) -> None:
         self._call(self._admin.DeleteSnapshot, admin_pb2.DeleteSnapshotRequest(snapshot=snapshot), timeout)
 
+    def snapshot_partitions(
+        self, partitions: Sequence[int] = (), *, purge: bool = False, timeout: Optional[float] = None
+    ) -> List[admin_pb2.PartitionSnapshot]:
+        """Cluster mode (a router): snapshots each of `partitions` (none: every one) at one stream
+        position into the cluster's snapshot store, in partition order; with `purge`, trims the
+        streams they cover. A standalone server answers FAILED_PRECONDITION."""
+        request = admin_pb2.SnapshotPartitionsRequest(partitions=list(partitions), purge=purge)
+        return list(self._call(self._admin.SnapshotPartitions, request, timeout).snapshots)
+
     # --- documents -----------------------------------------------------------------------
 
     def ingest_stream(
