@@ -37,6 +37,13 @@ fn shard_flags<'a>(name: &'a str, partitions: &'a str, nats: &'a str) -> Vec<&'a
     ]
 }
 
+/// A router's flags over the NATS servers `nats` and the shards `shards` (4 partitions), then
+/// `extra`.
+fn router_flags<'a>(nats: &'a str, shards: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let flags = ["--role", "router", "--nats", nats, "--partitions", "4", "--shards", shards];
+    [&flags[..], extra].concat()
+}
+
 fn config() -> CollectionConfig {
     CollectionConfig {
         dense: Some(DenseConfig {
@@ -433,18 +440,7 @@ fn start_routed() -> Routed {
     let addresses = shards.iter().map(|s| s.url.as_str()).collect::<Vec<_>>().join(",");
     let router = TestServer::start(
         dirs[3].path(),
-        &[
-            "--role",
-            "router",
-            "--nats",
-            &urls,
-            "--partitions",
-            "4",
-            "--shards",
-            &addresses,
-            "--append-timeout-ms",
-            "3000",
-        ],
+        &router_flags(&urls, &addresses, &["--append-timeout-ms", "3000"]),
     );
     let standalone = TestServer::start(dirs[4].path(), &[]);
     Routed { nats, _shards: shards, router, standalone, _dirs: dirs }
@@ -781,20 +777,11 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
     let shard_urls = addresses.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>().join(",");
     let router = TestServer::start(
         dirs[3].path(),
-        &[
-            "--role",
-            "router",
-            "--nats",
+        &router_flags(
             &urls,
-            "--partitions",
-            "4",
-            "--shards",
             &shard_urls,
-            "--append-timeout-ms",
-            "3000",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
+            &["--append-timeout-ms", "3000", "--metrics-listen", "127.0.0.1:0"],
+        ),
     );
     let client = router.client().await;
     client
@@ -1036,23 +1023,14 @@ async fn a_router_embeds_and_reranks_through_the_model_tier() {
     let urls = nats.urls().join(",");
     let mut flags = shard_flags("s", "", &urls);
     *flags.last_mut().unwrap() = "4";
-    let _shard = TestServer::start(dirs[2].path(), &flags);
+    let shard = TestServer::start(dirs[2].path(), &flags);
     let router = TestServer::start(
         dirs[3].path(),
-        &[
-            "--role",
-            "router",
-            "--nats",
+        &router_flags(
             &urls,
-            "--partitions",
-            "4",
-            "--shards",
-            &_shard.url,
-            "--models-url",
-            &tier.url,
-            "--default-embedder",
-            EMBEDDER,
-        ],
+            &shard.url,
+            &["--models-url", &tier.url, "--default-embedder", EMBEDDER],
+        ),
     );
     let (routed, reference) = (router.client().await, standalone.client().await);
 

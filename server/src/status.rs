@@ -67,17 +67,7 @@ pub fn cluster(error: sieve_cluster::ClusterError) -> Status {
 }
 
 pub fn model(error: ModelError) -> Status {
-    match error {
-        ModelError::InvalidInput(msg) => Status::invalid_argument(msg),
-        ModelError::Overloaded(msg) => Status::resource_exhausted(msg),
-        ModelError::Closed(_) | ModelError::Unavailable(_) => {
-            Status::unavailable(error.to_string())
-        }
-        ModelError::NotFound(_) | ModelError::Unsupported(_) | ModelError::Inference(_) => {
-            tracing::error!(%error, "model failure");
-            Status::internal(error.to_string())
-        }
-    }
+    sieve_cluster::model_status(error)
 }
 
 /// Runs store work on the blocking pool; a panic there becomes INTERNAL, never a crash.

@@ -176,22 +176,12 @@ impl<L: Log> Applier<L> {
                 refusal(self.store.skip_logged(at)?)
             }
         };
-        Ok(match refused {
-            None => Applied::Written,
-            Some(OutOfOrder::Duplicate { .. }) => Applied::Duplicate,
-            Some(OutOfOrder::Gap { applied }) => Applied::Gap { applied },
-        })
+        Ok(refused.map_or(Applied::Written, applied_as))
     }
 
     fn out_of_order(&self, at: LogPosition) -> Result<Option<Applied>, ApplyError> {
         let applied = self.store.log_position(at.partition)?;
-        Ok(if at.seq <= applied {
-            Some(Applied::Duplicate)
-        } else if at.seq > applied + 1 {
-            Some(Applied::Gap { applied })
-        } else {
-            None
-        })
+        Ok(at.follows(applied).err().map(applied_as))
     }
 
     /// Follows `partition`'s stream from the store's position until an error (or until the
@@ -255,6 +245,14 @@ impl<L: Log> Applier<L> {
                 }
             }
         }
+    }
+}
+
+/// What a message refused as out of order did.
+fn applied_as(refused: OutOfOrder) -> Applied {
+    match refused {
+        OutOfOrder::Duplicate { .. } => Applied::Duplicate,
+        OutOfOrder::Gap { applied } => Applied::Gap { applied },
     }
 }
 

@@ -30,7 +30,7 @@ pub use cluster::{Cluster, ClusterError, Counts, ReadAt, RouterSettings};
 pub use jetstream::{JetStreamLog, StreamSettings};
 pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
 pub use message::LogOp;
-pub use models::{ModelsService, model_tier};
+pub use models::{ModelsService, model_status, model_tier};
 pub use partition::{Partition, Partitioner};
 pub use router::{ClusterCorpus, ShardView, Topology, shard_clients};
 pub use service::{ShardService, proto};

@@ -59,8 +59,9 @@ fn description_from_proto(d: proto::ModelDescription) -> ModelDescription {
     }
 }
 
-/// A model error as the status the router turns back into it.
-fn to_status(error: ModelError) -> Status {
+/// A model error as a gRPC status: the mapping every server uses, so that a router turns a
+/// model tier's answer back into the same error.
+pub fn model_status(error: ModelError) -> Status {
     match error {
         ModelError::InvalidInput(msg) => Status::invalid_argument(msg),
         ModelError::Overloaded(msg) => Status::resource_exhausted(msg),
@@ -106,8 +107,8 @@ impl proto::models_server::Models for ModelsService {
     ) -> Result<Response<proto::EmbedReply>, Status> {
         let request = request.into_inner();
         check_inputs("texts", request.texts.len())?;
-        let embedder = self.registry.embedder(&request.model).map_err(to_status)?;
-        let embedded = embedder.embed(request.texts).await.map_err(to_status)?;
+        let embedder = self.registry.embedder(&request.model).map_err(model_status)?;
+        let embedded = embedder.embed(request.texts).await.map_err(model_status)?;
         Ok(Response::new(proto::EmbedReply {
             vectors: embedded.vectors.into_iter().map(|values| proto::Vector { values }).collect(),
             queue_micros: embedded.queue_time.as_micros() as u64,
@@ -121,11 +122,11 @@ impl proto::models_server::Models for ModelsService {
     ) -> Result<Response<proto::ScoreReply>, Status> {
         let request = request.into_inner();
         check_inputs("passages", request.passages.len())?;
-        let model = self.registry.cross_encoder(&request.model).map_err(to_status)?;
+        let model = self.registry.cross_encoder(&request.model).map_err(model_status)?;
         let scored = model
             .score(&request.query, request.passages, request.windows)
             .await
-            .map_err(to_status)?;
+            .map_err(model_status)?;
         Ok(Response::new(proto::ScoreReply {
             scores: scored.scores,
             queue_micros: scored.queue_time.as_micros() as u64,

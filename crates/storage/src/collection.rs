@@ -478,23 +478,14 @@ impl Collection {
         let mut outcome = WriteOutcome::default();
         // Ids touched earlier in this batch, with their version after that op.
         let mut touched: HashMap<&str, Option<PointId>> = HashMap::new();
-        let mut first_index: HashMap<&str, usize> = HashMap::new();
         let mut planned = Vec::new();
         let mut next_pid = w.next_pid;
-        for (index, doc) in batch.upserts.iter().enumerate() {
-            let reject = |reason: String| Rejected { index, id: doc.id.clone(), reason };
-            if let Err(reason) = self.config.check_document(doc) {
-                outcome.rejected.push(reject(reason));
+        let verdicts = self.config.screen(&batch.upserts);
+        for ((index, doc), verdict) in batch.upserts.iter().enumerate().zip(verdicts) {
+            if let Some(reason) = verdict {
+                outcome.rejected.push(Rejected { index, id: doc.id.clone(), reason });
                 continue;
             }
-            if let Some(first) = first_index.get(doc.id.as_str()) {
-                outcome.rejected.push(reject(format!(
-                    "id: '{}' already appears at position {first} of this batch",
-                    doc.id
-                )));
-                continue;
-            }
-            first_index.insert(&doc.id, index);
             let replaced = self.current_pid(&touched, &doc.id)?;
             let pid = next_pid;
             next_pid += 1;

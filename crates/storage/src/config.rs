@@ -111,6 +111,32 @@ impl CollectionConfig {
         }
     }
 
+    /// Why a write batch rejects each of `upserts` (`None`: it goes in): what
+    /// [`check_document`](Self::check_document) says, or an id already upserted earlier in the
+    /// batch. A cluster's router asks this before the batch enters the log, a collection when
+    /// it writes; both give the same answers.
+    pub fn screen(&self, upserts: &[crate::Document]) -> Vec<Option<String>> {
+        let mut first_index: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::new();
+        upserts
+            .iter()
+            .enumerate()
+            .map(|(index, doc)| {
+                if let Err(reason) = self.check_document(doc) {
+                    return Some(reason);
+                }
+                if let Some(first) = first_index.get(doc.id.as_str()) {
+                    return Some(format!(
+                        "id: '{}' already appears at position {first} of this batch",
+                        doc.id
+                    ));
+                }
+                first_index.insert(&doc.id, index);
+                None
+            })
+            .collect()
+    }
+
     /// Checks the settings; the error names the field.
     pub fn check(&self, max_dimension: usize) -> Result<()> {
         let Some(dense) = &self.dense else { return Ok(()) };

@@ -57,6 +57,13 @@ pub(crate) fn decode(bytes: Option<impl AsRef<[u8]>>) -> Result<u64> {
     }
 }
 
+impl LogPosition {
+    /// `Ok` when this is the message after `applied`, its partition's applied position.
+    pub fn follows(self, applied: u64) -> std::result::Result<(), OutOfOrder> {
+        check(applied, self)
+    }
+}
+
 /// `Ok` when `at` is the message after `applied`.
 pub(crate) fn check(applied: u64, at: LogPosition) -> std::result::Result<(), OutOfOrder> {
     if at.seq <= applied {

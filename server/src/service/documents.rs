@@ -1,6 +1,6 @@
 //! `sieve.v1.Documents`: streamed ingest with durable acks, get and delete by id.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::pin::Pin;
 use std::sync::Arc;
 
@@ -178,24 +178,16 @@ async fn target(state: &State, name: &str) -> Result<Target, Status> {
 /// outcome lists the rejected documents and the accepted ids; the batch keeps the accepted.
 fn precheck(config: &CollectionConfig, batch: WriteBatch) -> (WriteOutcome, WriteBatch) {
     let mut outcome = WriteOutcome::default();
-    let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut upserts = Vec::with_capacity(batch.upserts.len());
-    for (index, doc) in batch.upserts.into_iter().enumerate() {
-        let reject = |reason: String| Rejected { index, id: doc.id.clone(), reason };
-        if let Err(reason) = config.check_document(&doc) {
-            outcome.rejected.push(reject(reason));
-            continue;
+    let verdicts = config.screen(&batch.upserts);
+    for ((index, doc), verdict) in batch.upserts.into_iter().enumerate().zip(verdicts) {
+        match verdict {
+            Some(reason) => outcome.rejected.push(Rejected { index, id: doc.id, reason }),
+            None => {
+                outcome.accepted.push(doc.id.clone());
+                upserts.push(doc);
+            }
         }
-        if let Some(first) = first_index.get(&doc.id) {
-            outcome.rejected.push(reject(format!(
-                "id: '{}' already appears at position {first} of this batch",
-                doc.id
-            )));
-            continue;
-        }
-        first_index.insert(doc.id.clone(), index);
-        outcome.accepted.push(doc.id.clone());
-        upserts.push(doc);
     }
     (outcome, WriteBatch { upserts, deletes: batch.deletes })
 }
