@@ -934,8 +934,9 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
     }
 }
 
-/// The README's local cluster: `deploy/cluster/local.sh up` starts 3 NATS servers, 3 shards and a
-/// router that serves the API; `down` stops every process it started, by PID.
+/// The README's local cluster: `deploy/cluster/local.sh up` starts 3 NATS servers, 3 shards, a
+/// model tier (asked for with SIEVE_MODEL_TIER) and a router that serves the API and reranks
+/// through the tier; `down` stops every process it started, by PID.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     let state = tempfile::tempdir().unwrap();
@@ -945,6 +946,8 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
         std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // NATS takes three consecutive client ports and the three 2000 above them.
     let nats_port = 21000 + (std::process::id() % 2000) as u16 * 3 % 6000;
+    let tiny = common::shared().join("fixtures/tiny-bert-ce");
+    let tier = format!("--models tiny-bert-ce={}", tiny.display());
     let run = |command: &str| {
         let output = std::process::Command::new("bash")
             .arg(&script)
@@ -954,6 +957,7 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
             .env("SIEVE_ROUTER_LISTEN", format!("127.0.0.1:{router_port}"))
             .env("SIEVE_NATS_PORT", nats_port.to_string())
             .env("SIEVE_PARTITIONS", "4")
+            .env("SIEVE_MODEL_TIER", &tier)
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
@@ -962,10 +966,10 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     };
     let (url, log) = run("up");
     assert_eq!(url.trim(), format!("http://127.0.0.1:{router_port}"), "{log}");
-    assert!(log.contains("shard-3 on 127.0.0.1:"), "{log}");
+    assert!(log.contains("shard-3 on 127.0.0.1:") && log.contains("model tier on"), "{log}");
     let pids: Vec<String> = (1..=3)
         .flat_map(|i| [format!("nats-{i}"), format!("shard-{i}")])
-        .chain(["router".to_string()])
+        .chain(["model".to_string(), "router".to_string()])
         .map(|name| std::fs::read_to_string(state.path().join("pids").join(name)).unwrap())
         .collect();
 
@@ -984,13 +988,26 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     assert!(ack.visible);
     let found = ranked(&client, api::SearchRequest::new("notes", "wombat")).await;
     assert_eq!(found.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["n1"]);
-    let info = client.info().await.unwrap().cluster.unwrap();
-    assert_eq!((info.partitions, info.shards.len()), (4, 3));
+    let info = client.info().await.unwrap();
+    let shape = info.cluster.unwrap();
+    assert_eq!((shape.partitions, shape.shards.len()), (4, 3));
+    assert_eq!(info.models.len(), 1);
+    assert!(info.models[0].served_by.starts_with("http://127.0.0.1:"), "{:?}", info.models);
+    let reranked = client
+        .rerank(api::RerankRequest {
+            query: "wombat".into(),
+            texts: vec!["a wombat crossed the road".into(), "tax law".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!((reranked.model.as_str(), reranked.results.len()), ("tiny-bert-ce", 2));
 
     let (_, log) = run("down");
-    assert!(log.contains("stopped router") && log.contains("stopped nats-3"), "{log}");
+    assert!(log.contains("stopped router") && log.contains("stopped model"), "{log}");
+    assert!(log.contains("stopped nats-3"), "{log}");
     let (status, _) = run("status");
-    assert_eq!(status.matches(" stopped").count(), 7, "{status}");
+    assert_eq!(status.matches(" stopped").count(), 8, "{status}");
     for pid in pids {
         // Gone, or a zombie waiting for whichever process adopted it to reap it.
         let state =

@@ -15,6 +15,8 @@
 #   SIEVE_ROUTER_LISTEN the router's address (default 127.0.0.1:7700)
 #   SIEVE_PARTITIONS    partitions of the log, fixed when the cluster is created (default 16)
 #   SIEVE_NATS_PORT     first of the NATS client ports (default 4222; cluster ports +2000)
+#   SIEVE_MODEL_TIER    flags of a model tier to start too (e.g. "--models-dir ../shared/models
+#                       --models org/a,org/b"); the router then embeds and reranks through it
 # Flags after `--` go to the router, e.g. `-- --demo --models-dir ../shared/models`.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -129,8 +131,18 @@ EOF
     shard_urls+=("http://$addr")
     log "$name on $addr holds partitions $(held_by "$i")"
   done
+  local tier=()
+  if [[ -n "${SIEVE_MODEL_TIER:-}" ]]; then
+    # Word splitting is wanted: the variable holds flags.
+    # shellcheck disable=SC2086
+    spawn model "$bin" --role model --listen 127.0.0.1:0 $SIEVE_MODEL_TIER
+    local model_addr
+    model_addr="$(await_listening "$state/pids/model" "$state/logs/model.log" 180)"
+    log "model tier on $model_addr"
+    tier=(--models-url "http://$model_addr")
+  fi
   spawn router "$bin" --role router --nats "$nats_urls" --partitions "$partitions" \
-    --shards "$(IFS=,; echo "${shard_urls[*]}")" --listen "$listen" "$@"
+    --shards "$(IFS=,; echo "${shard_urls[*]}")" --listen "$listen" "${tier[@]}" "$@"
   local addr
   addr="$(await_listening "$state/pids/router" "$state/logs/router.log" 180)"
   log "router on $addr (logs: $state/logs; stop with: $0 down)"
@@ -139,8 +151,8 @@ EOF
 
 down() {
   local pidfile name pid waited
-  # Router first (no new writes), then shards, then the log.
-  for name in router shard-1 shard-2 shard-3 nats-1 nats-2 nats-3; do
+  # Router first (no new writes), then the model tier, the shards, then the log.
+  for name in router model shard-1 shard-2 shard-3 nats-1 nats-2 nats-3; do
     pidfile="$state/pids/$name"
     if running "$pidfile"; then
       pid="$(cat "$pidfile")"
@@ -163,7 +175,7 @@ down() {
 
 status() {
   local name pidfile
-  for name in nats-1 nats-2 nats-3 shard-1 shard-2 shard-3 router; do
+  for name in nats-1 nats-2 nats-3 shard-1 shard-2 shard-3 model router; do
     pidfile="$state/pids/$name"
     if running "$pidfile"; then
       echo "$name running (PID $(cat "$pidfile"))"

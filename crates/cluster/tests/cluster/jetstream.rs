@@ -21,7 +21,7 @@ use common::NatsCluster;
 /// Connects once the cluster has elected its JetStream meta leader (bounded).
 async fn connect(cluster: &NatsCluster, partitions: u32) -> JetStreamLog {
     let settings = StreamSettings { partitions, replicas: 3, ..StreamSettings::default() };
-    JetStreamLog::connect_waiting(&cluster.urls(), &settings, Duration::from_secs(30))
+    JetStreamLog::connect_waiting(&cluster.urls(), &settings, Duration::from_secs(90))
         .await
         .unwrap_or_else(|e| panic!("the JetStream cluster never became ready: {e}"))
 }

@@ -146,7 +146,7 @@ async fn the_cluster_answers_exactly_as_one_standalone_collection() {
     let settings =
         StreamSettings { partitions: PARTITIONS, replicas: 3, ..StreamSettings::default() };
     let log = Arc::new(
-        JetStreamLog::connect_waiting(&nats.urls(), &settings, Duration::from_secs(30))
+        JetStreamLog::connect_waiting(&nats.urls(), &settings, Duration::from_secs(90))
             .await
             .unwrap_or_else(|e| panic!("the JetStream cluster never became ready: {e}")),
     );

@@ -45,11 +45,19 @@ pub struct NatsCluster {
     binary: PathBuf,
     servers: Vec<Server>,
     _dir: tempfile::TempDir,
+    /// Held while the cluster lives: fsyncing 3-server clusters started side by side on a
+    /// 2-core machine elect their leaders too slowly, so this binary's clusters run one at a
+    /// time.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl NatsCluster {
     /// Starts `n` servers that route to each other.
     pub fn start(n: usize) -> NatsCluster {
+        // A test that failed while holding it leaves it poisoned; the next one goes on.
+        let turn = ONE_AT_A_TIME.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let binary = nats_server_binary();
         let dir = tempfile::tempdir().unwrap();
         let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
@@ -76,7 +84,7 @@ impl NatsCluster {
                 Server { name, config, client_port, child: None }
             })
             .collect();
-        let mut cluster = NatsCluster { binary, servers, _dir: dir };
+        let mut cluster = NatsCluster { binary, servers, _dir: dir, _turn: turn };
         for i in 0..n {
             cluster.restart(i);
         }
