@@ -458,9 +458,9 @@ impl Registry {
         self.models.iter()
     }
 
-    /// Every model of a model tier, by name.
+    /// Every model of a model tier that serves here (none loaded here has its name), by name.
     pub fn remote(&self) -> impl Iterator<Item = (&String, &Arc<dyn RemoteModel>)> {
-        self.remote.iter()
+        self.remote.iter().filter(|(name, _)| !self.models.contains_key(*name))
     }
 
     /// The names of every cross-encoder, here or in a model tier.
@@ -471,9 +471,8 @@ impl Registry {
             .filter(|(_, m)| m.model().architecture().is_cross_encoder())
             .map(|(name, _)| name.as_str());
         let remote = self
-            .remote
-            .iter()
-            .filter(|(name, m)| m.description().cross_encoder && !self.models.contains_key(*name))
+            .remote()
+            .filter(|(_, m)| m.description().cross_encoder)
             .map(|(name, _)| name.as_str());
         let mut names: Vec<&str> = local.chain(remote).collect();
         names.sort_unstable();

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use sieve_proto::v1::info_server::Info;
 use std::sync::atomic::Ordering;
 
+use sieve_models::ModelDescription;
+
 use sieve_proto::v1::{
     ClusterInfo, GetInfoRequest, GetInfoResponse, Limits, ModelInfo, RerankStageInfo, ShardInfo,
 };
@@ -48,13 +50,8 @@ impl Info for InfoService {
             .models()
             .iter()
             .map(|(name, batched)| {
-                let (model, policy, stats) = (batched.model(), batched.policy(), batched.stats());
+                let (policy, stats) = (batched.policy(), batched.stats());
                 ModelInfo {
-                    name: name.clone(),
-                    architecture: model.architecture().name().to_string(),
-                    precision: model.precision().name().to_string(),
-                    max_length: model.max_length() as u32,
-                    dimension: model.dimension() as u32,
                     max_batch_tokens: policy.max_batch_tokens as u32,
                     max_batch_requests: policy.max_batch_requests as u32,
                     queue_capacity: policy.queue_capacity as u32,
@@ -62,28 +59,14 @@ impl Info for InfoService {
                     cancelled: stats.cancelled.load(Ordering::Relaxed),
                     batches: stats.batches.load(Ordering::Relaxed),
                     inputs: stats.inputs.load(Ordering::Relaxed),
-                    kernels: model.kernels().name().to_string(),
-                    served_by: String::new(),
+                    ..described(name, &ModelDescription::of(batched.model()))
                 }
             })
             .collect::<Vec<_>>();
-        let local: std::collections::HashSet<&String> =
-            planner.models().iter().map(|(name, _)| name).collect();
-        let remote = planner.models().remote().filter(|(name, _)| !local.contains(name)).map(
-            |(name, model)| {
-                let d = model.description();
-                ModelInfo {
-                    name: name.clone(),
-                    architecture: d.architecture.clone(),
-                    precision: d.precision.clone(),
-                    max_length: d.max_length as u32,
-                    dimension: d.dimension as u32,
-                    kernels: d.kernels.clone(),
-                    served_by: model.served_by().to_string(),
-                    ..ModelInfo::default()
-                }
-            },
-        );
+        let remote = planner.models().remote().map(|(name, model)| ModelInfo {
+            served_by: model.served_by().to_string(),
+            ..described(name, model.description())
+        });
         let models = models.into_iter().chain(remote).collect();
         let default_cascade = planner
             .default_cascade()
@@ -127,5 +110,18 @@ impl Info for InfoService {
             api_keys_required: !(c.admin_keys.0.is_empty() && c.read_keys.0.is_empty()),
             tls: !c.tls_cert.as_os_str().is_empty(),
         }))
+    }
+}
+
+/// What `Info` says of a model wherever it runs (its queue's fields left at zero).
+fn described(name: &str, d: &ModelDescription) -> ModelInfo {
+    ModelInfo {
+        name: name.to_string(),
+        architecture: d.architecture.clone(),
+        precision: d.precision.clone(),
+        max_length: d.max_length as u32,
+        dimension: d.dimension as u32,
+        kernels: d.kernels.clone(),
+        ..ModelInfo::default()
     }
 }
