@@ -37,10 +37,10 @@ fn shard_flags<'a>(name: &'a str, partitions: &'a str, nats: &'a str) -> Vec<&'a
     ]
 }
 
-/// A router's flags over the NATS servers `nats` and the shards `shards` (4 partitions), then
-/// `extra`.
-fn router_flags<'a>(nats: &'a str, shards: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
-    let flags = ["--role", "router", "--nats", nats, "--partitions", "4", "--shards", shards];
+/// A router's flags over the NATS servers `nats` (4 partitions; it finds the shards in the
+/// cluster's shard status bucket), then `extra`.
+fn router_flags<'a>(nats: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let flags = ["--role", "router", "--nats", nats, "--partitions", "4"];
     [&flags[..], extra].concat()
 }
 
@@ -408,17 +408,23 @@ fn a_shard_without_its_settings_refuses_to_start() {
             .contains("models_url: a model tier loads its own models")
     );
     assert!(run(&["--role", "router"]).contains("nats: a router needs the NATS servers' URLs"));
-    assert!(
-        run(&["--role", "router", "--nats", "nats://127.0.0.1:1"])
-            .contains("shards: a router needs the shards' addresses")
-    );
+    let shard = ["--role", "shard", "--shard-name", "s", "--nats", "nats://127.0.0.1:1"];
+    for (advertise, why) in [
+        ("ftp://h:1", "'ftp://h:1' is not an http://host:port address"),
+        ("http://h", "'http://h' is not an http://host:port address"),
+        ("http://h:1/x", "'http://h:1/x' is not an http://host:port address"),
+        ("http://h h:1", "'http://h h:1' is not a URL"),
+    ] {
+        let stderr = run(&[&shard[..], &["--advertise", advertise]].concat());
+        assert!(stderr.contains(&format!("advertise: {why}")), "{stderr}");
+    }
 }
 
 /// A cluster as users run it: 3 NATS servers, 3 shards holding 4 partitions twice over, a
 /// router in front; and a standalone server given the same writes, as the reference.
 struct Routed {
     nats: NatsCluster,
-    _shards: Vec<TestServer>,
+    shards: Vec<TestServer>,
     router: TestServer,
     standalone: TestServer,
     _dirs: Vec<tempfile::TempDir>,
@@ -437,13 +443,10 @@ fn start_routed() -> Routed {
             TestServer::start(dir.path(), &flags)
         })
         .collect();
-    let addresses = shards.iter().map(|s| s.url.as_str()).collect::<Vec<_>>().join(",");
-    let router = TestServer::start(
-        dirs[3].path(),
-        &router_flags(&urls, &addresses, &["--append-timeout-ms", "3000"]),
-    );
+    let router =
+        TestServer::start(dirs[3].path(), &router_flags(&urls, &["--append-timeout-ms", "3000"]));
     let standalone = TestServer::start(dirs[4].path(), &[]);
-    Routed { nats, _shards: shards, router, standalone, _dirs: dirs }
+    Routed { nats, shards, router, standalone, _dirs: dirs }
 }
 
 /// SciFact's first documents with seeded 8-d vectors.
@@ -492,6 +495,7 @@ async fn ranked(client: &Client, request: api::SearchRequest) -> Vec<(String, f3
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_does() {
     let mut cluster = start_routed();
+    let nats_urls = cluster.nats.urls().join(",");
     let router = cluster.router.client().await;
     let standalone = cluster.standalone.client().await;
     let config = common::dense_config(8, api::Distance::Cosine);
@@ -657,14 +661,50 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     assert_eq!(info.role, "router");
     let shape = info.cluster.unwrap();
     assert_eq!(shape.partitions, 4);
-    let mut held: Vec<(String, Vec<u32>)> =
-        shape.shards.into_iter().map(|s| (s.name, s.partitions)).collect();
+    // The router found the shards where they recorded themselves: no --shards given.
+    let mut held: Vec<(String, Vec<u32>, String)> =
+        shape.shards.into_iter().map(|s| (s.name, s.partitions, s.address)).collect();
     held.sort();
+    let url = |i: usize| cluster.shards[i].url.clone();
     assert_eq!(
         held,
-        [("a".into(), vec![0, 1]), ("b".into(), vec![2, 3]), ("c".into(), vec![0, 1, 2, 3])]
+        [
+            ("a".into(), vec![0, 1], url(0)),
+            ("b".into(), vec![2, 3], url(1)),
+            ("c".into(), vec![0, 1, 2, 3], url(2))
+        ]
     );
     assert!(shape.unserved.is_empty());
+    // A shard started later joins the routing without touching the router; stopped, it
+    // withdraws and leaves it.
+    let names = |shape: api::ClusterInfo| -> Vec<String> {
+        let mut names: Vec<String> = shape.shards.into_iter().map(|s| s.name).collect();
+        names.sort();
+        names
+    };
+    let shape_when = |wanted: &'static [&'static str], what: &'static str| {
+        let router = router.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let shape = router.info().await.unwrap().cluster.unwrap();
+                if names(shape.clone()) == wanted {
+                    return shape;
+                }
+                assert!(Instant::now() < deadline, "{what}: {shape:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    };
+    let late_dir = tempfile::tempdir().unwrap();
+    let mut late_flags = shard_flags("d", "3", &nats_urls);
+    *late_flags.last_mut().unwrap() = "4";
+    let mut late = TestServer::start(late_dir.path(), &late_flags);
+    let joined = shape_when(&["a", "b", "c", "d"], "the new shard never joined").await;
+    let d = joined.shards.iter().find(|s| s.name == "d").unwrap();
+    assert_eq!((d.partitions.clone(), d.address.clone()), (vec![3], late.url.clone()));
+    assert!(late.terminate().success());
+    shape_when(&["a", "b", "c"], "the stopped shard never left").await;
     assert_eq!(standalone.info().await.unwrap().role, "standalone");
     // Every shard caught up once the writes stopped, as the router's next refresh sees it.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -779,8 +819,14 @@ async fn no_search_fails_while_a_stream_leader_and_a_shard_are_killed() {
         dirs[3].path(),
         &router_flags(
             &urls,
-            &shard_urls,
-            &["--append-timeout-ms", "3000", "--metrics-listen", "127.0.0.1:0"],
+            &[
+                "--shards",
+                &shard_urls,
+                "--append-timeout-ms",
+                "3000",
+                "--metrics-listen",
+                "127.0.0.1:0",
+            ],
         ),
     );
     let client = router.client().await;
@@ -948,10 +994,10 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     let nats_port = 21000 + (std::process::id() % 2000) as u16 * 3 % 6000;
     let tiny = common::shared().join("fixtures/tiny-bert-ce");
     let tier = format!("--models tiny-bert-ce={}", tiny.display());
-    let run = |command: &str| {
+    let run = |command: &[&str]| {
         let output = std::process::Command::new("bash")
             .arg(&script)
-            .arg(command)
+            .args(command)
             .env("SIEVE_CLUSTER_DIR", state.path())
             .env("SIEVE_SERVER_BIN", env!("CARGO_BIN_EXE_sieve-server"))
             .env("SIEVE_ROUTER_LISTEN", format!("127.0.0.1:{router_port}"))
@@ -961,13 +1007,13 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr).to_string();
-        assert!(output.status.success(), "local.sh {command}: {stderr}");
+        assert!(output.status.success(), "local.sh {command:?}: {stderr}");
         (String::from_utf8(output.stdout).unwrap(), stderr)
     };
-    let (url, log) = run("up");
+    let (url, log) = run(&["up"]);
     assert_eq!(url.trim(), format!("http://127.0.0.1:{router_port}"), "{log}");
     assert!(log.contains("shard-3 on 127.0.0.1:") && log.contains("model tier on"), "{log}");
-    let pids: Vec<String> = (1..=3)
+    let mut pids: Vec<String> = (1..=3)
         .flat_map(|i| [format!("nats-{i}"), format!("shard-{i}")])
         .chain(["model".to_string(), "router".to_string()])
         .map(|name| std::fs::read_to_string(state.path().join("pids").join(name)).unwrap())
@@ -1003,10 +1049,32 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
         .unwrap();
     assert_eq!((reranked.model.as_str(), reranked.results.len()), ("tiny-bert-ce", 2));
 
-    let (_, log) = run("down");
+    // A shard added later: the router finds it without a restart; `down` stops it too.
+    let (_, log) = run(&["add-shard", "shard-4", "3"]);
+    assert!(log.contains("shard-4 on 127.0.0.1:") && log.contains("holds partitions 3"), "{log}");
+    pids.push(std::fs::read_to_string(state.path().join("pids/shard-4")).unwrap());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let shards = client.info().await.unwrap().cluster.unwrap().shards;
+        if shards.iter().any(|s| s.name == "shard-4" && s.partitions == [3]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the added shard never joined: {shards:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let refused = std::process::Command::new("bash")
+        .arg(&script)
+        .args(["add-shard", "bad name", "1"])
+        .env("SIEVE_CLUSTER_DIR", state.path())
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("usage:"));
+
+    let (_, log) = run(&["down"]);
     assert!(log.contains("stopped router") && log.contains("stopped model"), "{log}");
-    assert!(log.contains("stopped nats-3"), "{log}");
-    let (status, _) = run("status");
+    assert!(log.contains("stopped nats-3") && log.contains("stopped shard-4"), "{log}");
+    let (status, _) = run(&["status"]);
     assert_eq!(status.matches(" stopped").count(), 8, "{status}");
     for pid in pids {
         // Gone, or a zombie waiting for whichever process adopted it to reap it.
@@ -1040,14 +1108,10 @@ async fn a_router_embeds_and_reranks_through_the_model_tier() {
     let urls = nats.urls().join(",");
     let mut flags = shard_flags("s", "", &urls);
     *flags.last_mut().unwrap() = "4";
-    let shard = TestServer::start(dirs[2].path(), &flags);
+    let _shard = TestServer::start(dirs[2].path(), &flags);
     let router = TestServer::start(
         dirs[3].path(),
-        &router_flags(
-            &urls,
-            &shard.url,
-            &["--models-url", &tier.url, "--default-embedder", EMBEDDER],
-        ),
+        &router_flags(&urls, &["--models-url", &tier.url, "--default-embedder", EMBEDDER]),
     );
     let (routed, reference) = (router.client().await, standalone.client().await);
 

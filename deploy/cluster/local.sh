@@ -5,6 +5,8 @@
 # folder, and stopped by that PID.
 #
 #   deploy/cluster/local.sh up [-- ROUTER_FLAGS...]   start (the router on 127.0.0.1:7700)
+#   deploy/cluster/local.sh add-shard NAME PARTITIONS  start one more shard (e.g. shard-4 0,5):
+#                                                     the router finds it, no restart
 #   deploy/cluster/local.sh down                      stop everything, keep the data
 #   deploy/cluster/local.sh status                    which processes run
 #   deploy/cluster/local.sh clean                     stop and delete the data
@@ -84,13 +86,61 @@ held_by() {
   (IFS=,; echo "${list[*]}")
 }
 
-up() {
-  local bin="${SIEVE_SERVER_BIN:-}"
-  if [[ -z "$bin" ]]; then
-    log "building sieve-server (cargo build --release --bin sieve-server)"
-    (cd "$repo" && cargo build --release --quiet --bin sieve-server)
-    bin="$repo/target/release/sieve-server"
+# The sieve-server binary: SIEVE_SERVER_BIN, else built here.
+server_bin() {
+  if [[ -n "${SIEVE_SERVER_BIN:-}" ]]; then
+    echo "$SIEVE_SERVER_BIN"
+    return
   fi
+  log "building sieve-server (cargo build --release --bin sieve-server)"
+  (cd "$repo" && cargo build --release --quiet --bin sieve-server)
+  echo "$repo/target/release/sieve-server"
+}
+
+nats_urls() { echo "nats://127.0.0.1:$nats_port,nats://127.0.0.1:$((nats_port + 1)),nats://127.0.0.1:$((nats_port + 2))"; }
+
+# Starts shard $2 of binary $1 holding partitions $3; it records its address in the cluster's
+# shard status bucket, where the router finds it.
+spawn_shard() {
+  spawn "$2" "$1" --role shard --shard-name "$2" --shard-partitions "$3" \
+    --partitions "$partitions" --nats "$(nats_urls)" --listen 127.0.0.1:0 \
+    --data-dir "$state/shards/$2"
+}
+
+add_shard() {
+  local name=${1:-} held=${2:-} bin addr
+  if [[ ! "$name" =~ ^[A-Za-z0-9_-]+$ || -z "$held" ]]; then
+    log "usage: $0 add-shard NAME PARTITIONS (e.g. shard-4 0,5)"
+    return 2
+  fi
+  if ! running "$state/pids/nats-1"; then
+    log "the cluster is not up (start it with: $0 up)"
+    return 1
+  fi
+  partitions="$(cat "$state/partitions")"
+  bin="$(server_bin)"
+  spawn_shard "$bin" "$name" "$held"
+  addr="$(await_listening "$state/pids/$name" "$state/logs/$name.log" 120)"
+  log "$name on $addr holds partitions $held"
+}
+
+# Every process's name, in the order they stop: the router first (no new writes), then the
+# model tier, the shards (those added too), then the log.
+names() {
+  local pidfile shard_names=()
+  for pidfile in "$state"/pids/*; do
+    [[ -e "$pidfile" ]] || continue
+    case "$(basename "$pidfile")" in
+      router | model | nats-1 | nats-2 | nats-3) ;;
+      *) shard_names+=("$(basename "$pidfile")") ;;
+    esac
+  done
+  echo router model shard-1 shard-2 shard-3 "${shard_names[@]}" nats-1 nats-2 nats-3
+}
+
+up() {
+  local bin
+  bin="$(server_bin)"
   local nats
   nats="$(bash "$here/nats-server.sh")"
   mkdir -p "$state"/{pids,logs,nats,shards}
@@ -117,18 +167,14 @@ EOF
     spawn "$name" "$nats" -c "$state/nats/$name.conf"
   done
   log "NATS: $(IFS=,; echo "${urls[*]}")"
-  local nats_urls shard_urls=()
-  nats_urls="$(IFS=,; echo "${urls[*]}")"
+  # An added shard counts partitions as the cluster does.
+  echo "$partitions" >"$state/partitions"
   for i in 0 1 2; do
-    local name="shard-$((i + 1))"
-    spawn "$name" "$bin" --role shard --shard-name "$name" --shard-partitions "$(held_by "$i")" \
-      --partitions "$partitions" --nats "$nats_urls" --listen 127.0.0.1:0 \
-      --data-dir "$state/shards/$name"
+    spawn_shard "$bin" "shard-$((i + 1))" "$(held_by "$i")"
   done
   for i in 0 1 2; do
     local name="shard-$((i + 1))" addr
     addr="$(await_listening "$state/pids/$name" "$state/logs/$name.log" 120)"
-    shard_urls+=("http://$addr")
     log "$name on $addr holds partitions $(held_by "$i")"
   done
   local tier=()
@@ -141,8 +187,10 @@ EOF
     log "model tier on $model_addr"
     tier=(--models-url "http://$model_addr")
   fi
-  spawn router "$bin" --role router --nats "$nats_urls" --partitions "$partitions" \
-    --shards "$(IFS=,; echo "${shard_urls[*]}")" --listen "$listen" "${tier[@]}" "$@"
+  # The router finds the shards in the cluster's shard status bucket, where each records its
+  # address: a shard started later (same --nats, --partitions) joins without a router restart.
+  spawn router "$bin" --role router --nats "$(nats_urls)" --partitions "$partitions" \
+    --listen "$listen" "${tier[@]}" "$@"
   local addr
   addr="$(await_listening "$state/pids/router" "$state/logs/router.log" 180)"
   log "router on $addr (logs: $state/logs; stop with: $0 down)"
@@ -151,8 +199,8 @@ EOF
 
 down() {
   local pidfile name pid waited
-  # Router first (no new writes), then the model tier, the shards, then the log.
-  for name in router model shard-1 shard-2 shard-3 nats-1 nats-2 nats-3; do
+  # shellcheck disable=SC2046
+  for name in $(names); do
     pidfile="$state/pids/$name"
     if running "$pidfile"; then
       pid="$(cat "$pidfile")"
@@ -175,7 +223,8 @@ down() {
 
 status() {
   local name pidfile
-  for name in nats-1 nats-2 nats-3 shard-1 shard-2 shard-3 model router; do
+  # shellcheck disable=SC2046
+  for name in $(names); do
     pidfile="$state/pids/$name"
     if running "$pidfile"; then
       echo "$name running (PID $(cat "$pidfile"))"
@@ -190,11 +239,12 @@ shift || true
 [[ "${1:-}" == "--" ]] && shift
 case "$command" in
   up) up "$@" ;;
+  add-shard) add_shard "$@" ;;
   down) down ;;
   status) status ;;
   clean) down && rm -rf "$state" && log "deleted $state" ;;
   *)
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

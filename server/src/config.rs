@@ -171,7 +171,12 @@ settings! {
     shard_name: String = String::new(), "SIEVE_SHARD_NAME";
     /// Shard role: the partitions it holds, comma-separated ("" = all).
     shard_partitions: PartitionList = PartitionList::default(), "SIEVE_SHARD_PARTITIONS";
-    /// Router role: the shards' internal gRPC addresses, comma-separated (http://host:port).
+    /// Shard role: the address routers reach it at (http://host:port), recorded in the
+    /// cluster's shard status bucket ("" = the listen address with the port bound, this
+    /// host's name in place of an unspecified IP).
+    advertise: String = String::new(), "SIEVE_ADVERTISE";
+    /// Router role: shards' internal gRPC addresses (http://host:port, comma-separated) to
+    /// reach besides those the cluster's shard status bucket records ("" = only those).
     shards: UrlList = UrlList::default(), "SIEVE_SHARDS";
     /// Router role: this router's name, unique in its cluster while it runs ("" = host name
     /// and process id); part of every log message id, so retried appends land once.

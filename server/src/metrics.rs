@@ -224,7 +224,7 @@ pub fn refresh_shard(shard: &sieve_cluster::Shard) {
             gauge!("sieve_shard_stream_last_position", "partition" => partition.clone())
                 .set(last as f64);
             gauge!("sieve_shard_apply_lag_messages", "partition" => partition)
-                .set(last.saturating_sub(state.applied) as f64);
+                .set(state.behind() as f64);
         }
     }
 }

@@ -11,14 +11,12 @@ use sieve_cluster::{Cluster, RouterSettings};
 
 use crate::config::Config;
 
-/// Connects to the cluster's log and catalog and reaches its shards (those not up yet are
-/// picked up by the router's periodic refresh).
+/// Connects to the cluster's log and catalog and reaches its shards: those the shard status
+/// bucket records and those `shards` names (shards started later are picked up by the
+/// router's periodic refresh).
 pub async fn connect(config: &Config) -> anyhow::Result<Arc<Cluster>> {
     if config.nats.0.is_empty() {
         anyhow::bail!("nats: a router needs the NATS servers' URLs");
-    }
-    if config.shards.0.is_empty() {
-        anyhow::bail!("shards: a router needs the shards' addresses (http://host:port, ...)");
     }
     let log = Arc::new(crate::shard::connect_log(config).await?);
     let settings = RouterSettings {
@@ -39,16 +37,19 @@ pub async fn connect(config: &Config) -> anyhow::Result<Arc<Cluster>> {
 /// never reuses an id still inside the log's duplicate window, which would drop its write.
 fn instance_name(configured: &str) -> String {
     let base = if configured.is_empty() {
-        let host = std::env::var("HOSTNAME")
-            .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-            .map(|h| h.trim().to_string())
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| "router".to_string());
-        format!("{host}-{}", std::process::id())
+        format!("{}-{}", host_name().unwrap_or_else(|| "router".to_string()), std::process::id())
     } else {
         configured.to_string()
     };
     let started = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros());
     format!("{base}@{started}")
+}
+
+/// This host's name (`HOSTNAME`, else /etc/hostname), if it has one.
+pub fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }

@@ -8,7 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sieve_cluster::{JetStreamLog, Partitioner, Shard, ShardService, StreamSettings};
+use sieve_cluster::{
+    ANNOUNCE_EVERY, JetStreamLog, Partitioner, Roster, Shard, ShardRecord, ShardService,
+    StreamSettings,
+};
 use sieve_storage::StoreOptions;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
@@ -54,7 +57,13 @@ pub async fn serve(
     }
     let partitioner = Partitioner::new(config.partitions).map_err(anyhow::Error::msg)?;
     let owned = config.shard_partitions.resolve(config.partitions).map_err(anyhow::Error::msg)?;
+    if !config.advertise.is_empty() {
+        check_address(&config.advertise).context("advertise")?;
+    }
     let log = Arc::new(connect_log(&config).await?);
+    let roster = Roster::open(&log, config.stream_replicas)
+        .await
+        .context("opening the cluster's shard status bucket")?;
     let shard = {
         let (name, dir) = (config.shard_name.clone(), config.data_dir.clone());
         let owned = owned.clone();
@@ -74,10 +83,12 @@ pub async fn serve(
         .with_context(|| format!("listening on {}", config.listen))?
         .with_nodelay(Some(true));
     let addr = incoming.local_addr()?;
+    let advertised = advertised(&config.advertise, addr);
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_service_status("", ServingStatus::Serving).await;
     health.set_service_status(READINESS, ServingStatus::NotServing).await;
     let readiness = tokio::spawn(report_readiness(Arc::clone(&shard), health.clone()));
+    let announcing = tokio::spawn(announce(Arc::clone(&shard), roster.clone(), advertised.clone()));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = {
         let shard = Arc::clone(&shard);
@@ -99,7 +110,7 @@ pub async fn serve(
     // Tests and scripts read this line to learn the port when listening on port 0.
     println!("sieve-server listening on {addr}");
     let _ = std::io::stdout().flush();
-    tracing::info!(%addr, shard = config.shard_name, partitions = ?owned, data_dir = %config.data_dir.display(), "serving as a shard");
+    tracing::info!(%addr, advertised, shard = config.shard_name, partitions = ?owned, data_dir = %config.data_dir.display(), "serving as a shard");
     tokio::select! {
         signal = shutdown => tracing::info!(signal, "shutting down the shard"),
         result = &mut server => {
@@ -108,6 +119,13 @@ pub async fn serve(
         }
     }
     readiness.abort();
+    announcing.abort();
+    // Routers stop sending reads here at their next refresh, not when the record ages out.
+    match tokio::time::timeout(WITHDRAW_WITHIN, roster.withdraw(shard.id())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not withdraw the shard's status record"),
+        Err(_) => tracing::warn!("withdrawing the shard's status record timed out"),
+    }
     health.set_service_status(READINESS, ServingStatus::NotServing).await;
     health.set_service_status("", ServingStatus::NotServing).await;
     let _ = stop_tx.send(true);
@@ -121,6 +139,58 @@ pub async fn serve(
     tokio::task::spawn_blocking(move || shard.close()).await?.context("closing the shard")?;
     tracing::info!("shard stopped cleanly");
     Ok(())
+}
+
+/// Where routers reach this shard: `configured`, else `http://` the bound address, with this
+/// host's name for an unspecified IP (listening on every interface).
+fn advertised(configured: &str, bound: std::net::SocketAddr) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    if bound.ip().is_unspecified()
+        && let Some(host) = crate::router::host_name()
+    {
+        return format!("http://{host}:{}", bound.port());
+    }
+    format!("http://{bound}")
+}
+
+/// An address routers can reach: `http://` or `https://`, a host and a port.
+fn check_address(address: &str) -> anyhow::Result<()> {
+    let uri: http::Uri = address.parse().with_context(|| format!("'{address}' is not a URL"))?;
+    match (uri.scheme_str(), uri.host(), uri.port_u16()) {
+        (Some("http" | "https"), Some(_), Some(_))
+            if uri.path() == "/" || uri.path().is_empty() =>
+        {
+            Ok(())
+        }
+        _ => anyhow::bail!("'{address}' is not an http://host:port address"),
+    }
+}
+
+/// How long a stopping shard tries to remove its status record.
+const WITHDRAW_WITHIN: Duration = Duration::from_secs(2);
+
+/// Records this shard in the cluster's shard status bucket every [`ANNOUNCE_EVERY`], logging
+/// only when recording starts or stops working.
+async fn announce(shard: Arc<Shard>, roster: Roster, address: String) {
+    let mut failing = false;
+    loop {
+        let record = ShardRecord::of(&shard, &address);
+        match roster.announce(shard.id(), &record).await {
+            Ok(()) if failing => {
+                tracing::info!("recording the shard's status again");
+                failing = false;
+            }
+            Ok(()) => {}
+            Err(e) if !failing => {
+                tracing::warn!(error = %e, "cannot record the shard's status; routers that have not met it cannot find it");
+                failing = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(ANNOUNCE_EVERY).await;
+    }
 }
 
 /// Sets the readiness health status as the shard catches up and falls behind, logging each
@@ -143,5 +213,22 @@ async fn report_readiness(shard: Arc<Shard>, health: tonic_health::server::Healt
         }
         was = Some(now);
         tokio::time::sleep(READY_EVERY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_advertises_the_configured_address_else_the_bound_one() {
+        let bound: std::net::SocketAddr = "127.0.0.1:7801".parse().unwrap();
+        assert_eq!(advertised("", bound), "http://127.0.0.1:7801");
+        assert_eq!(advertised("http://shard-0.sieve:7801", bound), "http://shard-0.sieve:7801");
+        let any: std::net::SocketAddr = "0.0.0.0:7801".parse().unwrap();
+        let host = crate::router::host_name().expect("this machine has a host name");
+        assert_eq!(advertised("", any), format!("http://{host}:7801"));
+        assert!(check_address("https://shard-0.sieve:7801").is_ok());
+        assert!(check_address("http://[::1]:7801").is_ok());
     }
 }

@@ -62,24 +62,20 @@ pub struct Catalog {
 impl Catalog {
     /// Opens the catalog on `log`'s cluster, creating its bucket (`replicas` copies) if missing.
     pub async fn open(log: &JetStreamLog, replicas: usize) -> Result<Catalog, CatalogError> {
-        let context = log.context();
-        if context.get_key_value(BUCKET).await.is_err() {
-            context
-                .create_key_value(kv::Config {
-                    bucket: BUCKET.to_string(),
-                    description: "Sieve collections: name -> settings".to_string(),
-                    history: 1,
-                    storage: StorageType::File,
-                    num_replicas: replicas,
-                    max_age: Duration::ZERO,
-                    ..Default::default()
-                })
-                .await
-                .map_err(unavailable)?;
-        }
+        log.key_value(kv::Config {
+            bucket: BUCKET.to_string(),
+            description: "Sieve collections: name -> settings".to_string(),
+            history: 1,
+            storage: StorageType::File,
+            num_replicas: replicas,
+            max_age: Duration::ZERO,
+            ..Default::default()
+        })
+        .await?;
         // Reads from the stream leader only: a direct get may be answered by a replica that
         // has not applied the last create yet, and a router that just created a collection
         // must find it.
+        let context = log.context();
         let stream = format!("KV_{BUCKET}");
         let mut config =
             context.get_stream(&stream).await.map_err(unavailable)?.cached_info().config.clone();

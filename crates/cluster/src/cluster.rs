@@ -19,7 +19,8 @@ use crate::jetstream::JetStreamLog;
 use crate::log::{Log, LogError, append_retrying};
 use crate::message::LogOp;
 use crate::partition::{Partition, Partitioner};
-use crate::router::{ClusterCorpus, Topology, shard_clients};
+use crate::roster::Roster;
+use crate::router::{ClusterCorpus, Topology, shard_client, shard_clients};
 use crate::service::proto::shard_client::ShardClient;
 use crate::service::{positions_to_proto, proto};
 use crate::token::Token;
@@ -29,7 +30,8 @@ use crate::token::Token;
 pub struct RouterSettings {
     /// This router's name, unique in the cluster while it runs: part of every message id.
     pub name: String,
-    /// The shards' internal gRPC addresses (`http://host:port`).
+    /// Shards' internal gRPC addresses (`http://host:port`) to reach besides those the shard
+    /// status bucket records.
     pub shards: Vec<String>,
     /// How long one append retries while the log has no leader.
     pub append_within: Duration,
@@ -38,7 +40,7 @@ pub struct RouterSettings {
     /// How long a replica may wait to reach a read's consistency token before the router
     /// tries another.
     pub read_wait: Duration,
-    /// How often the router asks the shards what they hold.
+    /// How often the router reads the shard status bucket and asks the shards what they hold.
     pub refresh_every: Duration,
 }
 
@@ -124,13 +126,21 @@ pub struct Counts {
     pub tombstones: u64,
 }
 
+/// How long a topology refresh waits for the shard status bucket.
+const ROSTER_WITHIN: Duration = Duration::from_secs(1);
+
 /// A router's cluster.
 pub struct Cluster {
     settings: RouterSettings,
     log: Arc<JetStreamLog>,
     catalog: Catalog,
     partitioner: Partitioner,
-    shards: Vec<(String, ShardClient<Channel>)>,
+    roster: Roster,
+    /// A client per shard address: those of the settings, then those the shard status bucket
+    /// recorded at the last refresh.
+    clients: Mutex<BTreeMap<String, ShardClient<Channel>>>,
+    /// The addresses the shard status bucket recorded when last read.
+    recorded: Mutex<BTreeSet<String>>,
     topology: RwLock<Arc<Topology>>,
     streams: AtomicU64,
     /// Every collection as the catalog's watch (or the last read) reported it: searches find
@@ -142,9 +152,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Opens the catalog on `log` (with `replicas` copies), reaches the shards and starts
-    /// refreshing what they hold every `refresh_every`. Shards that are not up yet are
-    /// picked up by a later refresh.
+    /// Opens the catalog and the shard status bucket on `log` (with `replicas` copies),
+    /// reaches the shards and starts refreshing what they hold every `refresh_every`. Shards
+    /// that are not up yet are picked up by a later refresh.
     pub async fn connect(
         log: Arc<JetStreamLog>,
         partitions: u32,
@@ -156,19 +166,22 @@ impl Cluster {
         }
         let partitioner = Partitioner::new(partitions).map_err(ClusterError::InvalidArgument)?;
         let catalog = Catalog::open(&log, replicas).await?;
-        let shards = shard_clients(&settings.shards).map_err(ClusterError::InvalidArgument)?;
-        let topology = Topology::discover(&shards, partitioner).await;
+        let roster = Roster::open(&log, replicas).await?;
+        let clients = shard_clients(&settings.shards).map_err(ClusterError::InvalidArgument)?;
         let cluster = Arc::new(Cluster {
             settings,
             log,
             catalog,
             partitioner,
-            shards,
-            topology: RwLock::new(Arc::new(topology)),
+            roster,
+            clients: Mutex::new(clients.into_iter().collect()),
+            recorded: Mutex::new(BTreeSet::new()),
+            topology: RwLock::new(Arc::new(Topology::discover(&[], partitioner).await)),
             streams: AtomicU64::new(0),
             known: Mutex::new(HashMap::new()),
             watching: AtomicBool::new(false),
         });
+        cluster.refresh().await;
         tokio::spawn(refresh(Arc::downgrade(&cluster)));
         tokio::spawn(watch_catalog(Arc::downgrade(&cluster)));
         Ok(cluster)
@@ -184,10 +197,41 @@ impl Cluster {
         Arc::clone(&self.topology.read())
     }
 
-    /// Asks every shard what it holds now.
+    /// Reads the shard status bucket and asks every shard what it holds now.
     pub async fn refresh(&self) {
-        let topology = Topology::discover(&self.shards, self.partitioner).await;
+        let shards = self.shards().await;
+        let topology = Topology::discover(&shards, self.partitioner).await;
         *self.topology.write() = Arc::new(topology);
+    }
+
+    /// The shards to ask: those of the settings and those the shard status bucket records
+    /// (while it cannot be read, those it recorded last).
+    async fn shards(&self) -> Vec<(String, ShardClient<Channel>)> {
+        match tokio::time::timeout(ROSTER_WITHIN, self.roster.records()).await {
+            Ok(Ok(records)) => {
+                *self.recorded.lock() = records.into_values().map(|r| r.address).collect();
+            }
+            Ok(Err(e)) => tracing::debug!(error = %e, "shard status unreadable; the last stands"),
+            Err(_) => tracing::debug!("shard status read timed out; the last stands"),
+        }
+        let recorded = self.recorded.lock().clone();
+        let mut clients = self.clients.lock();
+        clients.retain(|address, _| {
+            recorded.contains(address) || self.settings.shards.contains(address)
+        });
+        for address in recorded {
+            if clients.contains_key(&address) {
+                continue;
+            }
+            match shard_client(&address) {
+                Ok(client) => {
+                    tracing::info!(shard = address, "a shard recorded its status; reaching it");
+                    clients.insert(address, client);
+                }
+                Err(e) => tracing::warn!(error = e, "a shard recorded an unusable address"),
+            }
+        }
+        clients.iter().map(|(address, client)| (address.clone(), client.clone())).collect()
     }
 
     /// A number for a new ingest stream, unique in this router: part of its message ids.
@@ -314,9 +358,9 @@ impl Cluster {
             if partitions.is_empty() { (0..count).collect() } else { partitions.to_vec() };
         wanted.sort_unstable();
         wanted.dedup();
-        let replies = self
-            .topology()
-            .scatter("snapshot", &wanted, |mut client, partitions| {
+        let topology = self.topology();
+        let replies = topology
+            .scatter("snapshot", topology.turn(), &wanted, |mut client, partitions| {
                 let request = proto::SnapshotRequest { partitions, purge };
                 async move { client.snapshot(request).await.map(|r| r.into_inner()) }
             })
@@ -338,7 +382,7 @@ impl Cluster {
         let topology = self.topology();
         let all: Vec<Partition> = (0..self.partitioner.count()).collect();
         let parts = topology
-            .scatter("counts", &all, |mut client, partitions| {
+            .scatter("counts", topology.turn(), &all, |mut client, partitions| {
                 let request = proto::CountsRequest { collection: name.to_string(), partitions };
                 async move { client.counts(request).await.map(|r| r.into_inner()) }
             })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::consumer::{DeliverPolicy, pull};
 use async_nats::jetstream::context::{Context, PublishErrorKind};
 use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
-use async_nats::jetstream::{self, Message, object_store};
+use async_nats::jetstream::{self, Message, kv, object_store};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
@@ -132,6 +132,19 @@ impl JetStreamLog {
     /// The JetStream context, for the cluster's KV buckets.
     pub(crate) fn context(&self) -> &Context {
         &self.context
+    }
+
+    /// The KV bucket `config` names, created with `config` when missing (an existing one is
+    /// used as it is).
+    pub(crate) async fn key_value(&self, config: kv::Config) -> Result<kv::Store, LogError> {
+        let bucket = config.bucket.clone();
+        if let Ok(store) = self.context.get_key_value(&bucket).await {
+            return Ok(store);
+        }
+        self.context
+            .create_key_value(config)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("creating bucket {bucket}: {e}")))
     }
 
     async fn stream(&self, partition: Partition) -> Result<stream::Stream, LogError> {

@@ -19,6 +19,7 @@ mod log;
 mod message;
 mod models;
 mod partition;
+mod roster;
 mod router;
 mod service;
 mod shard;
@@ -32,7 +33,8 @@ pub use log::{Appended, Bounds, Entry, Log, LogError, append_retrying};
 pub use message::LogOp;
 pub use models::{ModelsService, model_status, model_tier};
 pub use partition::{Partition, Partitioner};
-pub use router::{ClusterCorpus, ShardView, Topology, shard_clients};
+pub use roster::{ANNOUNCE_EVERY, Roster, ShardRecord};
+pub use router::{ClusterCorpus, ShardView, Topology, shard_client, shard_clients};
 pub use service::{ShardService, proto};
 pub use shard::{
     CAUGHT_UP, Contents, PartitionState, Retrieval, Retrieved, Shard, ShardError, Snapshotted,

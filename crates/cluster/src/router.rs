@@ -33,6 +33,7 @@ const STATUS_WITHIN: Duration = Duration::from_secs(1);
 /// A shard as the router reaches it.
 struct ShardHandle {
     name: String,
+    address: String,
     client: ShardClient<Channel>,
     /// Stream messages its partitions had still to apply, summed, when it answered.
     behind: u64,
@@ -71,19 +72,18 @@ impl ShardHandle {
 /// A lazily connected client per shard address (`http://host:port`), for
 /// [`Topology::discover`].
 pub fn shard_clients(addresses: &[String]) -> Result<Vec<(String, ShardClient<Channel>)>, String> {
-    addresses
-        .iter()
-        .map(|address| {
-            let endpoint = Endpoint::from_shared(address.clone())
-                .map_err(|e| format!("shard address '{address}': {e}"))?
-                .connect_timeout(Duration::from_secs(1))
-                .tcp_nodelay(true);
-            let client = ShardClient::new(endpoint.connect_lazy())
-                .max_decoding_message_size(64 << 20)
-                .max_encoding_message_size(64 << 20);
-            Ok((address.clone(), client))
-        })
-        .collect()
+    addresses.iter().map(|address| Ok((address.clone(), shard_client(address)?))).collect()
+}
+
+/// A lazily connected client of the shard at `address` (`http://host:port`).
+pub fn shard_client(address: &str) -> Result<ShardClient<Channel>, String> {
+    let endpoint = Endpoint::from_shared(address.to_string())
+        .map_err(|e| format!("shard address '{address}': {e}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .tcp_nodelay(true);
+    Ok(ShardClient::new(endpoint.connect_lazy())
+        .max_decoding_message_size(64 << 20)
+        .max_encoding_message_size(64 << 20))
 }
 
 /// A shard as the router's last refresh saw it.
@@ -91,6 +91,8 @@ pub fn shard_clients(addresses: &[String]) -> Result<Vec<(String, ShardClient<Ch
 pub struct ShardView<'a> {
     /// Its name.
     pub name: &'a str,
+    /// Where the router reaches it.
+    pub address: &'a str,
     /// The partitions it serves.
     pub partitions: Vec<Partition>,
     /// Stream messages its partitions had still to apply, summed.
@@ -103,14 +105,20 @@ pub struct ShardView<'a> {
 pub struct Topology {
     partitioner: Partitioner,
     shards: Vec<ShardHandle>,
-    /// Per partition: the shards (indexes into `shards`) holding it and still applying.
+    /// Per partition: the shards (indexes into `shards`) holding it and still applying,
+    /// caught-up ones first.
     owners: Vec<Vec<usize>>,
+    /// Per partition: how many of its first owners are caught up.
+    caught_up: Vec<usize>,
+    /// Turns the shards' order from one search to the next, so that replicas share reads.
+    turns: AtomicUsize,
 }
 
 impl Topology {
     /// Asks each shard what it holds (each at most a second). A shard that does not answer,
     /// or counts partitions differently, is left out (its partitions are served by their
-    /// other replicas); with none answering every partition is unavailable.
+    /// other replicas); with none answering every partition is unavailable. A shard reached
+    /// at two addresses counts once, at the first.
     pub async fn discover(
         shards: &[(String, ShardClient<Channel>)],
         partitioner: Partitioner,
@@ -120,7 +128,7 @@ impl Topology {
             async move {
                 let ask = client.status(proto::StatusRequest { detail: false });
                 match tokio::time::timeout(STATUS_WITHIN, ask).await {
-                    Ok(Ok(reply)) => Some((client, reply.into_inner())),
+                    Ok(Ok(reply)) => Some((address, client, reply.into_inner())),
                     Ok(Err(e)) => {
                         tracing::debug!(shard = address, error = %e, "shard does not answer");
                         None
@@ -132,10 +140,23 @@ impl Topology {
                 }
             }
         });
+        Topology::of(join_all(asks).await.into_iter().flatten(), partitioner)
+    }
+
+    /// The topology the shards' status replies describe (each with its address and client),
+    /// in the order given.
+    fn of<'a>(
+        replies: impl IntoIterator<Item = (&'a String, ShardClient<Channel>, proto::StatusReply)>,
+        partitioner: Partitioner,
+    ) -> Topology {
         let mut handles = Vec::new();
         // Per partition: (messages behind, shard index) of each replica that applies it.
         let mut owners: Vec<Vec<(u64, usize)>> = vec![Vec::new(); partitioner.count() as usize];
-        for (client, status) in join_all(asks).await.into_iter().flatten() {
+        let mut seen = HashSet::new();
+        for (address, client, status) in replies {
+            if !seen.insert(status.shard.clone()) {
+                continue;
+            }
             if status.partitions_total != partitioner.count() {
                 tracing::error!(
                     shard = status.shard,
@@ -158,6 +179,7 @@ impl Topology {
             }
             handles.push(ShardHandle {
                 name: status.shard,
+                address: address.clone(),
                 client,
                 behind: behind_total,
                 not_ready: status.not_ready,
@@ -166,16 +188,18 @@ impl Topology {
         }
         // Caught-up replicas first (in the order given), then the others least behind first:
         // a replica catching up answers only when no caught-up one can.
+        let mut caught_up = Vec::with_capacity(owners.len());
         let owners = owners
             .into_iter()
             .map(|mut replicas| {
                 replicas.sort_by_key(|&(behind, index)| {
                     (if behind <= CAUGHT_UP { 0 } else { behind }, index)
                 });
+                caught_up.push(replicas.iter().filter(|&&(behind, _)| behind <= CAUGHT_UP).count());
                 replicas.into_iter().map(|(_, index)| index).collect()
             })
             .collect();
-        Topology { partitioner, shards: handles, owners }
+        Topology { partitioner, shards: handles, owners, caught_up, turns: AtomicUsize::new(0) }
     }
 
     /// The shards that answered, in the order given.
@@ -185,6 +209,7 @@ impl Topology {
             .enumerate()
             .map(|(index, shard)| ShardView {
                 name: &shard.name,
+                address: &shard.address,
                 partitions: (0..self.partitioner.count())
                     .filter(|&p| self.owners[p as usize].contains(&index))
                     .collect(),
@@ -223,34 +248,59 @@ impl Topology {
         self.owners[partition as usize].iter().map(|&s| self.shards[s].name.as_str()).collect()
     }
 
-    /// One live replica per partition, grouped by shard.
+    /// The next read's turn: its shard calls start from a different shard than the last
+    /// read's, so that replicas share the reads.
+    pub(crate) fn turn(&self) -> usize {
+        self.turns.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// One live replica per partition, grouped by shard: a caught-up one that has not just
+    /// failed where there is one, the shards taken in the order `turn` starts (see
+    /// [`Topology::turn`]), a shard already asked preferred to one more call.
     fn plan(
         &self,
         partitions: &[Partition],
         down: &HashSet<usize>,
+        turn: usize,
     ) -> Result<BTreeMap<usize, Vec<Partition>>, SearchError> {
+        let count = self.shards.len().max(1);
+        let turn = turn % count;
+        let rank = |shard: usize| (shard + count - turn) % count;
         let mut groups: BTreeMap<usize, Vec<Partition>> = BTreeMap::new();
         for &p in partitions {
-            let mut candidates = self.owners[p as usize].iter().filter(|s| !down.contains(s));
-            let first = candidates.clone().next().ok_or_else(|| {
+            let owners = &self.owners[p as usize];
+            let live = || owners.iter().copied().filter(|s| !down.contains(s));
+            let first = live().next().ok_or_else(|| {
                 SearchError::Unavailable(format!(
                     "partition {p} has no reachable replica (held by {:?})",
                     self.owners(p)
                 ))
             })?;
-            // A replica that failed a moment ago only when no other one is left.
-            let shard = candidates.find(|&&s| !self.shards[s].resting()).unwrap_or(first);
-            groups.entry(*shard).or_default().push(p);
+            let preferred = || {
+                owners[..self.caught_up[p as usize]]
+                    .iter()
+                    .copied()
+                    .filter(|s| !down.contains(s) && !self.shards[*s].resting())
+            };
+            let shard = preferred()
+                .filter(|s| groups.contains_key(s))
+                .min_by_key(|&s| rank(s))
+                .or_else(|| preferred().min_by_key(|&s| rank(s)))
+                // None caught up: the least behind that has not just failed, else any.
+                .or_else(|| live().find(|&s| !self.shards[s].resting()))
+                .unwrap_or(first);
+            groups.entry(shard).or_default().push(p);
         }
         Ok(groups)
     }
 
-    /// Runs `call` (named `name` in the metrics) on one replica per partition, each shard
-    /// given the partitions it serves; a shard that fails is marked down and its partitions go
-    /// to their next replica.
+    /// Runs `call` (named `name` in the metrics) on one replica per partition, chosen for
+    /// `turn`, each shard given the partitions it serves; a shard that fails is marked down
+    /// and its partitions go to their next replica.
     pub(crate) async fn scatter<T, F, Fut>(
         &self,
         name: &'static str,
+        turn: usize,
         partitions: &[Partition],
         call: F,
     ) -> Result<Vec<T>, SearchError>
@@ -262,7 +312,7 @@ impl Topology {
         let mut pending = partitions.to_vec();
         let mut answers = Vec::new();
         while !pending.is_empty() {
-            let groups = self.plan(&pending, &down)?;
+            let groups = self.plan(&pending, &down, turn)?;
             let calls = groups.into_iter().map(|(shard, parts)| {
                 let reply = call(self.shards[shard].client.clone(), parts.clone());
                 async move { (shard, parts, reply.await) }
@@ -315,6 +365,9 @@ pub struct ClusterCorpus {
     prefetch: AtomicUsize,
     /// Documents that came back with the lists, by id.
     cache: Mutex<HashMap<Arc<str>, Document>>,
+    /// Its turn among the reads (see [`Topology::turn`]): every call of one search asks the
+    /// same replicas while they answer.
+    turn: usize,
 }
 
 /// What one retrieval round asks for.
@@ -345,6 +398,7 @@ impl ClusterCorpus {
         ClusterCorpus {
             name: name.to_string(),
             config,
+            turn: topology.turn(),
             topology,
             after,
             read_wait,
@@ -373,7 +427,7 @@ impl ClusterCorpus {
     pub async fn bm25_stats(&self, query: &str) -> Result<Bm25Stats, SearchError> {
         let parts = self
             .topology
-            .scatter("stats", &self.all_partitions(), |mut client, partitions| {
+            .scatter("stats", self.turn, &self.all_partitions(), |mut client, partitions| {
                 let request = proto::StatsRequest {
                     collection: self.name.clone(),
                     after: self.after(&partitions),
@@ -402,7 +456,7 @@ impl ClusterCorpus {
         let documents_k = (self.prefetch.load(Ordering::Relaxed) * depth) as u32;
         let replies = self
             .topology
-            .scatter("retrieve", &self.all_partitions(), |mut client, partitions| {
+            .scatter("retrieve", self.turn, &self.all_partitions(), |mut client, partitions| {
                 let request = proto::RetrieveRequest {
                     collection: self.name.clone(),
                     after: self.after(&partitions),
@@ -462,7 +516,7 @@ impl ClusterCorpus {
         let partitions: Vec<Partition> = by_partition.keys().copied().collect();
         let found = self
             .topology
-            .scatter("fetch", &partitions, |mut client, parts| {
+            .scatter("fetch", self.turn, &partitions, |mut client, parts| {
                 let ids: Vec<String> =
                     parts.iter().flat_map(|p| by_partition[p].iter().cloned()).collect();
                 let request = proto::FetchRequest {
@@ -567,5 +621,96 @@ impl Corpus for ClusterCorpus {
         }
         let mut fetched = self.runtime.block_on(self.fetch_documents(&missing))?.into_iter();
         Ok(kept.into_iter().map(|doc| doc.or_else(|| fetched.next().flatten())).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A status reply: `held` partitions, each `behind` messages behind.
+    fn reply(shard: &str, held: &[Partition], behind: u64) -> proto::StatusReply {
+        proto::StatusReply {
+            shard: shard.to_string(),
+            partitions_total: 4,
+            partitions: held
+                .iter()
+                .map(|&partition| proto::PartitionStatus {
+                    partition,
+                    applied: 1000,
+                    serving: true,
+                    stream_last: Some(1000 + behind),
+                    ..Default::default()
+                })
+                .collect(),
+            not_ready: String::new(),
+        }
+    }
+
+    fn topology(replies: &[proto::StatusReply]) -> Topology {
+        let addresses: Vec<String> = (0..replies.len()).map(|i| format!("http://h{i}:1")).collect();
+        let client = shard_client("http://127.0.0.1:1").unwrap();
+        Topology::of(
+            addresses.iter().zip(replies).map(|(a, r)| (a, client.clone(), r.clone())),
+            Partitioner::new(4).unwrap(),
+        )
+    }
+
+    /// Each plan as (shard index → partitions).
+    fn plans(topology: &Topology, down: &[usize], count: usize) -> Vec<Vec<(usize, Vec<u32>)>> {
+        let down: HashSet<usize> = down.iter().copied().collect();
+        (0..count)
+            .map(|_| {
+                topology.plan(&[0, 1, 2, 3], &down, topology.turn()).unwrap().into_iter().collect()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn reads_turn_over_caught_up_replicas_asking_as_few_shards_as_each_turn_allows() {
+        // a holds 0-1, b 2-3, c all: the plan's first shard turns a, b, c; a shard already
+        // asked takes every partition it holds.
+        let t = topology(&[
+            reply("a", &[0, 1], 0),
+            reply("b", &[2, 3], 0),
+            reply("c", &[0, 1, 2, 3], 0),
+        ]);
+        assert_eq!(
+            plans(&t, &[], 4),
+            [
+                vec![(0, vec![0, 1]), (1, vec![2, 3])],
+                vec![(2, vec![0, 1, 2, 3])],
+                vec![(2, vec![0, 1, 2, 3])],
+                vec![(0, vec![0, 1]), (1, vec![2, 3])],
+            ]
+        );
+        // c down: a and b every time.
+        assert_eq!(plans(&t, &[2], 3), vec![vec![(0, vec![0, 1]), (1, vec![2, 3])]; 3]);
+        // b and c down: partitions 2 and 3 have no replica left.
+        let refused = t.plan(&[0, 2], &[1, 2].into_iter().collect(), 0).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            SearchError::Unavailable(
+                "partition 2 has no reachable replica (held by [\"b\", \"c\"])".into()
+            )
+            .to_string()
+        );
+        // A shard that just failed is passed over while a caught-up replica can answer.
+        t.shards[2].answered(Some(&Status::unavailable("gone")));
+        assert_eq!(plans(&t, &[], 3), vec![vec![(0, vec![0, 1]), (1, vec![2, 3])]; 3]);
+    }
+
+    #[tokio::test]
+    async fn a_replica_catching_up_answers_only_when_no_caught_up_one_can() {
+        let behind = CAUGHT_UP + 1;
+        let t = topology(&[reply("a", &[0, 1, 2, 3], behind), reply("b", &[0, 1, 2, 3], 0)]);
+        assert_eq!(plans(&t, &[], 2), vec![vec![(1, vec![0, 1, 2, 3])]; 2]);
+        assert_eq!(plans(&t, &[1], 1), vec![vec![(0, vec![0, 1, 2, 3])]]);
+        let t = topology(&[reply("a", &[0, 1], behind * 2), reply("b", &[0, 1], behind)]);
+        // Neither caught up: the least behind.
+        assert_eq!(
+            t.plan(&[0, 1], &HashSet::new(), 0).unwrap().into_iter().collect::<Vec<_>>(),
+            [(1, vec![0, 1])]
+        );
     }
 }

@@ -224,6 +224,13 @@ pub struct PartitionState {
     pub contents: Option<Contents>,
 }
 
+impl PartitionState {
+    /// Stream messages it had still to apply when the shard last read its stream's end.
+    pub fn behind(&self) -> u64 {
+        self.stream_last.map_or(0, |last| last.saturating_sub(self.applied))
+    }
+}
+
 /// What a partition holds, summed over its collections: replicas that applied the same
 /// messages hold the same.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -86,6 +86,7 @@ impl Info for InfoService {
                         partitions: shard.partitions,
                         behind: shard.behind,
                         not_ready: shard.not_ready.to_string(),
+                        address: shard.address.to_string(),
                     })
                     .collect();
                 let shape = ClusterInfo {

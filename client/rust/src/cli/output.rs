@@ -105,7 +105,7 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
         "role": info.role,
         "cluster": info.cluster.as_ref().map(|c| json!({
             "partitions": c.partitions,
-            "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "behind": s.behind, "not_ready": s.not_ready})).collect::<Vec<_>>(),
+            "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "behind": s.behind, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
             "unserved": c.unserved,
         })),
         "models": info.models.iter().map(|m| json!({

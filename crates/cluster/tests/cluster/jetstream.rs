@@ -264,3 +264,34 @@ async fn the_catalog_creates_each_name_once_and_gives_every_incarnation_its_own_
     let other = Catalog::open(&log, 3).await.unwrap();
     assert_eq!(other.get("notes").await.unwrap().unwrap().uid, notes.uid);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shard_status_bucket_lists_each_shard_once_with_its_last_record() {
+    use sieve_cluster::{Roster, ShardRecord};
+    let cluster = NatsCluster::start(3);
+    let log = connect(&cluster, 1).await;
+    let roster = Roster::open(&log, 3).await.unwrap();
+    let record = |address: &str, partitions: Vec<u32>, behind: u64| ShardRecord {
+        address: address.to_string(),
+        partitions,
+        behind,
+        not_ready: if behind > 64 { "behind".to_string() } else { String::new() },
+    };
+    roster.announce("a", &record("http://h1:7801", vec![0, 1], 500)).await.unwrap();
+    roster.announce("b", &record("http://h2:7801", vec![1], 0)).await.unwrap();
+    // A renewal replaces the record (a restarted shard on a new address, caught up).
+    roster.announce("a", &record("http://h3:7801", vec![0, 1], 0)).await.unwrap();
+    // A second handle (a router) reads what the shards recorded.
+    let router = Roster::open(&log, 3).await.unwrap();
+    let records = router.records().await.unwrap();
+    assert_eq!(
+        records.into_iter().collect::<Vec<_>>(),
+        [
+            ("a".to_string(), record("http://h3:7801", vec![0, 1], 0)),
+            ("b".to_string(), record("http://h2:7801", vec![1], 0))
+        ]
+    );
+    // A shard that stops withdraws; the others stay.
+    roster.withdraw("a").await.unwrap();
+    assert_eq!(router.records().await.unwrap().into_keys().collect::<Vec<_>>(), ["b"]);
+}

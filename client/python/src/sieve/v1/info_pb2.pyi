@@ -117,16 +117,18 @@ class ClusterInfo(_message.Message):
     def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("name", "partitions", "behind", "not_ready")
+    __slots__ = ("name", "partitions", "behind", "not_ready", "address")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     BEHIND_FIELD_NUMBER: _ClassVar[int]
     NOT_READY_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
     name: str
     partitions: _containers.RepeatedScalarFieldContainer[int]
     behind: int
     not_ready: str
-    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ..., behind: _Optional[int] = ..., not_ready: _Optional[str] = ...) -> None: ...
+    address: str
+    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ..., behind: _Optional[int] = ..., not_ready: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
 
 class RerankStageInfo(_message.Message):
     __slots__ = ("model", "keep")

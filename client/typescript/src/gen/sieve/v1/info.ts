@@ -120,6 +120,11 @@ export interface ShardInfo {
   behind: number;
   /** Why it is not caught up (its readiness); empty when it is. */
   notReady: string;
+  /**
+   * Where the router reaches it (http://host:port), as the shard recorded it in the
+   * cluster's shard status bucket or the router's --shards named it.
+   */
+  address: string;
 }
 
 export interface RerankStageInfo {
@@ -1275,7 +1280,7 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
 };
 
 function createBaseShardInfo(): ShardInfo {
-  return { name: "", partitions: [], behind: 0, notReady: "" };
+  return { name: "", partitions: [], behind: 0, notReady: "", address: "" };
 }
 
 export const ShardInfo: MessageFns<ShardInfo> = {
@@ -1295,6 +1300,9 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     }
     if (message.notReady !== "") {
       writer.uint32(34).string(message.notReady);
+    }
+    if (message.address !== "") {
+      writer.uint32(42).string(message.address);
     }
     return writer;
   },
@@ -1354,6 +1362,14 @@ export const ShardInfo: MessageFns<ShardInfo> = {
             message.notReady = reader.string();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1378,6 +1394,7 @@ export const ShardInfo: MessageFns<ShardInfo> = {
         : isSet(object.not_ready)
         ? globalThis.String(object.not_ready)
         : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
     };
   },
 
@@ -1395,6 +1412,9 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     if (message.notReady !== "") {
       obj.notReady = message.notReady;
     }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
     return obj;
   },
 
@@ -1407,6 +1427,7 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     message.partitions = object.partitions?.map((e) => e) || [];
     message.behind = object.behind ?? 0;
     message.notReady = object.notReady ?? "";
+    message.address = object.address ?? "";
     return message;
   },
 };
