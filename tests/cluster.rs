@@ -703,8 +703,22 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
     let joined = shape_when(&["a", "b", "c", "d"], "the new shard never joined").await;
     let d = joined.shards.iter().find(|s| s.name == "d").unwrap();
     assert_eq!((d.partitions.clone(), d.address.clone()), (vec![3], late.url.clone()));
+    // Killed, it cannot withdraw: the router lists it as silent until it comes back.
+    late.kill();
+    let shape = shape_when(&["a", "b", "c"], "the killed shard was still routed to").await;
+    let silent: Vec<(String, Vec<u32>, String)> = shape
+        .silent
+        .iter()
+        .map(|s| (s.name.clone(), s.partitions.clone(), s.address.clone()))
+        .collect();
+    assert_eq!(silent, [("d".to_string(), vec![3], late.url.clone())]);
+    assert!(shape.silent[0].not_ready.starts_with("does not answer: "), "{shape:?}");
+    let mut late = TestServer::start(late_dir.path(), &late_flags);
+    let back = shape_when(&["a", "b", "c", "d"], "the restarted shard never came back").await;
+    assert!(back.silent.is_empty(), "its old address is forgotten: {back:?}");
     assert!(late.terminate().success());
-    shape_when(&["a", "b", "c"], "the stopped shard never left").await;
+    let left = shape_when(&["a", "b", "c"], "the stopped shard never left").await;
+    assert!(left.silent.is_empty(), "{left:?}");
     assert_eq!(standalone.info().await.unwrap().role, "standalone");
     // Every shard caught up once the writes stopped, as the router's next refresh sees it.
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -783,7 +797,25 @@ async fn a_router_serves_the_public_api_over_the_cluster_as_a_standalone_server_
         }
     };
     assert_eq!(acked.accepted.len(), 20);
-    assert!(acked.visible);
+    // Visible within the ack's 5 s, or soon after as the shards resume following the log.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let found = ranked(
+            &router,
+            api::SearchRequest::new("papers", "late")
+                .with_mode(api::Mode::Bm25)
+                .with_top_k(50)
+                .after(&acked.consistency_token),
+        )
+        .await;
+        let found = found.iter().filter(|h| h.0.starts_with("late-")).count();
+        if found == 20 || acked.visible {
+            assert_eq!(found, 20, "a visible ack's documents are found");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the acked batch never became visible: {found} of 20");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let counts = router.collection("papers").await.unwrap().stats.unwrap();
     assert_eq!(counts.documents, 399 + 15 - 1 + 20, "every document exactly once");
 

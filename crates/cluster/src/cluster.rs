@@ -19,7 +19,7 @@ use crate::jetstream::JetStreamLog;
 use crate::log::{Log, LogError, append_retrying};
 use crate::message::LogOp;
 use crate::partition::{Partition, Partitioner};
-use crate::roster::Roster;
+use crate::roster::{Roster, ShardRecord};
 use crate::router::{ClusterCorpus, Topology, shard_client, shard_clients};
 use crate::service::proto::shard_client::ShardClient;
 use crate::service::{positions_to_proto, proto};
@@ -139,8 +139,8 @@ pub struct Cluster {
     /// A client per shard address: those of the settings, then those the shard status bucket
     /// recorded at the last refresh.
     clients: Mutex<BTreeMap<String, ShardClient<Channel>>>,
-    /// The addresses the shard status bucket recorded when last read.
-    recorded: Mutex<BTreeSet<String>>,
+    /// The shards the shard status bucket recorded when last read, by address.
+    recorded: Mutex<BTreeMap<String, (String, ShardRecord)>>,
     topology: RwLock<Arc<Topology>>,
     streams: AtomicU64,
     /// Every collection as the catalog's watch (or the last read) reported it: searches find
@@ -175,7 +175,7 @@ impl Cluster {
             partitioner,
             roster,
             clients: Mutex::new(clients.into_iter().collect()),
-            recorded: Mutex::new(BTreeSet::new()),
+            recorded: Mutex::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Topology::discover(&[], partitioner).await)),
             streams: AtomicU64::new(0),
             known: Mutex::new(HashMap::new()),
@@ -209,12 +209,15 @@ impl Cluster {
     async fn shards(&self) -> Vec<(String, ShardClient<Channel>)> {
         match tokio::time::timeout(ROSTER_WITHIN, self.roster.records()).await {
             Ok(Ok(records)) => {
-                *self.recorded.lock() = records.into_values().map(|r| r.address).collect();
+                *self.recorded.lock() = records
+                    .into_iter()
+                    .map(|(name, record)| (record.address.clone(), (name, record)))
+                    .collect();
             }
             Ok(Err(e)) => tracing::debug!(error = %e, "shard status unreadable; the last stands"),
             Err(_) => tracing::debug!("shard status read timed out; the last stands"),
         }
-        let recorded = self.recorded.lock().clone();
+        let recorded: BTreeSet<String> = self.recorded.lock().keys().cloned().collect();
         let mut clients = self.clients.lock();
         clients.retain(|address, _| {
             recorded.contains(address) || self.settings.shards.contains(address)
@@ -232,6 +235,12 @@ impl Cluster {
             }
         }
         clients.iter().map(|(address, client)| (address.clone(), client.clone())).collect()
+    }
+
+    /// The shard the shard status bucket recorded at `address` when last read: its name and
+    /// record.
+    pub fn recorded(&self, address: &str) -> Option<(String, ShardRecord)> {
+        self.recorded.lock().get(address).cloned()
     }
 
     /// A number for a new ingest stream, unique in this router: part of its message ids.

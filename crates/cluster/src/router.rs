@@ -112,6 +112,8 @@ pub struct Topology {
     caught_up: Vec<usize>,
     /// Turns the shards' order from one search to the next, so that replicas share reads.
     turns: AtomicUsize,
+    /// The shards asked that did not answer: (address, why).
+    silent: Vec<(String, String)>,
 }
 
 impl Topology {
@@ -128,19 +130,28 @@ impl Topology {
             async move {
                 let ask = client.status(proto::StatusRequest { detail: false });
                 match tokio::time::timeout(STATUS_WITHIN, ask).await {
-                    Ok(Ok(reply)) => Some((address, client, reply.into_inner())),
+                    Ok(Ok(reply)) => Ok((address, client, reply.into_inner())),
                     Ok(Err(e)) => {
                         tracing::debug!(shard = address, error = %e, "shard does not answer");
-                        None
+                        Err((address.clone(), format!("{}: {}", e.code(), e.message())))
                     }
                     Err(_) => {
                         tracing::debug!(shard = address, "shard status timed out");
-                        None
+                        Err((address.clone(), format!("no status within {STATUS_WITHIN:?}")))
                     }
                 }
             }
         });
-        Topology::of(join_all(asks).await.into_iter().flatten(), partitioner)
+        let (answered, silent): (Vec<_>, Vec<_>) =
+            join_all(asks).await.into_iter().partition(Result::is_ok);
+        let mut topology = Topology::of(answered.into_iter().flatten(), partitioner);
+        topology.silent = silent.into_iter().filter_map(Result::err).collect();
+        topology
+    }
+
+    /// The shards asked that did not answer: (address, why).
+    pub fn silent(&self) -> &[(String, String)] {
+        &self.silent
     }
 
     /// The topology the shards' status replies describe (each with its address and client),
@@ -199,7 +210,14 @@ impl Topology {
                 replicas.into_iter().map(|(_, index)| index).collect()
             })
             .collect();
-        Topology { partitioner, shards: handles, owners, caught_up, turns: AtomicUsize::new(0) }
+        Topology {
+            partitioner,
+            shards: handles,
+            owners,
+            caught_up,
+            turns: AtomicUsize::new(0),
+            silent: Vec::new(),
+        }
     }
 
     /// The shards that answered, in the order given.

@@ -334,11 +334,15 @@ async fn follow<L: Log>(
             replica.progress.clone(),
             Arc::clone(&replica.gate),
         ));
+        let started = std::time::Instant::now();
         match applier.follow(partition).await {
             // The log is unreachable (no quorum, a server restarting): read again from the
-            // position once it is back.
+            // position once it is back, soon after a follow that had been running a while.
             Err(ApplyError::Log(e)) => {
                 tracing::warn!(shard, partition, error = %e, "log unreachable; following again shortly");
+                if started.elapsed() > FOLLOW_RETRY_MAX {
+                    pause = FOLLOW_RETRY_FIRST;
+                }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(FOLLOW_RETRY_MAX);
             }

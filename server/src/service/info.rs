@@ -89,10 +89,25 @@ impl Info for InfoService {
                         address: shard.address.to_string(),
                     })
                     .collect();
+                let silent = topology
+                    .silent()
+                    .iter()
+                    .map(|(address, why)| {
+                        let (name, record) = cluster.recorded(address).unzip();
+                        ShardInfo {
+                            name: name.unwrap_or_default(),
+                            partitions: record.map(|r| r.partitions).unwrap_or_default(),
+                            not_ready: format!("does not answer: {why}"),
+                            address: address.clone(),
+                            ..ShardInfo::default()
+                        }
+                    })
+                    .collect();
                 let shape = ClusterInfo {
                     partitions: cluster.partitioner().count(),
                     shards,
                     unserved: topology.unserved(),
+                    silent,
                 };
                 ("router", names.len() as u64, Some(shape))
             }

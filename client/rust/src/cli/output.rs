@@ -107,6 +107,7 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
             "partitions": c.partitions,
             "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "behind": s.behind, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
             "unserved": c.unserved,
+            "silent": c.silent.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
         })),
         "models": info.models.iter().map(|m| json!({
             "name": m.name, "architecture": m.architecture, "precision": m.precision, "kernels": m.kernels,

@@ -107,14 +107,16 @@ class GetInfoResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., build: _Optional[str] = ..., collections: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_cascade: _Optional[_Iterable[_Union[RerankStageInfo, _Mapping]]] = ..., default_embedder: _Optional[str] = ..., api_keys_required: bool = ..., tls: bool = ..., role: _Optional[str] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("partitions", "shards", "unserved")
+    __slots__ = ("partitions", "shards", "unserved", "silent")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     UNSERVED_FIELD_NUMBER: _ClassVar[int]
+    SILENT_FIELD_NUMBER: _ClassVar[int]
     partitions: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     unserved: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ...) -> None: ...
+    silent: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ..., silent: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
     __slots__ = ("name", "partitions", "behind", "not_ready", "address")

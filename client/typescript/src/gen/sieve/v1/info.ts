@@ -108,6 +108,11 @@ export interface ClusterInfo {
   shards: ShardInfo[];
   /** Partitions no answering shard serves (searches touching them are UNAVAILABLE). */
   unserved: number[];
+  /**
+   * Shards the router asked that did not answer its last refresh (recorded in the shard status
+   * bucket, or named by --shards): partitions as last recorded, `not_ready` says why.
+   */
+  silent: ShardInfo[];
 }
 
 export interface ShardInfo {
@@ -1165,7 +1170,7 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
 };
 
 function createBaseClusterInfo(): ClusterInfo {
-  return { partitions: 0, shards: [], unserved: [] };
+  return { partitions: 0, shards: [], unserved: [], silent: [] };
 }
 
 export const ClusterInfo: MessageFns<ClusterInfo> = {
@@ -1182,6 +1187,9 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
         writer.uint32(v);
       }
       writer.join();
+    }
+    for (const v of message.silent) {
+      ShardInfo.encode(v!, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1233,6 +1241,14 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
 
             break;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.silent.push(ShardInfo.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1250,6 +1266,7 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
       partitions: isSet(object.partitions) ? globalThis.Number(object.partitions) : 0,
       shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => ShardInfo.fromJSON(e)) : [],
       unserved: globalThis.Array.isArray(object?.unserved) ? object.unserved.map((e: any) => globalThis.Number(e)) : [],
+      silent: globalThis.Array.isArray(object?.silent) ? object.silent.map((e: any) => ShardInfo.fromJSON(e)) : [],
     };
   },
 
@@ -1264,6 +1281,9 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
     if (message.unserved?.length) {
       obj.unserved = message.unserved.map((e) => Math.round(e));
     }
+    if (message.silent?.length) {
+      obj.silent = message.silent.map((e) => ShardInfo.toJSON(e));
+    }
     return obj;
   },
 
@@ -1275,6 +1295,7 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
     message.partitions = object.partitions ?? 0;
     message.shards = object.shards?.map((e) => ShardInfo.fromPartial(e)) || [];
     message.unserved = object.unserved?.map((e) => e) || [];
+    message.silent = object.silent?.map((e) => ShardInfo.fromPartial(e)) || [];
     return message;
   },
 };
