@@ -273,8 +273,9 @@ impl Topology {
     }
 
     /// One live replica per partition, grouped by shard: a caught-up one that has not just
-    /// failed where there is one, the shards taken in the order `turn` starts (see
-    /// [`Topology::turn`]), a shard already asked preferred to one more call.
+    /// failed where there is one, the one given the fewest partitions so far (a search's work
+    /// spread over the shards, which run side by side), ties taken in the order `turn` starts
+    /// (see [`Topology::turn`]) so that replicas share the reads.
     fn plan(
         &self,
         partitions: &[Partition],
@@ -300,10 +301,9 @@ impl Topology {
                     .copied()
                     .filter(|s| !down.contains(s) && !self.shards[*s].resting())
             };
+            let load = |s: usize| groups.get(&s).map_or(0, Vec::len);
             let shard = preferred()
-                .filter(|s| groups.contains_key(s))
-                .min_by_key(|&s| rank(s))
-                .or_else(|| preferred().min_by_key(|&s| rank(s)))
+                .min_by_key(|&s| (load(s), rank(s)))
                 // None caught up: the least behind that has not just failed, else any.
                 .or_else(|| live().find(|&s| !self.shards[s].resting()))
                 .unwrap_or(first);
@@ -685,9 +685,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reads_turn_over_caught_up_replicas_asking_as_few_shards_as_each_turn_allows() {
-        // a holds 0-1, b 2-3, c all: the plan's first shard turns a, b, c; a shard already
-        // asked takes every partition it holds.
+    async fn a_search_spreads_its_partitions_over_the_caught_up_replicas_turning_between_searches()
+    {
+        // a holds 0-1, b 2-3, c all: each shard gets as few partitions as the others, ties
+        // going to the shard the turn starts from (a, b, c, a, ...).
         let t = topology(&[
             reply("a", &[0, 1], 0),
             reply("b", &[2, 3], 0),
@@ -696,10 +697,10 @@ mod tests {
         assert_eq!(
             plans(&t, &[], 4),
             [
-                vec![(0, vec![0, 1]), (1, vec![2, 3])],
-                vec![(2, vec![0, 1, 2, 3])],
-                vec![(2, vec![0, 1, 2, 3])],
-                vec![(0, vec![0, 1]), (1, vec![2, 3])],
+                vec![(0, vec![0]), (1, vec![2, 3]), (2, vec![1])],
+                vec![(0, vec![1]), (1, vec![2, 3]), (2, vec![0])],
+                vec![(0, vec![1]), (1, vec![2]), (2, vec![0, 3])],
+                vec![(0, vec![0]), (1, vec![2, 3]), (2, vec![1])],
             ]
         );
         // c down: a and b every time.
