@@ -359,6 +359,37 @@ async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard(
         .filter(|name| name.starts_with('p'))
         .collect();
     assert_eq!(stores.len(), 2 * PARTITIONS as usize, "one store and its pointer each: {stores:?}");
+    // Idle, every replica merges its partitions' BM25 segments (a commit per applied message
+    // left several) into one.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let segments: Vec<usize> = dirs.iter().flat_map(|d| bm25_segments(d.path())).collect();
+        assert_eq!(segments.len(), 3 * PARTITIONS as usize, "{segments:?}");
+        if segments.iter().all(|&n| n == 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "idle partitions kept their segments: {segments:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for (p, contents) in status(&steady, true).await {
+        assert_eq!(contents.contents, a[&p].contents, "partition {p}: unchanged by the merge");
+    }
+}
+
+/// Segments of every BM25 index under `dir` (each index's `meta.json`).
+fn bm25_segments(dir: &std::path::Path) -> Vec<usize> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(bm25_segments(&path));
+        } else if path.ends_with("bm25/meta.json") {
+            let meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            found.push(meta["segments"].as_array().unwrap().len());
+        }
+    }
+    found
 }
 
 #[test]

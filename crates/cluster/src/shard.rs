@@ -84,6 +84,9 @@ const BOOTSTRAP_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 /// How often a shard reads its streams' last positions (for readiness and apply lag).
 const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long a partition's applied position stays still before its BM25 segments are merged.
+const COMPACT_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The most stream messages a partition may have left to apply and still count as caught up
 /// (messages arrive while the position is read, so 0 would flicker under steady ingest).
 pub const CAUGHT_UP: u64 = 64;
@@ -377,6 +380,50 @@ async fn follow<L: Log>(
 }
 
 /// Reads each partition's stream's last position every [`WATCH_EVERY`], until aborted.
+/// Merges the small BM25 segments of each partition whose applier has been idle for
+/// [`COMPACT_AFTER_IDLE`], once per position: applying commits the index once per message,
+/// which leaves several small segments per partition, and every search opens each of them
+/// (16 partitions of 6 segments where one standalone index has 6; docs/BENCHMARKS.md).
+async fn compact_idle(replicas: BTreeMap<Partition, Arc<Replica>>) {
+    // Per partition: the applied position last seen, and the one last compacted at.
+    let mut seen: BTreeMap<Partition, (Option<u64>, Option<u64>)> = BTreeMap::new();
+    loop {
+        tokio::time::sleep(COMPACT_AFTER_IDLE).await;
+        for (&partition, replica) in &replicas {
+            let applied = *replica.progress.borrow();
+            let (last, compacted) = seen.entry(partition).or_default();
+            let idle = *last == Some(applied);
+            *last = Some(applied);
+            let serving = !matches!(*replica.standing.lock(), Standing::Refusing(_));
+            if !idle || !serving || *compacted == Some(applied) {
+                continue;
+            }
+            *compacted = Some(applied);
+            let store = replica.store();
+            let merged = tokio::task::spawn_blocking(move || {
+                let mut merged = 0;
+                for collection in store.collections() {
+                    match collection.compact_bm25() {
+                        Ok(true) => merged += 1,
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(partition, collection = collection.name(), error = %e, "merging BM25 segments failed"),
+                    }
+                }
+                merged
+            })
+            .await
+            .unwrap_or(0);
+            if merged > 0 {
+                tracing::debug!(
+                    partition,
+                    collections = merged,
+                    "merged an idle partition's small BM25 segments"
+                );
+            }
+        }
+    }
+}
+
 async fn watch_streams(replicas: BTreeMap<Partition, Arc<Replica>>, log: Arc<dyn ShardLog>) {
     loop {
         for (&partition, replica) in &replicas {
@@ -506,6 +553,7 @@ impl Shard {
             .collect();
         let watched: Arc<dyn ShardLog> = log.clone();
         followers.push(tokio::spawn(watch_streams(replicas.clone(), watched)));
+        followers.push(tokio::spawn(compact_idle(replicas.clone())));
         Ok(Shard {
             id: id.to_string(),
             dir: dir.to_path_buf(),

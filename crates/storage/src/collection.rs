@@ -723,6 +723,17 @@ impl Collection {
         Ok(())
     }
 
+    /// Merges the BM25 index's small segments into one (see `KeywordWriter::merge_small`);
+    /// writes to this collection wait meanwhile, searches do not. For a collection no longer
+    /// written to, e.g. a cluster partition whose applier is idle. `true` when it merged.
+    pub fn compact_bm25(&self) -> Result<bool> {
+        let mut w = self.writer.lock();
+        match w.keyword.as_mut() {
+            Some(keyword) => keyword.merge_small(&self.keyword),
+            None => Ok(false),
+        }
+    }
+
     /// Dumps what is not yet on disk and releases the index writer; later writes fail.
     pub(crate) fn close(&self) -> Result<()> {
         let mut w = self.writer.lock();

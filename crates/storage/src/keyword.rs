@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::index::SegmentId;
 use tantivy::postings::Postings;
 use tantivy::query::{Bm25StatisticsProvider, Bm25Weight, BooleanQuery};
 use tantivy::schema::{
@@ -29,6 +30,10 @@ struct Fields {
     pid: Field,
     body: Field,
 }
+
+/// Segments with fewer documents than this are merged by [`KeywordWriter::merge_small`]
+/// (tantivy's `LogMergePolicy` puts every segment below 10,000 documents in one level).
+pub(crate) const SMALL_SEGMENT: u32 = 10_000;
 
 fn tokenizer_name(analyzer: Analyzer) -> &'static str {
     match analyzer {
@@ -372,6 +377,35 @@ impl KeywordWriter {
         prepared.set_payload(&seq.to_string());
         prepared.commit().context("committing the BM25 index")?;
         index.reload()
+    }
+
+    /// Merges the index's segments below [`SMALL_SEGMENT`] documents into one when there are
+    /// two or more (tantivy's merge policy leaves up to seven of them), then makes the result
+    /// visible: every search opens each segment, so few segments are faster to search. The
+    /// commit's sequence stays as it is. `false` when there was nothing to merge, or when
+    /// tantivy's own merging holds those segments (a later call merges them).
+    pub(crate) fn merge_small(&mut self, index: &KeywordIndex) -> Result<bool> {
+        let small: Vec<SegmentId> = index
+            .index
+            .searchable_segment_metas()
+            .context("listing BM25 segments")?
+            .iter()
+            .filter(|segment| segment.max_doc() < SMALL_SEGMENT)
+            .map(|segment| segment.id())
+            .collect();
+        if small.len() < 2 {
+            return Ok(false);
+        }
+        match self.writer.merge(&small).wait() {
+            Ok(_) => {
+                index.reload()?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "BM25 segments not merged now");
+                Ok(false)
+            }
+        }
     }
 
     /// Waits for background merges; call before dropping on shutdown.

@@ -771,3 +771,49 @@ fn a_partition_snapshot_restores_every_collection_at_its_stream_position() {
     target.close().unwrap();
     store.close().unwrap();
 }
+
+/// Segments of every BM25 index under `dir` (each index's `meta.json`).
+fn bm25_segments(dir: &Path) -> Vec<usize> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(bm25_segments(&path));
+        } else if path.ends_with("bm25/meta.json") {
+            let meta: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            found.push(meta["segments"].as_array().unwrap().len());
+        }
+    }
+    found
+}
+
+#[test]
+fn compacting_bm25_merges_small_segments_and_scores_stay_bit_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 0);
+    let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
+    fill(&c, 1200, 7); // three writes: three commits, three segments
+    assert_eq!(bm25_segments(dir.path()), [3]);
+    let scored = |c: &Collection| -> Vec<(String, u32)> {
+        c.search_bm25("uniq17 shared retrieval uniq400", 50, None)
+            .unwrap()
+            .iter()
+            .map(|h| (h.id.to_string(), h.score.to_bits()))
+            .collect()
+    };
+    let before = scored(&c);
+    assert!(c.compact_bm25().unwrap());
+    assert_eq!(bm25_segments(dir.path()), [1]);
+    assert_eq!(scored(&c), before);
+    assert!(!c.compact_bm25().unwrap(), "one segment: nothing left to merge");
+    // Writes go on after it, and the merged index survives a reopen.
+    let outcome = c.write(&WriteBatch { upserts: vec![], deletes: vec!["doc-17".into()] }).unwrap();
+    assert_eq!(outcome.deleted, ["doc-17"]);
+    store.close().unwrap();
+    drop((c, store));
+    let store = open(dir.path(), 0);
+    let c = store.collection("c").unwrap();
+    assert_eq!(c.stats().sequence, 1201);
+    assert_eq!(&ids(&c.search_bm25("uniq17 uniq400", 5, None).unwrap())[..], ["doc-400"]);
+}
