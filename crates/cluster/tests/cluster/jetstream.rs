@@ -216,7 +216,14 @@ async fn a_killed_stream_leader_loses_no_acked_append_and_stores_none_twice() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut entries = log.read(0, 1).await.unwrap();
+    // Reading needs a consumer, which the restarted cluster may not create for a moment yet.
+    let mut entries = loop {
+        match log.read(0, 1).await {
+            Ok(entries) => break entries,
+            Err(e) => assert!(Instant::now() < deadline, "the stream was never readable: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let mut stored = Vec::new();
     while stored.len() < last as usize {
         let entry = tokio::time::timeout(Duration::from_secs(20), entries.next())
