@@ -1097,7 +1097,16 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     assert!(ack.visible);
     let found = ranked(&client, api::SearchRequest::new("notes", "wombat")).await;
     assert_eq!(found.iter().map(|h| h.0.as_str()).collect::<Vec<_>>(), ["n1"]);
-    let info = client.info().await.unwrap();
+    // The router finds the shards as they record themselves (each refresh, every 2 s).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let info = loop {
+        let info = client.info().await.unwrap();
+        if info.cluster.as_ref().is_some_and(|c| c.shards.len() == 3) {
+            break info;
+        }
+        assert!(Instant::now() < deadline, "the router never found 3 shards: {info:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let shape = info.cluster.unwrap();
     assert_eq!((shape.partitions, shape.shards.len()), (4, 3));
     assert_eq!(info.models.len(), 1);
