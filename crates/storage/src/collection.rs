@@ -723,6 +723,11 @@ impl Collection {
         Ok(())
     }
 
+    /// Segments of the BM25 index a search opens now (see [`Collection::compact_bm25`]).
+    pub fn bm25_segments(&self) -> usize {
+        self.keyword.segments()
+    }
+
     /// Merges the BM25 index's small segments into one (see `KeywordWriter::merge_small`);
     /// writes to this collection wait meanwhile, searches do not. For a collection no longer
     /// written to, e.g. a cluster partition whose applier is idle. `true` when it merged.

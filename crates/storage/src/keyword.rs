@@ -231,6 +231,11 @@ impl KeywordIndex {
         Ok((KeywordIndex { index, reader, fields }, KeywordWriter { writer, fields }))
     }
 
+    /// Segments a search opens now.
+    pub(crate) fn segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
     /// Documents visible to searches (committed, deletes applied).
     pub(crate) fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()

@@ -772,29 +772,13 @@ fn a_partition_snapshot_restores_every_collection_at_its_stream_position() {
     store.close().unwrap();
 }
 
-/// Segments of every BM25 index under `dir` (each index's `meta.json`).
-fn bm25_segments(dir: &Path) -> Vec<usize> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            found.extend(bm25_segments(&path));
-        } else if path.ends_with("bm25/meta.json") {
-            let meta: serde_json::Value =
-                serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            found.push(meta["segments"].as_array().unwrap().len());
-        }
-    }
-    found
-}
-
 #[test]
 fn compacting_bm25_merges_small_segments_and_scores_stay_bit_identical() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path(), 0);
     let c = store.create_collection("c", dense_config(Distance::Cosine)).unwrap();
     fill(&c, 1200, 7); // three writes: three commits, three segments
-    assert_eq!(bm25_segments(dir.path()), [3]);
+    assert_eq!(c.bm25_segments(), 3);
     let scored = |c: &Collection| -> Vec<(String, u32)> {
         c.search_bm25("uniq17 shared retrieval uniq400", 50, None)
             .unwrap()
@@ -804,7 +788,7 @@ fn compacting_bm25_merges_small_segments_and_scores_stay_bit_identical() {
     };
     let before = scored(&c);
     assert!(c.compact_bm25().unwrap());
-    assert_eq!(bm25_segments(dir.path()), [1]);
+    assert_eq!(c.bm25_segments(), 1);
     assert_eq!(scored(&c), before);
     assert!(!c.compact_bm25().unwrap(), "one segment: nothing left to merge");
     // Writes go on after it, and the merged index survives a reopen.
