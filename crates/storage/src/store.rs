@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
@@ -58,20 +58,14 @@ impl Store {
         std::fs::create_dir_all(dir)
             .context(format!("creating data directory {}", dir.display()))?;
         let sled_dir = dir.join("sled");
-        let db = sled::Config::new()
-            .path(&sled_dir)
-            .cache_capacity(options.cache_bytes)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => Error::Corrupt(format!(
-                    "the sled database at {} is corrupt ({e}). Refusing to start rather than \
-                     serve part of the data: restore the data directory from a backup",
-                    sled_dir.display()
-                )),
-                other => {
-                    Error::io(format!("opening sled database at {}", sled_dir.display()), other)
-                }
-            })?;
+        let db = open_sled(&sled_dir, options.cache_bytes).map_err(|e| match e {
+            sled::Error::Corruption { .. } => Error::Corrupt(format!(
+                "the sled database at {} is corrupt ({e}). Refusing to start rather than serve \
+                 part of the data: restore the data directory from a backup",
+                sled_dir.display()
+            )),
+            other => Error::io(format!("opening sled database at {}", sled_dir.display()), other),
+        })?;
         let catalog = db.open_tree("catalog").context("opening the catalog")?;
         let store_meta = db.open_tree("store").context("opening store metadata")?;
         check_identity(dir, &db, &catalog, &store_meta)?;
@@ -312,6 +306,32 @@ impl Store {
         self.db.flush().context("flushing sled")?;
         Ok(())
     }
+}
+
+/// How long [`open_sled`] waits for a just-closed database's file lock.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens sled, waiting up to [`LOCK_WAIT`] while its file lock is held. sled 0.34 finishes
+/// writes of a dropped database on its own thread pool, which keeps the lock for a moment
+/// after the last handle is gone, so reopening a store in the same process (a restored
+/// partition, a test) can find it still held. A lock another process holds is still held
+/// after the wait, and the error says so.
+fn open_sled(dir: &Path, cache_bytes: u64) -> sled::Result<sled::Db> {
+    let start = Instant::now();
+    loop {
+        match sled::Config::new().path(dir).cache_capacity(cache_bytes).open() {
+            Err(sled::Error::Io(e)) if is_lock_held(&e) && start.elapsed() < LOCK_WAIT => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether sled's open failed on its file lock (sled reports it as a plain I/O error).
+fn is_lock_held(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock
+        || error.to_string().contains("could not acquire lock")
 }
 
 fn collection_dir(root: &Path, uid: u64) -> PathBuf {

@@ -687,6 +687,23 @@ fn logged_batches_apply_once_in_order_with_their_position() {
     store.close().unwrap();
 }
 
+/// A data directory another open store holds is refused (after the bounded wait for a lock
+/// a just-closed store may still hold), with an error that names the lock; once the holder
+/// closes, it opens.
+#[test]
+fn a_data_directory_in_use_is_refused_until_its_holder_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let holder = open(dir.path(), usize::MAX);
+    holder.create_collection("c", CollectionConfig::default()).unwrap();
+    let error = Store::open(dir.path(), options(usize::MAX)).err().expect("refused");
+    assert!(error.to_string().contains("could not acquire lock"), "{error}");
+    holder.close().unwrap();
+    drop(holder);
+    let store = open(dir.path(), usize::MAX);
+    assert_eq!(store.collections().len(), 1);
+    store.close().unwrap();
+}
+
 /// A partition snapshot holds every collection of a shard's partition store at one stream
 /// position; restored into a new store it gives the same documents, vectors, settings and
 /// position, and the next message applies there. A damaged file is refused; a store that
