@@ -285,11 +285,12 @@ pub struct ModelEntry {
     /// Window in tokens (default from the checkpoint).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
-    /// Compute precision: f32 (default), f16 or bf16.
+    /// Compute precision: auto (default: `SIEVE_PRECISION`, else the fastest that passes the
+    /// accuracy gates on the kernels: bf16 on avx512, f32 elsewhere), f32, f16 or bf16.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
     /// Kernels: auto (default: `SIEVE_KERNELS`, else the fastest this CPU runs), reference
-    /// (candle), portable or avx2.
+    /// (candle), portable, avx2 or avx512 (AVX512-BF16 products for bf16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernels: Option<String>,
     /// Padded tokens per forward pass (default 8192).

@@ -341,16 +341,22 @@ fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
         .0
         .iter()
         .map(|entry| {
-            let precision = match entry.dtype.as_deref() {
-                None => Precision::F32,
-                Some(name) => Precision::from_name(name).with_context(|| {
-                    format!("models: '{}' has dtype '{name}' (use f32, f16 or bf16)", entry.name)
-                })?,
-            };
             let kernels = match entry.kernels.as_deref() {
                 None | Some("auto") => Kernels::from_env().map_err(anyhow::Error::msg)?,
                 Some(name) => Kernels::from_name(name).with_context(|| {
                     format!("models: '{}' has kernels '{name}' ({})", entry.name, Kernels::CHOICES)
+                })?,
+            };
+            // Unset or auto: SIEVE_PRECISION, else the fastest that passes the gates here.
+            let from_env = std::env::var("SIEVE_PRECISION").ok().filter(|v| !v.is_empty());
+            let precision = match entry.dtype.as_deref().or(from_env.as_deref()) {
+                None | Some("auto") => Precision::fastest(kernels),
+                Some(name) => Precision::from_name(name).with_context(|| {
+                    format!(
+                        "models: '{}' has dtype '{name}' (use auto, f32, f16 or bf16; \
+                         SIEVE_PRECISION sets the default)",
+                        entry.name
+                    )
                 })?,
             };
             Ok(ModelSpec {

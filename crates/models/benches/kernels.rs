@@ -1,6 +1,7 @@
 //! The CPU kernels alone, on each instruction set this CPU has: the GEMM at MiniLM's and
 //! BGE-large's linear shapes (one 96-row block on one thread, and 8,192 rows over the rayon
-//! pool), softmax over a 256-key attention row, exact GELU over an FFN row block. Criterion
+//! pool) in f32 and, where the CPU has AVX512-BF16, in bf16 products; softmax over a 256-key
+//! attention row, exact GELU over an FFN row block. Criterion
 //! reports time; GFLOP/s = 2·m·n·k / time (printed once per shape), next to the machine's
 //! FMA peak (2 threads × 8 lanes × 2 FLOP × FMA issue rate; measured 38 GFLOP/s per core on
 //! the AVX2 machine of 2026-12, see docs/BENCHMARKS.md).
@@ -10,6 +11,7 @@
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sieve_models::kernels::bf16::{PackedBf16, gemm_bf16, par_gemm_bf16};
 use sieve_models::kernels::{Activation, Isa, Packed, gemm, par_gemm, softmax};
 use sieve_models::{Kernels, cpu_description};
 
@@ -22,7 +24,7 @@ fn values(n: usize, seed: u32) -> Vec<f32> {
 }
 
 fn sets() -> Vec<(Kernels, Isa)> {
-    [Kernels::Portable, Kernels::Avx2]
+    [Kernels::Portable, Kernels::Avx2, Kernels::Avx512]
         .into_iter()
         .filter_map(|k| Isa::of(k).map(|isa| (k, isa)))
         .collect()
@@ -55,21 +57,7 @@ fn kernels(c: &mut Criterion) {
                         par_gemm(isa, &a, m, &w, Some(&bias), out)
                     }
                 };
-                let started = Instant::now();
-                run(&mut out);
-                let once = started.elapsed().as_secs_f64();
-                let reps = (0.5 / once).ceil() as usize;
-                let started = Instant::now();
-                for _ in 0..reps {
-                    run(&mut out);
-                }
-                let seconds = started.elapsed().as_secs_f64() / reps as f64;
-                eprintln!(
-                    "{} {name} m={m} ({}): {:.1} GFLOP/s",
-                    kernels.name(),
-                    if m == 96 { "1 thread" } else { "rayon pool" },
-                    flops as f64 / seconds / 1e9
-                );
+                report(kernels.name(), name, m, flops, &run, &mut out);
                 group.bench_function(format!("{name} m={m}"), |b| b.iter(|| run(&mut out)));
             }
         }
@@ -91,6 +79,57 @@ fn kernels(c: &mut Criterion) {
         });
         group.finish();
     }
+    let Some(isa) = Isa::of(Kernels::Avx512) else {
+        eprintln!("no AVX512-BF16 on this CPU: the bf16 GEMM is not measured");
+        return;
+    };
+    let mut group = c.benchmark_group("gemm-bf16-avx512");
+    group.sample_size(10);
+    for (name, n, k) in shapes {
+        let w = PackedBf16::from_rows(&values(n * k, 1), n, k);
+        let bias = values(n, 2);
+        for m in [96, 8192] {
+            let a = values(m * k, 3);
+            let mut out = vec![0f32; m * n];
+            let flops = 2 * m * n * k;
+            group.throughput(Throughput::Elements(flops as u64));
+            let run = |out: &mut [f32]| {
+                if m == 96 {
+                    gemm_bf16(isa, &a, m, &w, Some(&bias), out, n)
+                } else {
+                    par_gemm_bf16(isa, &a, m, &w, Some(&bias), out)
+                }
+            };
+            report("bf16-avx512", name, m, flops, &run, &mut out);
+            group.bench_function(format!("{name} m={m}"), |b| b.iter(|| run(&mut out)));
+        }
+    }
+    group.finish();
+}
+
+/// Prints the GFLOP/s of `run` (timed over about half a second) once, beside criterion's times.
+fn report(
+    set: &str,
+    name: &str,
+    m: usize,
+    flops: usize,
+    run: &dyn Fn(&mut [f32]),
+    out: &mut [f32],
+) {
+    let started = Instant::now();
+    run(out);
+    let once = started.elapsed().as_secs_f64();
+    let reps = (0.5 / once).ceil() as usize;
+    let started = Instant::now();
+    for _ in 0..reps {
+        run(out);
+    }
+    let seconds = started.elapsed().as_secs_f64() / reps as f64;
+    eprintln!(
+        "{set} {name} m={m} ({}): {:.1} GFLOP/s",
+        if m == 96 { "1 thread" } else { "rayon pool" },
+        flops as f64 / seconds / 1e9
+    );
 }
 
 criterion_group!(benches, kernels);

@@ -13,14 +13,48 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
+use crate::kernels::bf16::{PackedBf16, gemm_bf16, par_gemm_bf16};
 use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, gemm, par_gemm};
 use crate::network::Outputs;
 use crate::tokenize::Encoded;
 
 /// A linear layer: packed weight and bias.
 struct Linear {
-    weight: Packed,
+    weight: Weight,
     bias: Vec<f32>,
+}
+
+/// A linear layer's weight, packed for its precision.
+enum Weight {
+    F32(Packed),
+    /// Rounded to bf16: products in bf16, sums in f32.
+    Bf16(PackedBf16),
+}
+
+impl Linear {
+    /// Output width.
+    fn n(&self) -> usize {
+        match &self.weight {
+            Weight::F32(w) => w.n(),
+            Weight::Bf16(w) => w.n(),
+        }
+    }
+
+    /// `c = a · Wᵀ + bias` for `m` rows, over the rayon pool.
+    fn par_apply(&self, isa: Isa, a: &[f32], m: usize, c: &mut [f32]) {
+        match &self.weight {
+            Weight::F32(w) => par_gemm(isa, a, m, w, Some(&self.bias), c),
+            Weight::Bf16(w) => par_gemm_bf16(isa, a, m, w, Some(&self.bias), c),
+        }
+    }
+
+    /// `c = a · Wᵀ + bias` for `m` rows (output stride `ldc`), on this thread.
+    fn apply(&self, isa: Isa, a: &[f32], m: usize, c: &mut [f32], ldc: usize) {
+        match &self.weight {
+            Weight::F32(w) => gemm(isa, a, m, w, Some(&self.bias), c, ldc),
+            Weight::Bf16(w) => gemm_bf16(isa, a, m, w, Some(&self.bias), c, ldc),
+        }
+    }
 }
 
 /// LayerNorm's scale and shift.
@@ -110,18 +144,24 @@ fn read(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Vec
     vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-fn linear(vb: &VarBuilder, n: usize, k: usize) -> candle_core::Result<Linear> {
-    stacked(std::slice::from_ref(vb), n, k)
+fn linear(vb: &VarBuilder, n: usize, k: usize, bf16: bool) -> candle_core::Result<Linear> {
+    stacked(std::slice::from_ref(vb), n, k, bf16)
 }
 
 /// Linear layers of the same shape (`n × k` each) stacked into one: their outputs side by side.
-fn stacked(vbs: &[VarBuilder], n: usize, k: usize) -> candle_core::Result<Linear> {
+fn stacked(vbs: &[VarBuilder], n: usize, k: usize, bf16: bool) -> candle_core::Result<Linear> {
     let (mut weight, mut bias) = (Vec::new(), Vec::new());
     for vb in vbs {
         weight.extend(read(vb, &[n, k], "weight")?);
         bias.extend(read(vb, &[n], "bias")?);
     }
-    Ok(Linear { weight: Packed::from_rows(&weight, vbs.len() * n, k), bias })
+    let n = vbs.len() * n;
+    let weight = if bf16 {
+        Weight::Bf16(PackedBf16::from_rows(&weight, n, k))
+    } else {
+        Weight::F32(Packed::from_rows(&weight, n, k))
+    };
+    Ok(Linear { weight, bias })
 }
 
 fn norm(vb: &VarBuilder, size: usize) -> candle_core::Result<Norm> {
@@ -140,11 +180,13 @@ fn config_usize(config: &serde_json::Value, key: &str) -> candle_core::Result<us
 }
 
 impl Encoder {
-    /// Reads and packs the weights of `checkpoint` from `vb` (f32, whatever the file stores).
+    /// Reads and packs the weights of `checkpoint` from `vb` (f32, whatever the file stores;
+    /// the layers' linear weights rounded to bf16 with `bf16`).
     pub(crate) fn load(
         checkpoint: &Checkpoint,
         vb: VarBuilder,
         isa: Isa,
+        bf16: bool,
     ) -> candle_core::Result<Encoder> {
         let config = &checkpoint.config;
         let hidden = config_usize(config, "hidden_size")?;
@@ -189,13 +231,14 @@ impl Encoder {
                 let layer = body.pp(format!("encoder.layer.{i}"));
                 let attention = layer.pp("attention");
                 let own = attention.pp("self");
+                let key_value = [own.pp("key"), own.pp("value")];
                 Ok(Layer {
-                    query: linear(&own.pp("query"), hidden, hidden)?,
-                    key_value: stacked(&[own.pp("key"), own.pp("value")], hidden, hidden)?,
-                    attention_out: linear(&attention.pp("output.dense"), hidden, hidden)?,
+                    query: linear(&own.pp("query"), hidden, hidden, bf16)?,
+                    key_value: stacked(&key_value, hidden, hidden, bf16)?,
+                    attention_out: linear(&attention.pp("output.dense"), hidden, hidden, bf16)?,
                     attention_norm: norm(&attention.pp("output.LayerNorm"), hidden)?,
-                    up: linear(&layer.pp("intermediate.dense"), intermediate, hidden)?,
-                    down: linear(&layer.pp("output.dense"), hidden, intermediate)?,
+                    up: linear(&layer.pp("intermediate.dense"), intermediate, hidden, bf16)?,
+                    down: linear(&layer.pp("output.dense"), hidden, intermediate, bf16)?,
                     output_norm: norm(&layer.pp("output.LayerNorm"), hidden)?,
                 })
             })
@@ -210,13 +253,13 @@ impl Encoder {
                     vb.pp("pooler.dense")
                 };
                 Head::Classify {
-                    dense: linear(&pooler, hidden, hidden)?,
-                    out: linear(&vb.pp("classifier"), labels, hidden)?,
+                    dense: linear(&pooler, hidden, hidden, false)?,
+                    out: linear(&vb.pp("classifier"), labels, hidden, false)?,
                 }
             }
             Architecture::XlmRobertaCrossEncoder => Head::Classify {
-                dense: linear(&vb.pp("classifier.dense"), hidden, hidden)?,
-                out: linear(&vb.pp("classifier.out_proj"), labels, hidden)?,
+                dense: linear(&vb.pp("classifier.dense"), hidden, hidden, false)?,
+                out: linear(&vb.pp("classifier.out_proj"), labels, hidden, false)?,
             },
         };
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
@@ -353,18 +396,10 @@ impl Encoder {
         let (keys_values, queries) =
             (&mut keys_values[..tokens * 2 * hidden], &mut queries[..rows * hidden]);
         let (context, attended) = (&mut context[..rows * hidden], &mut attended[..rows * hidden]);
-        par_gemm(
-            isa,
-            states,
-            tokens,
-            &layer.key_value.weight,
-            Some(&layer.key_value.bias),
-            keys_values,
-        );
-        par_gemm(isa, input, rows, &layer.query.weight, Some(&layer.query.bias), queries);
+        layer.key_value.par_apply(isa, states, tokens, keys_values);
+        layer.query.par_apply(isa, input, rows, queries);
         self.attend(starts, query_starts, queries, keys_values, context);
-        let out_proj = &layer.attention_out;
-        par_gemm(isa, context, rows, &out_proj.weight, Some(&out_proj.bias), attended);
+        layer.attention_out.par_apply(isa, context, rows, attended);
         self.add_norm(attended, input, &layer.attention_norm);
         self.feed_forward(layer, attended, intermediate, out);
     }
@@ -450,7 +485,7 @@ impl Encoder {
     ) {
         let (isa, hidden, activation) = (self.isa, self.hidden, self.activation);
         let (up, down, norm) = (&layer.up, &layer.down, &layer.output_norm);
-        let width = up.weight.n();
+        let width = up.n();
         let rows = input.len() / hidden;
         if rows >= ROW_BLOCK * rayon::current_num_threads() {
             out.par_chunks_mut(ROW_BLOCK * hidden)
@@ -460,9 +495,9 @@ impl Encoder {
                     SCRATCH.with_borrow_mut(|scratch| {
                         grow(&mut scratch.intermediate, m * width);
                         let middle = &mut scratch.intermediate[..m * width];
-                        gemm(isa, input, m, &up.weight, Some(&up.bias), middle, width);
+                        up.apply(isa, input, m, middle, width);
                         activation.apply(isa, middle);
-                        gemm(isa, middle, m, &down.weight, Some(&down.bias), out, hidden);
+                        down.apply(isa, middle, m, out, hidden);
                     });
                     for (row, residual) in
                         out.chunks_exact_mut(hidden).zip(input.chunks_exact(hidden))
@@ -481,9 +516,9 @@ impl Encoder {
         }
         grow(intermediate, rows * width);
         let middle = &mut intermediate[..rows * width];
-        par_gemm(isa, input, rows, &up.weight, Some(&up.bias), middle);
+        up.par_apply(isa, input, rows, middle);
         middle.par_chunks_mut(width).for_each(|row| activation.apply(isa, row));
-        par_gemm(isa, middle, rows, &down.weight, Some(&down.bias), out);
+        down.par_apply(isa, middle, rows, out);
         self.add_norm(out, input, norm);
     }
 
@@ -493,11 +528,11 @@ impl Encoder {
             unreachable!("classify is called for cross-encoders")
         };
         let mut pooled = vec![0f32; rows * self.hidden];
-        gemm(self.isa, first, rows, &dense.weight, Some(&dense.bias), &mut pooled, self.hidden);
+        dense.apply(self.isa, first, rows, &mut pooled, self.hidden);
         pooled.iter_mut().for_each(|v| *v = v.tanh());
-        let labels = out.weight.n();
+        let labels = out.n();
         let mut logits = vec![0f32; rows * labels];
-        gemm(self.isa, &pooled, rows, &out.weight, Some(&out.bias), &mut logits, labels);
+        out.apply(self.isa, &pooled, rows, &mut logits, labels);
         Outputs::Scores(logits.chunks_exact(labels).map(|row| row[0]).collect())
     }
 

@@ -34,6 +34,13 @@ impl Precision {
         }
     }
 
+    /// The fastest precision that passes the accuracy gates on `kernels`: bf16 on the AVX-512
+    /// set (AVX512-BF16 products; logits within 0.05 of f32, embeddings at cosine ≥ 0.999, see
+    /// the reference tests), f32 elsewhere.
+    pub fn fastest(kernels: Kernels) -> Precision {
+        if kernels == Kernels::Avx512 { Precision::Bf16 } else { Precision::F32 }
+    }
+
     /// "f32", "f16" or "bf16".
     pub fn name(self) -> &'static str {
         match self {
@@ -43,7 +50,7 @@ impl Precision {
         }
     }
 
-    fn dtype(self) -> DType {
+    pub(crate) fn dtype(self) -> DType {
         match self {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
@@ -77,8 +84,8 @@ impl Model {
         Model::load_with_kernels(name, dir, max_length, precision, kernels)
     }
 
-    /// Loads with the given kernels. Sieve's own kernels compute in f32; another precision runs
-    /// on the reference path.
+    /// Loads with the given kernels. Sieve's own kernels compute in f32 or bf16 (bf16 needs
+    /// the AVX-512 set, or the portable one that emulates it); f16 runs on the reference path.
     pub fn load_with_kernels(
         name: &str,
         dir: &Path,
@@ -93,11 +100,24 @@ impl Model {
                 crate::kernels::cpu_description()
             )));
         }
-        let kernels = if precision == Precision::F32 { kernels } else { Kernels::Reference };
+        let kernels = match precision {
+            Precision::F32 => kernels,
+            Precision::Bf16 if kernels.run_bf16() => kernels,
+            Precision::Bf16 => {
+                return Err(ModelError::Unsupported(format!(
+                    "model '{name}': bf16 runs on the avx512 kernels (AVX512-BF16), the {} \
+                     kernels compute in f32 ({}): use dtype f32, or leave it unset for the \
+                     fastest this CPU runs",
+                    kernels.name(),
+                    crate::kernels::cpu_description()
+                )));
+            }
+            Precision::F16 => Kernels::Reference,
+        };
         let checkpoint = Checkpoint::open(dir, max_length)?;
         let device = Device::Cpu;
         let tokenizer = TextTokenizer::load(name, dir, checkpoint.max_length)?;
-        let (network, pad) = Network::load(&checkpoint, precision.dtype(), &device, kernels)?;
+        let (network, pad) = Network::load(&checkpoint, precision, &device, kernels)?;
         Ok(Model {
             name: name.to_string(),
             checkpoint,

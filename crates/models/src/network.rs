@@ -12,6 +12,7 @@ use crate::checkpoint::{Architecture, Checkpoint, Pooling};
 use crate::encoder::Encoder;
 use crate::error::{ModelError, Result};
 use crate::kernels::{Isa, Kernels};
+use crate::model::Precision;
 use crate::tokenize::Encoded;
 
 /// What a forward pass returns, one entry per input.
@@ -45,23 +46,28 @@ fn unsupported(checkpoint: &Checkpoint, e: impl std::fmt::Display) -> ModelError
 }
 
 impl Network {
-    /// Loads the weights (converted to `dtype` on load) and builds the network: Sieve's own
-    /// encoder (f32) when `kernels` names one, else candle's (the reference).
+    /// Loads the weights and builds the network: Sieve's own encoder when `kernels` names one
+    /// (linear layers in bf16 for that precision, else f32), else candle's (the reference),
+    /// its weights converted to `precision`.
     pub(crate) fn load(
         checkpoint: &Checkpoint,
-        dtype: DType,
+        precision: Precision,
         device: &Device,
         kernels: Kernels,
     ) -> Result<(Network, u32)> {
+        let own = Isa::of(kernels);
+        // The own encoder reads every tensor as f32 and packs it itself.
+        let dtype = if own.is_some() { DType::F32 } else { precision.dtype() };
         let weights = checkpoint.dir.join("model.safetensors");
         // SAFETY: the file is memory-mapped read-only; Sieve never writes model files.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, device) }
             .map_err(|e| unsupported(checkpoint, e))?;
         let config = &checkpoint.config;
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-        if let Some(isa) = Isa::of(kernels) {
+        if let Some(isa) = own {
+            let bf16 = precision == Precision::Bf16;
             let encoder =
-                Encoder::load(checkpoint, vb, isa).map_err(|e| unsupported(checkpoint, e))?;
+                Encoder::load(checkpoint, vb, isa, bf16).map_err(|e| unsupported(checkpoint, e))?;
             return Ok((Network::Own(Box::new(encoder)), pad));
         }
         let network = match checkpoint.architecture {

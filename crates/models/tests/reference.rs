@@ -228,3 +228,121 @@ fn unknown_architectures_and_missing_files_are_named() {
     let err = Model::load("x", dir.path(), None, Precision::F32).err().unwrap();
     assert!(err.to_string().contains("architecture GPT2LMHeadModel is not supported"), "{err}");
 }
+
+/// The kernel sets that compute linear layers in bf16: the portable emulation on any CPU and
+/// the AVX-512 kernels where the CPU has AVX512-BF16 (said when it does not).
+fn bf16_sets() -> Vec<Kernels> {
+    let mut sets = vec![Kernels::Portable];
+    if Kernels::Avx512.is_supported() {
+        sets.push(Kernels::Avx512);
+    } else {
+        eprintln!(
+            "no AVX512-BF16 on {}: the avx512 bf16 kernels are not checked",
+            cpu_description()
+        );
+    }
+    sets
+}
+
+/// Worst and mean |logit - reference| of a cross-encoder over its reference pairs, scored in one
+/// batch.
+fn logit_errors(model: &Model, reference: &Value) -> (f32, f32) {
+    let pairs = reference["pairs"].as_array().unwrap();
+    let inputs: Vec<Encoded> = pairs
+        .iter()
+        .map(|pair| {
+            let (query, passage) =
+                (pair["query"].as_str().unwrap(), pair["passage"].as_str().unwrap());
+            let mut encoded = model.tokenizer().encode_pair(query, passage).unwrap();
+            if pair.get("token_type_ids").is_none() {
+                encoded.type_ids.iter_mut().for_each(|t| *t = 0);
+            }
+            encoded
+        })
+        .collect();
+    let errors: Vec<f32> =
+        scores(model, &inputs).iter().zip(pairs).map(|(s, p)| (s - logit(p)).abs()).collect();
+    let worst = errors.iter().copied().fold(0.0, f32::max);
+    (worst, errors.iter().sum::<f32>() / errors.len() as f32)
+}
+
+/// The bf16 gates (INFERENCE.md): max |Δlogit| ≤ 0.05 and mean ≤ 0.01 against transformers'
+/// f32 logits for the trained cross-encoder, on every kernel set that computes in bf16. The
+/// tiny fixtures' random weights are large (std 0.4): rounding them to bf16 alone moves their
+/// logits by up to 0.088 (numpy, f32 forward pass on rounded weights), so they are held to that
+/// bound and a mean of 0.03 instead.
+#[test]
+fn bf16_cross_encoders_meet_the_accuracy_gates() {
+    let cases = [
+        (
+            "sieve/sieve-ce-minilm-l6-scifact",
+            "models/sieve--sieve-ce-minilm-l6-scifact",
+            None,
+            0.05,
+            0.01,
+        ),
+        ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128), 0.1, 0.03),
+        ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128), 0.1, 0.03),
+    ];
+    for (name, path, max_length, max_gate, mean_gate) in cases {
+        let dir = shared().join(path);
+        let reference = read_json(&dir.join("reference.json"));
+        for kernels in bf16_sets() {
+            let model =
+                Model::load_with_kernels(name, &dir, max_length, Precision::Bf16, kernels).unwrap();
+            assert_eq!((model.kernels(), model.precision()), (kernels, Precision::Bf16));
+            let (worst, mean) = logit_errors(&model, &reference);
+            eprintln!("{name} {kernels:?} bf16: max |Δlogit| {worst:.4}, mean {mean:.4}");
+            assert!(
+                worst <= max_gate && mean <= mean_gate,
+                "{name} on {kernels:?} in bf16: max |Δlogit| {worst} (gate {max_gate}), mean \
+                 {mean} (gate {mean_gate})"
+            );
+        }
+    }
+}
+
+/// The embedder's bf16 gate: cosine ≥ 0.999 to sentence-transformers' f32 vectors, batched
+/// and alone.
+#[test]
+fn bf16_embeddings_meet_the_accuracy_gate() {
+    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let reference = read_json(&shared().join("fixtures/all-minilm-l6-v2-reference.json"));
+    let sentences: Vec<&str> =
+        reference["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let expected: Vec<Vec<f32>> =
+        reference["embeddings"].as_array().unwrap().iter().map(floats).collect();
+    for kernels in bf16_sets() {
+        let model =
+            Model::load_with_kernels("all-minilm", &dir, None, Precision::Bf16, kernels).unwrap();
+        let batched = model.embed_texts(&sentences).unwrap();
+        let mut worst = 1.0f32;
+        for (i, sentence) in sentences.iter().enumerate() {
+            let alone = &model.embed_texts(&[sentence]).unwrap()[0];
+            for got in [&batched[i], alone] {
+                // Both sides are unit vectors: the cosine is the dot product.
+                let cosine: f32 = got.iter().zip(&expected[i]).map(|(a, b)| a * b).sum();
+                worst = worst.min(cosine);
+            }
+        }
+        eprintln!("all-MiniLM-L6-v2 {kernels:?} bf16: lowest cosine {worst:.5}");
+        assert!(worst >= 0.999, "{kernels:?} bf16: lowest cosine to the reference {worst}");
+    }
+}
+
+/// bf16 asked of kernels that compute in f32 only is refused with a reason, at load.
+#[test]
+fn bf16_on_f32_only_kernels_is_refused_at_load() {
+    let dir = shared().join("fixtures/tiny-bert-ce");
+    let error = Model::load_with_kernels("tiny", &dir, Some(128), Precision::Bf16, Kernels::Avx2)
+        .err()
+        .expect("refused");
+    let message = error.to_string();
+    let reason = if Kernels::Avx2.is_supported() {
+        "bf16 runs on the avx512 kernels (AVX512-BF16), the avx2 kernels compute in f32"
+    } else {
+        eprintln!("no AVX2 on {}: the avx2 kernels are refused first", cpu_description());
+        "the avx2 kernels need a CPU feature this one lacks"
+    };
+    assert!(message.contains(reason), "{message}");
+}

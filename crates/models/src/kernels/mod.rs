@@ -1,9 +1,14 @@
 //! Sieve's own CPU kernels for the encoder layer: an f32 GEMM over weights prepacked once at
-//! load, and the fused element-wise steps around it (bias + GELU, scaled softmax, residual +
-//! LayerNorm). Each has an AVX2 + FMA form chosen at run time and a portable form.
+//! load, a bf16 GEMM for linear layers in bf16 ([`bf16`]), and the fused element-wise steps
+//! around them (bias + GELU, scaled softmax, residual + LayerNorm). Each has a form for the
+//! CPU's instruction set chosen at run time (AVX2 + FMA; AVX512-BF16 for bf16 products) and a
+//! portable form.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+pub mod bf16;
 mod portable;
 
 use std::ops::Range;
@@ -22,12 +27,18 @@ pub enum Kernels {
     Portable,
     /// Sieve's own encoder layer with AVX2 + FMA f32 kernels.
     Avx2,
+    /// Sieve's own encoder layer with AVX512-BF16 kernels for bf16 linear layers and the AVX2 +
+    /// FMA ones for everything in f32.
+    Avx512,
 }
 
 impl Kernels {
     /// The fastest kernels this CPU runs.
     pub fn detect() -> Kernels {
-        if Kernels::Avx2.is_supported() { Kernels::Avx2 } else { Kernels::Portable }
+        [Kernels::Avx512, Kernels::Avx2]
+            .into_iter()
+            .find(|kernels| kernels.is_supported())
+            .unwrap_or(Kernels::Portable)
     }
 
     /// `SIEVE_KERNELS` when set (any name [`Kernels::from_name`] takes), else [`Kernels::detect`].
@@ -40,25 +51,33 @@ impl Kernels {
     }
 
     /// What [`Kernels::from_name`] accepts.
-    pub const CHOICES: &'static str = "use auto, reference, portable or avx2";
+    pub const CHOICES: &'static str = "use auto, reference, portable, avx2 or avx512";
 
-    /// Parses "reference", "portable" or "avx2".
+    /// Parses "reference", "portable", "avx2" or "avx512".
     pub fn from_name(name: &str) -> Option<Kernels> {
         match name {
             "reference" | "candle" => Some(Kernels::Reference),
             "portable" => Some(Kernels::Portable),
             "avx2" => Some(Kernels::Avx2),
+            "avx512" => Some(Kernels::Avx512),
             _ => None,
         }
     }
 
-    /// "reference", "portable" or "avx2".
+    /// "reference", "portable", "avx2" or "avx512".
     pub fn name(self) -> &'static str {
         match self {
             Kernels::Reference => "reference",
             Kernels::Portable => "portable",
             Kernels::Avx2 => "avx2",
+            Kernels::Avx512 => "avx512",
         }
+    }
+
+    /// Whether they compute linear layers in bf16 (fast with AVX512-BF16; the portable set
+    /// emulates it, for checks on any CPU). The reference path has candle's own bf16.
+    pub fn run_bf16(self) -> bool {
+        matches!(self, Kernels::Portable | Kernels::Avx512 | Kernels::Reference)
     }
 
     /// Whether this CPU can run them.
@@ -67,8 +86,14 @@ impl Kernels {
             Kernels::Reference | Kernels::Portable => true,
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2 => is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 => {
+                Kernels::Avx2.is_supported()
+                    && is_x86_feature_detected!("avx512f")
+                    && is_x86_feature_detected!("avx512bf16")
+            }
             #[cfg(not(target_arch = "x86_64"))]
-            Kernels::Avx2 => false,
+            Kernels::Avx2 | Kernels::Avx512 => false,
         }
     }
 }
@@ -108,6 +133,9 @@ pub enum Isa {
     /// AVX2 + FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX512-BF16 for bf16 products, AVX2 + FMA for f32.
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
 }
 
 impl Isa {
@@ -118,7 +146,9 @@ impl Isa {
             Kernels::Portable => Some(Isa::Portable),
             #[cfg(target_arch = "x86_64")]
             Kernels::Avx2 if kernels.is_supported() => Some(Isa::Avx2),
-            Kernels::Avx2 => None,
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx512 if kernels.is_supported() => Some(Isa::Avx512),
+            Kernels::Avx2 | Kernels::Avx512 => None,
         }
     }
 }
@@ -221,7 +251,7 @@ pub(crate) unsafe fn gemm_raw(
                 match isa {
                     Isa::Portable => portable::tile(rows, &tile),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => avx2::tile(rows, &tile),
+                    Isa::Avx2 | Isa::Avx512 => avx2::tile(rows, &tile),
                 }
             }
             row += rows;
@@ -278,28 +308,13 @@ impl<T> Shared<T> {
 /// `c = a · bᵀ (+ bias)` over the rayon pool: row blocks, and column groups when rows are few
 /// (a short query still uses every core).
 pub fn par_gemm(isa: Isa, a: &[f32], m: usize, b: &Packed, bias: Option<&[f32]>, c: &mut [f32]) {
-    use rayon::prelude::*;
     if m == 0 {
         return;
     }
     let (k, n) = (b.k, b.n);
     assert!(a.len() >= m * k && c.len() >= m * n);
-    let threads = rayon::current_num_threads().max(1);
-    // A few rows (a query, a batch's first tokens) stay one block and split by columns, so
-    // each panel is read from memory once.
-    let row_block = if m <= FEW_ROWS {
-        m
-    } else {
-        ROW_BLOCK.min(m.div_ceil(threads).next_multiple_of(TILE_ROWS))
-    };
-    let row_blocks = m.div_ceil(row_block);
-    let groups = (threads * 2).div_ceil(row_blocks).clamp(1, b.panels());
-    let per_group = b.panels().div_ceil(groups);
     let (a_ptr, c_ptr) = (Shared(a.as_ptr() as *mut f32), Shared(c.as_mut_ptr()));
-    (0..row_blocks * groups).into_par_iter().for_each(|task| {
-        let (block, group) = (task / groups, task % groups);
-        let rows = block * row_block..(m).min((block + 1) * row_block);
-        let panels = group * per_group..b.panels().min((group + 1) * per_group);
+    split(m, b.panels(), TILE_ROWS, |rows, panels| {
         // SAFETY: bounds checked above; tasks write disjoint (rows, panels) regions of `c`.
         unsafe {
             gemm_raw(
@@ -313,6 +328,35 @@ pub fn par_gemm(isa: Isa, a: &[f32], m: usize, b: &Packed, bias: Option<&[f32]>,
                 c_ptr.get().add(rows.start * n),
                 n,
             )
+        }
+    });
+}
+
+/// Runs `task(rows, panels)` over the rayon pool for every block of a GEMM of `m` rows and
+/// `panels` panels: row blocks (multiples of `tile_rows`), and column groups when rows are few,
+/// so a short GEMM still uses every core and reads each panel from memory once.
+pub(crate) fn split(
+    m: usize,
+    panels: usize,
+    tile_rows: usize,
+    task: impl Fn(Range<usize>, Range<usize>) + Sync,
+) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads().max(1);
+    let row_block = if m <= FEW_ROWS {
+        m
+    } else {
+        ROW_BLOCK.min(m.div_ceil(threads).next_multiple_of(tile_rows))
+    };
+    let row_blocks = m.div_ceil(row_block);
+    let groups = (threads * 2).div_ceil(row_blocks).clamp(1, panels.max(1));
+    let per_group = panels.div_ceil(groups);
+    (0..row_blocks * groups).into_par_iter().for_each(|t| {
+        let (block, group) = (t / groups, t % groups);
+        let rows = block * row_block..m.min((block + 1) * row_block);
+        let panels = group * per_group..panels.min((group + 1) * per_group);
+        if !panels.is_empty() {
+            task(rows, panels);
         }
     });
 }
@@ -340,9 +384,9 @@ impl Activation {
     pub fn apply(self, isa: Isa, x: &mut [f32]) {
         match isa {
             Isa::Portable => portable::activate(self, x),
-            // SAFETY: the AVX2 set is only chosen when the CPU has it.
+            // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => unsafe { avx2::activate(self, x) },
+            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::activate(self, x) },
         }
     }
 }
@@ -351,9 +395,9 @@ impl Activation {
 pub fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
     match isa {
         Isa::Portable => portable::softmax(x, scale),
-        // SAFETY: the AVX2 set is only chosen when the CPU has it.
+        // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::softmax(x, scale) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::softmax(x, scale) },
     }
 }
 
@@ -368,9 +412,9 @@ pub fn add_layer_norm(
 ) {
     match isa {
         Isa::Portable => portable::add_layer_norm(x, residual, gamma, beta, eps),
-        // SAFETY: the AVX2 set is only chosen when the CPU has it.
+        // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
+        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
     }
 }
 

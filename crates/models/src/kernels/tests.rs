@@ -27,6 +27,23 @@ fn instruction_sets() -> Vec<Isa> {
             cpu_description()
         ),
     }
+    if let Some(isa) = Isa::of(Kernels::Avx512) {
+        sets.push(isa);
+    }
+    sets
+}
+
+/// The instruction sets whose bf16 GEMM runs here: the portable emulation always, AVX-512 where
+/// the CPU has AVX512-BF16 (else said, and only the emulation is checked).
+fn bf16_sets() -> Vec<Isa> {
+    let mut sets = vec![Isa::Portable];
+    match Isa::of(Kernels::Avx512) {
+        Some(isa) => sets.push(isa),
+        None => eprintln!(
+            "this CPU has no AVX512-BF16 ({}): only the portable bf16 kernels are checked",
+            cpu_description()
+        ),
+    }
     sets
 }
 
@@ -193,11 +210,96 @@ fn layer_norm_matches_f64() {
 
 #[test]
 fn kernel_names_round_trip_and_detection_is_supported() {
-    for kernels in [Kernels::Reference, Kernels::Portable, Kernels::Avx2] {
+    for kernels in [Kernels::Reference, Kernels::Portable, Kernels::Avx2, Kernels::Avx512] {
         assert_eq!(Kernels::from_name(kernels.name()), Some(kernels));
     }
-    assert_eq!(Kernels::from_name("avx512"), None);
+    assert_eq!(Kernels::from_name("avx512bf16"), None);
     assert!(Kernels::detect().is_supported());
     assert_ne!(Isa::of(Kernels::detect()), None, "detection picks one of Sieve's own sets");
     assert_eq!(Isa::of(Kernels::Reference), None);
+}
+
+#[test]
+fn bf16_rounding_is_to_nearest_with_ties_to_even() {
+    use bf16::{from_bf16, to_bf16};
+    assert_eq!(to_bf16(1.0), 0x3f80);
+    assert_eq!(to_bf16(-2.5), 0xc020);
+    // 1 + 2^-8 lies halfway between 1 (even) and 1 + 2^-7: it rounds to 1.
+    assert_eq!(to_bf16(1.0 + 1.0 / 256.0), 0x3f80);
+    // 1 + 3·2^-8 lies halfway between 1 + 2^-7 (odd) and 1 + 2^-6 (even).
+    assert_eq!(to_bf16(1.0 + 3.0 / 256.0), 0x3f82);
+    assert_eq!(to_bf16(1.0 + 1.0 / 256.0 + 1.0 / 65536.0), 0x3f81, "above half rounds up");
+    assert_eq!(from_bf16(to_bf16(3.140625)), 3.140625, "a bf16 value is kept exactly");
+    assert_eq!(to_bf16(f32::INFINITY), 0x7f80);
+    assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+    // The AVX-512 rounding of a row (32 at a time, then the tail) gives the same words.
+    let mut values = Values(17);
+    for isa in bf16_sets() {
+        for len in [1, 2, 31, 32, 33, 70, 384] {
+            let row: Vec<f32> = values.take(len).iter().map(|v| v * 1e3).collect();
+            let a = row.clone();
+            let packed = bf16::PackedBf16::from_rows(&a, 1, len);
+            let mut c = [0f32];
+            // A 1 × len · (len × 1)ᵀ product of the row with itself: bf16 squares, summed.
+            bf16::gemm_bf16(isa, &row, 1, &packed, None, &mut c, 1);
+            let expected: f64 = row.iter().map(|&v| (from_bf16(to_bf16(v)) as f64).powi(2)).sum();
+            assert!(
+                (c[0] as f64 - expected).abs() <= 1e-6 * expected,
+                "{isa:?} len {len}: {} vs {expected}",
+                c[0]
+            );
+        }
+    }
+}
+
+#[test]
+fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
+    use bf16::{PackedBf16, from_bf16, gemm_bf16, par_gemm_bf16, to_bf16};
+    let round = |v: f32| from_bf16(to_bf16(v)) as f64;
+    let mut values = Values(19);
+    let shapes = [
+        (1, 1, 1),
+        (1, 384, 1),
+        (5, 7, 3),
+        (12, 32, 384),
+        (13, 33, 33),
+        (13, 1, 384),
+        (25, 1536, 384),
+        (97, 40, 101),
+        (250, 48, 32),
+    ];
+    for isa in bf16_sets() {
+        for &(m, n, k) in &shapes {
+            let a = values.take(m * k);
+            let w = values.take(n * k);
+            let bias = values.take(n);
+            let packed = PackedBf16::from_rows(&w, n, k);
+            assert_eq!((packed.n(), packed.k()), (n, k));
+            for with_bias in [false, true] {
+                let bias = with_bias.then_some(bias.as_slice());
+                let ldc = n + 3;
+                let mut c = vec![9.0f32; m * ldc];
+                gemm_bf16(isa, &a, m, &packed, bias, &mut c, ldc);
+                let mut parallel = vec![0f32; m * n];
+                par_gemm_bf16(isa, &a, m, &packed, bias, &mut parallel);
+                for i in 0..m {
+                    for j in 0..n {
+                        let products = (0..k).map(|kk| round(a[i * k + kk]) * round(w[j * k + kk]));
+                        let magnitude: f64 = products.clone().map(f64::abs).sum();
+                        let expected = products.sum::<f64>() + bias.map_or(0.0, |b| b[j] as f64);
+                        // f32 sums of exact bf16 products: error ~ depth · 2^-24 · Σ|products|.
+                        let tolerance = 1e-6 * (k as f64) * magnitude.max(1.0) * 0.1 + 1e-6;
+                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
+                            assert!(
+                                (got as f64 - expected).abs() <= tolerance,
+                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
+                                 {got} vs {expected}"
+                            );
+                        }
+                    }
+                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
+                }
+            }
+        }
+    }
 }
