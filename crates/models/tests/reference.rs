@@ -19,14 +19,20 @@ fn shared() -> PathBuf {
     dir
 }
 
-/// Every kernel set this CPU runs: the reference (candle), Sieve's portable kernels, and AVX2
-/// where the CPU has it (said when it does not, so the fallback is what was checked).
+/// Every kernel set this CPU runs: the reference (candle), Sieve's portable kernels, AVX2 and
+/// AVX-512 where the CPU has them (said when it does not, so the fallback is what was checked).
 fn kernel_sets() -> Vec<Kernels> {
     let mut sets = vec![Kernels::Reference, Kernels::Portable];
-    if Kernels::Avx2.is_supported() {
-        sets.push(Kernels::Avx2);
-    } else {
-        eprintln!("no AVX2 + FMA on {}: the avx2 kernels are not checked", cpu_description());
+    for kernels in [Kernels::Avx2, Kernels::Avx512] {
+        if kernels.is_supported() {
+            sets.push(kernels);
+        } else {
+            eprintln!(
+                "{} lacks the {} kernels' features: not checked",
+                cpu_description(),
+                kernels.name()
+            );
+        }
     }
     sets
 }

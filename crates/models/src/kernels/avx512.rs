@@ -1,12 +1,215 @@
-//! AVX-512 forms of the bf16 linear layers: a 12 × 32 register-tiled `vdpbf16ps` micro-kernel
-//! (24 accumulators, each step two bf16 products per f32 lane) and the f32 → bf16 rounding of
-//! activation rows with `vcvtne2ps2bf16`.
+//! AVX-512 forms: the bf16 linear layers' 12 × 32 register-tiled `vdpbf16ps` micro-kernel (24
+//! accumulators, each step two bf16 products per f32 lane) and the f32 → bf16 rounding of
+//! activation rows with `vcvtne2ps2bf16`; the f32 GEMM (attention, f32 layers) as a 12 × 16
+//! tile of one register per row; exp / erf / tanh 16 lanes wide, so softmax and GELU run at
+//! twice the AVX2 width.
 //!
-//! Every function here requires AVX512F and AVX512-BF16; callers check once at load.
+//! Every function here requires AVX512F and AVX512-BF16 (and the AVX2 + FMA that every such CPU
+//! has); callers check once at load.
 
 use std::arch::x86_64::*;
 
 use super::bf16::{PANEL_BF16, TileBf16};
+use super::portable::{self, ERF_A, ERF_P, GELU_CUBIC, SQRT_2_OVER_PI};
+use super::{Activation, PANEL, Tile};
+
+/// Rows of the f32 tile.
+pub(super) const TILE_ROWS_F32: usize = 12;
+
+/// One f32 GEMM tile of `rows` rows (up to [`TILE_ROWS_F32`]) against a 16-column panel.
+///
+/// # Safety
+/// AVX512F must be present, and the tile's pointers valid as [`super::gemm_raw`] requires.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn tile(rows: usize, t: &Tile) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match rows {
+            12 => tile_f32::<12>(t),
+            11 => tile_f32::<11>(t),
+            10 => tile_f32::<10>(t),
+            9 => tile_f32::<9>(t),
+            8 => tile_f32::<8>(t),
+            7 => tile_f32::<7>(t),
+            6 => tile_f32::<6>(t),
+            5 => tile_f32::<5>(t),
+            4 => tile_f32::<4>(t),
+            3 => tile_f32::<3>(t),
+            2 => tile_f32::<2>(t),
+            1 => tile_f32::<1>(t),
+            _ => unreachable!("an f32 tile has 1 to 12 rows"),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn tile_f32<const R: usize>(t: &Tile) {
+    let mut acc = [_mm512_setzero_ps(); R];
+    let b = t.b.as_ptr();
+    // SAFETY: the panel holds k × PANEL values; the rows of `a` hold k values each.
+    unsafe {
+        for kk in 0..t.k {
+            let b = _mm512_loadu_ps(b.add(kk * PANEL));
+            for r in 0..R {
+                let a = _mm512_set1_ps(*t.a.add(r * t.lda + kk));
+                acc[r] = _mm512_fmadd_ps(a, b, acc[r]);
+            }
+        }
+        let (mask, _) = masks(t.cols);
+        if let Some(bias) = t.bias {
+            let bias = _mm512_maskz_loadu_ps(mask, bias.as_ptr());
+            for a in &mut acc {
+                *a = _mm512_add_ps(*a, bias);
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            _mm512_mask_storeu_ps(t.c.add(r * t.ldc), mask, *a);
+        }
+    }
+}
+
+/// e^x, 16 lanes, as [`super::avx2`]'s: Cody–Waite reduction by ln 2 and a degree-6
+/// polynomial, inputs clamped to [-87.3, 88.3]; the power of two applied by `vscalefps`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn exp(x: __m512) -> __m512 {
+    let x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.3)), _mm512_set1_ps(88.3));
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm512_set1_ps(1.987_569_1e-4);
+    for c in [1.398_2e-3, 8.333_452e-3, 4.166_579_6e-2, 0.166_666_65, 0.5] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let y = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+    _mm512_scalef_ps(y, n)
+}
+
+/// erf, 16 lanes, by the Abramowitz & Stegun formula of [`portable::erf`].
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn erf(x: __m512) -> __m512 {
+    let sign = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
+    let ax = _mm512_abs_ps(x);
+    let one = _mm512_set1_ps(1.0);
+    let t = _mm512_div_ps(one, _mm512_fmadd_ps(_mm512_set1_ps(ERF_P), ax, one));
+    let mut poly = _mm512_set1_ps(ERF_A[4]);
+    for c in [ERF_A[3], ERF_A[2], ERF_A[1], ERF_A[0]] {
+        poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(c));
+    }
+    poly = _mm512_mul_ps(poly, t);
+    let e = exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), ax), ax));
+    let magnitude = _mm512_fnmadd_ps(poly, e, one);
+    _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(magnitude), sign))
+}
+
+/// tanh, 16 lanes: `1 - 2 / (e^{2x} + 1)`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn tanh(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    let e = exp(_mm512_add_ps(x, x));
+    _mm512_sub_ps(one, _mm512_div_ps(_mm512_set1_ps(2.0), _mm512_add_ps(e, one)))
+}
+
+/// Applies `f` to `x` in place, 16 lanes at a time (the tail masked).
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn map(x: &mut [f32], f: impl Fn(__m512) -> __m512) {
+    let mut chunks = x.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        // SAFETY: the chunk holds 16 values.
+        unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), f(_mm512_loadu_ps(chunk.as_ptr()))) };
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let (mask, _) = masks(tail.len());
+        // SAFETY: the mask covers the tail's values only.
+        unsafe {
+            let v = f(_mm512_maskz_loadu_ps(mask, tail.as_ptr()));
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, v);
+        }
+    }
+}
+
+/// # Safety
+/// AVX512F must be present.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn activate(activation: Activation, x: &mut [f32]) {
+    let half = _mm512_set1_ps(0.5);
+    match activation {
+        Activation::GeluErf => map(x, |v| {
+            let e = erf(_mm512_mul_ps(v, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2)));
+            _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0), e))
+        }),
+        Activation::GeluTanh => map(x, |v| {
+            let cube = _mm512_mul_ps(_mm512_mul_ps(v, v), v);
+            let inner = _mm512_mul_ps(
+                _mm512_set1_ps(SQRT_2_OVER_PI),
+                _mm512_fmadd_ps(_mm512_set1_ps(GELU_CUBIC), cube, v),
+            );
+            _mm512_mul_ps(_mm512_mul_ps(half, v), _mm512_add_ps(_mm512_set1_ps(1.0), tanh(inner)))
+        }),
+        Activation::Relu => map(x, |v| _mm512_max_ps(v, _mm512_setzero_ps())),
+    }
+}
+
+/// `x = softmax(x · scale)`: the maximum, then exp and the sum in one pass, then the scaling.
+///
+/// # Safety
+/// AVX512F must be present.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn softmax(x: &mut [f32], scale: f32) {
+    let mut top = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut chunks = x.chunks_exact(16);
+    for chunk in &mut chunks {
+        // SAFETY: the chunk holds 16 values.
+        top = _mm512_max_ps(top, unsafe { _mm512_loadu_ps(chunk.as_ptr()) });
+    }
+    let top = _mm512_reduce_max_ps(top).max(portable::max(chunks.remainder()));
+    let (top, factor) = (_mm512_set1_ps(top), _mm512_set1_ps(scale));
+    let mut total = _mm512_setzero_ps();
+    let mut chunks = x.chunks_exact_mut(16);
+    for chunk in &mut chunks {
+        // SAFETY: the chunk holds 16 values.
+        unsafe {
+            let e = exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(chunk.as_ptr()), top), factor));
+            total = _mm512_add_ps(total, e);
+            _mm512_storeu_ps(chunk.as_mut_ptr(), e);
+        }
+    }
+    let tail = chunks.into_remainder();
+    if !tail.is_empty() {
+        let (mask, _) = masks(tail.len());
+        // SAFETY: the mask covers the tail's values only; the other lanes are not summed.
+        unsafe {
+            let v = _mm512_maskz_loadu_ps(mask, tail.as_ptr());
+            let e = exp(_mm512_mul_ps(_mm512_sub_ps(v, top), factor));
+            total = _mm512_mask_add_ps(total, mask, total, e);
+            _mm512_mask_storeu_ps(tail.as_mut_ptr(), mask, e);
+        }
+    }
+    let sum = _mm512_reduce_add_ps(total);
+    let inverse = _mm512_set1_ps(1.0 / sum);
+    map(x, |v| _mm512_mul_ps(v, inverse));
+}
+
+/// # Safety
+/// AVX512F must be present.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn add_layer_norm(
+    x: &mut [f32],
+    residual: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    eps: f32,
+) {
+    // The portable body, recompiled here with AVX-512 vectors.
+    portable::add_layer_norm(x, residual, gamma, beta, eps)
+}
 
 /// One bf16 GEMM tile of `rows` rows.
 ///

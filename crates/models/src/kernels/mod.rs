@@ -27,8 +27,8 @@ pub enum Kernels {
     Portable,
     /// Sieve's own encoder layer with AVX2 + FMA f32 kernels.
     Avx2,
-    /// Sieve's own encoder layer with AVX512-BF16 kernels for bf16 linear layers and the AVX2 +
-    /// FMA ones for everything in f32.
+    /// Sieve's own encoder layer with AVX-512 kernels: AVX512-BF16 products for bf16 linear
+    /// layers, 16-lane f32 for the rest.
     Avx512,
 }
 
@@ -133,7 +133,7 @@ pub enum Isa {
     /// AVX2 + FMA.
     #[cfg(target_arch = "x86_64")]
     Avx2,
-    /// AVX512-BF16 for bf16 products, AVX2 + FMA for f32.
+    /// AVX-512 (with AVX512-BF16 for bf16 products).
     #[cfg(target_arch = "x86_64")]
     Avx512,
 }
@@ -173,21 +173,44 @@ impl Packed {
     /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
     /// (attention's keys).
     pub fn pack_rows(&mut self, src: &[f32], ld: usize, n: usize, k: usize) {
-        self.pack(n, k, |col, kk| src[col * ld + kk]);
+        self.reset(n, k);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
+            // The panel's source rows, then one contiguous panel row per depth index.
+            let mut rows: [&[f32]; PANEL] = [&[]; PANEL];
+            let cols = PANEL.min(n - p * PANEL);
+            for (j, row) in rows.iter_mut().enumerate().take(cols) {
+                let col = p * PANEL + j;
+                *row = &src[col * ld..col * ld + k];
+            }
+            for (kk, out) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (slot, row) in out.iter_mut().zip(&rows[..cols]) {
+                    *slot = row[kk];
+                }
+            }
+        }
     }
 
     /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
-    /// columns (attention's values).
+    /// columns (attention's values); each panel row is one contiguous copy.
     pub fn pack_columns(&mut self, src: &[f32], ld: usize, k: usize, n: usize) {
-        self.pack(n, k, |col, kk| src[kk * ld + col]);
+        self.reset(n, k);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
+            let (col0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                row[..cols].copy_from_slice(&src[kk * ld + col0..kk * ld + col0 + cols]);
+            }
+        }
     }
 
     fn pack(&mut self, n: usize, k: usize, at: impl Fn(usize, usize) -> f32) {
+        self.reset(n, k);
         let panels = n.div_ceil(PANEL);
-        self.k = k;
-        self.n = n;
-        self.data.clear();
-        self.data.resize(panels * k * PANEL, 0.0);
         for p in 0..panels {
             let panel = &mut self.data[p * k * PANEL..(p + 1) * k * PANEL];
             for j in 0..PANEL.min(n - p * PANEL) {
@@ -197,6 +220,14 @@ impl Packed {
                 }
             }
         }
+    }
+
+    /// Sets the shape and zeroes the panels (the last one's padding must be zero).
+    fn reset(&mut self, n: usize, k: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(n.div_ceil(PANEL) * k * PANEL, 0.0);
     }
 
     /// Output columns.
@@ -240,9 +271,14 @@ pub(crate) unsafe fn gemm_raw(
         let col0 = p * PANEL;
         let cols = PANEL.min(b.n - col0);
         let bias = bias.map(|bias| &bias[col0..col0 + cols]);
+        let tile_rows = match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => avx512::TILE_ROWS_F32,
+            _ => TILE_ROWS,
+        };
         let mut row = 0;
         while row < m {
-            let rows = TILE_ROWS.min(m - row);
+            let rows = tile_rows.min(m - row);
             // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
             let (a_tile, c_tile) = unsafe { (a.add(row * lda), c.add(row * ldc + col0)) };
             let tile = Tile { a: a_tile, lda, b: panel, k, c: c_tile, ldc, cols, bias };
@@ -251,7 +287,9 @@ pub(crate) unsafe fn gemm_raw(
                 match isa {
                     Isa::Portable => portable::tile(rows, &tile),
                     #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 | Isa::Avx512 => avx2::tile(rows, &tile),
+                    Isa::Avx2 => avx2::tile(rows, &tile),
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => avx512::tile(rows, &tile),
                 }
             }
             row += rows;
@@ -386,7 +424,9 @@ impl Activation {
             Isa::Portable => portable::activate(self, x),
             // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => unsafe { avx2::activate(self, x) },
+            Isa::Avx2 => unsafe { avx2::activate(self, x) },
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => unsafe { avx512::activate(self, x) },
         }
     }
 }
@@ -397,7 +437,9 @@ pub fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
         Isa::Portable => portable::softmax(x, scale),
         // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::softmax(x, scale) },
+        Isa::Avx2 => unsafe { avx2::softmax(x, scale) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::softmax(x, scale) },
     }
 }
 
@@ -414,7 +456,9 @@ pub fn add_layer_norm(
         Isa::Portable => portable::add_layer_norm(x, residual, gamma, beta, eps),
         // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 | Isa::Avx512 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
+        Isa::Avx2 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { avx512::add_layer_norm(x, residual, gamma, beta, eps) },
     }
 }
 
