@@ -51,9 +51,9 @@ unsafe fn tile_f32<const R: usize>(t: &Tile) {
     unsafe {
         for kk in 0..t.k {
             let b = _mm512_loadu_ps(b.add(kk * PANEL));
-            for r in 0..R {
+            for (r, acc) in acc.iter_mut().enumerate() {
                 let a = _mm512_set1_ps(*t.a.add(r * t.lda + kk));
-                acc[r] = _mm512_fmadd_ps(a, b, acc[r]);
+                *acc = _mm512_fmadd_ps(a, b, *acc);
             }
         }
         let (mask, _) = masks(t.cols);
