@@ -2,8 +2,9 @@
 //! tokens: 8,192 padded tokens, the default batch budget) through
 //! `sieve--sieve-ce-minilm-l6-scifact` (MiniLM-L6, the shape of ms-marco-MiniLM-L-6-v2) in f32,
 //! tokenization included; and the forward pass alone on the pre-tokenized batch. Also one
-//! all-MiniLM-L6-v2 embedding batch of the same 32 abstracts. Each on the reference (candle)
-//! path and on the kernels this CPU picks, named in the benchmark id.
+//! all-MiniLM-L6-v2 embedding batch of the same 32 abstracts, and one short query. Each on the
+//! reference (candle) path, on the kernels this CPU picks in f32, and in the precision it picks
+//! by default (bf16 on AVX512-BF16), named in the benchmark id.
 //!
 //!     cargo bench -p sieve-models --bench rerank
 
@@ -40,13 +41,19 @@ fn rerank(c: &mut Criterion) {
     let texts = passages(32);
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let query = "0-dimensional biomaterials show inductive properties.";
-    for kernels in [Kernels::Reference, Kernels::detect()] {
+    let fastest = Kernels::detect();
+    let mut runs = vec![(Kernels::Reference, Precision::F32), (fastest, Precision::F32)];
+    if Precision::fastest(fastest) != Precision::F32 {
+        runs.push((fastest, Precision::fastest(fastest)));
+    }
+    for (kernels, precision) in runs {
         let load = |name: &str, folder: &str| {
             let dir = shared().join("models").join(folder);
-            Model::load_with_kernels(name, &dir, None, Precision::F32, kernels).unwrap()
+            Model::load_with_kernels(name, &dir, None, precision, kernels).unwrap()
         };
         let model = load("sieve/sieve-ce-minilm-l6-scifact", "sieve--sieve-ce-minilm-l6-scifact");
-        let mut group = c.benchmark_group(format!("rerank-{}", kernels.name()));
+        let id = format!("{}-{}", kernels.name(), precision.name());
+        let mut group = c.benchmark_group(format!("rerank-{id}"));
         group.sample_size(10);
         group.bench_function("scifact-ce 32 pairs x 256 tokens", |b| {
             b.iter(|| model.score_pairs(query, &refs).unwrap())
@@ -63,7 +70,7 @@ fn rerank(c: &mut Criterion) {
             "sentence-transformers/all-MiniLM-L6-v2",
             "sentence-transformers--all-MiniLM-L6-v2",
         );
-        let mut group = c.benchmark_group(format!("embed-{}", kernels.name()));
+        let mut group = c.benchmark_group(format!("embed-{id}"));
         group.sample_size(10);
         group.bench_function("all-minilm 32 abstracts", |b| {
             b.iter(|| embedder.embed_texts(&refs).unwrap())
