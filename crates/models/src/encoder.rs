@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
-use crate::kernels::bf16::{PackedBf16, gemm_bf16, par_gemm_bf16};
+use crate::kernels::bf16::{PackedBf16, gemm_bf16, gemm_bf16_raw, par_gemm_bf16};
 use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, gemm, par_gemm};
 use crate::network::Outputs;
 use crate::tokenize::Encoded;
@@ -111,6 +111,9 @@ struct Buffers {
 struct Scratch {
     keys: Packed,
     values: Packed,
+    /// Keys and values rounded to bf16, for a model whose linear layers are bf16.
+    keys_bf16: PackedBf16,
+    values_bf16: PackedBf16,
     scores: Vec<f32>,
     intermediate: Vec<f32>,
 }
@@ -122,6 +125,8 @@ thread_local! {
 /// A BERT or XLM-RoBERTa encoder with its head, on Sieve's kernels.
 pub(crate) struct Encoder {
     isa: Isa,
+    /// Linear layers and attention's products in bf16 (the head, softmax and norms stay f32).
+    bf16: bool,
     hidden: usize,
     heads: usize,
     eps: f32,
@@ -265,6 +270,7 @@ impl Encoder {
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
         Ok(Encoder {
             isa,
+            bf16,
             hidden,
             heads,
             eps,
@@ -432,15 +438,55 @@ impl Encoder {
             let m = query_rows.len();
             let kv = &keys_values[starts[s] * 2 * hidden..];
             SCRATCH.with_borrow_mut(|scratch| {
+                grow(&mut scratch.scores, m * length);
+                let queries = queries[query_rows.start * hidden + head * size..].as_ptr();
+                let context = context.get().wrapping_add(query_rows.start * hidden + head * size);
+                if self.bf16 {
+                    let Scratch { keys_bf16: keys, values_bf16: values, scores, .. } = scratch;
+                    keys.pack_rows(isa, &kv[head * size..], 2 * hidden, length, size);
+                    values.pack_columns(isa, &kv[hidden + head * size..], 2 * hidden, length, size);
+                    // SAFETY: the query rows hold `size` values from column head·size at
+                    // stride hidden; scores hold m × length; each task writes its own
+                    // (rows, head) block of the context.
+                    unsafe {
+                        gemm_bf16_raw(
+                            isa,
+                            queries,
+                            hidden,
+                            m,
+                            keys,
+                            0..keys.panels(),
+                            None,
+                            scores.as_mut_ptr(),
+                            length,
+                        );
+                    }
+                    for row in scores[..m * length].chunks_exact_mut(length) {
+                        kernels::softmax(isa, row, scale);
+                    }
+                    // SAFETY: as above.
+                    unsafe {
+                        gemm_bf16_raw(
+                            isa,
+                            scores.as_ptr(),
+                            length,
+                            m,
+                            values,
+                            0..values.panels(),
+                            None,
+                            context,
+                            hidden,
+                        );
+                    }
+                    return;
+                }
                 scratch.keys.pack_rows(&kv[head * size..], 2 * hidden, length, size);
                 scratch.values.pack_columns(&kv[hidden + head * size..], 2 * hidden, length, size);
-                grow(&mut scratch.scores, m * length);
-                // SAFETY: the query rows hold `size` values from column head·size at stride
-                // hidden; scores hold m × length; each task writes its own (rows, head) block.
+                // SAFETY: as above.
                 unsafe {
                     kernels::gemm_raw(
                         isa,
-                        queries.as_ptr().add(query_rows.start * hidden + head * size),
+                        queries,
                         hidden,
                         m,
                         &scratch.keys,
@@ -463,7 +509,7 @@ impl Encoder {
                         &scratch.values,
                         0..scratch.values.panels(),
                         None,
-                        context.get().add(query_rows.start * hidden + head * size),
+                        context,
                         hidden,
                     );
                 }

@@ -303,3 +303,25 @@ pub(super) unsafe fn round_row(row: &[f32], out: &mut [u32]) {
     }
     super::bf16::round_row(chunks.remainder(), &mut out[done / 2..]);
 }
+
+/// Values to bf16 bits (`out` as long as `values`), 16 at a time.
+///
+/// # Safety
+/// AVX512F and AVX512-BF16 must be present.
+#[target_feature(enable = "avx512f,avx512bf16")]
+pub(super) unsafe fn round(values: &[f32], out: &mut [u16]) {
+    let mut chunks = values.chunks_exact(16);
+    let mut done = 0;
+    for chunk in &mut chunks {
+        // SAFETY: the chunk holds 16 values; `out` holds 16 from `done`.
+        unsafe {
+            let bits: __m256i =
+                std::mem::transmute(_mm512_cvtneps_pbh(_mm512_loadu_ps(chunk.as_ptr())));
+            _mm256_storeu_si256(out.as_mut_ptr().add(done).cast(), bits);
+        }
+        done += 16;
+    }
+    for (o, &v) in out[done..].iter_mut().zip(chunks.remainder()) {
+        *o = super::bf16::to_bf16(v);
+    }
+}

@@ -46,7 +46,7 @@ fn pair(lo: f32, hi: f32) -> u32 {
 pub struct PackedBf16 {
     k: usize,
     n: usize,
-    data: Vec<u32>,
+    pub(super) data: Vec<u32>,
 }
 
 impl PackedBf16 {
@@ -66,6 +66,57 @@ impl PackedBf16 {
             }
         }
         PackedBf16 { k, n, data }
+    }
+
+    /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
+    /// (attention's keys). Each row is rounded to pairs at once (vectorised on `isa`), then
+    /// spread over its panel column.
+    pub fn pack_rows(&mut self, isa: Isa, src: &[f32], ld: usize, n: usize, k: usize) {
+        self.reset(n, k);
+        let pairs = self.pairs();
+        let mut words = vec![0u32; pairs];
+        for col in 0..n {
+            let (p, j) = (col / PANEL_BF16, col % PANEL_BF16);
+            round_row_on(isa, &src[col * ld..col * ld + k], &mut words);
+            let panel = &mut self.data[p * pairs * PANEL_BF16..(p + 1) * pairs * PANEL_BF16];
+            for (out, &word) in panel.chunks_exact_mut(PANEL_BF16).zip(&words) {
+                out[j] = word;
+            }
+        }
+    }
+
+    /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
+    /// columns (attention's values), two source rows per panel row, each rounded at once.
+    pub fn pack_columns(&mut self, isa: Isa, src: &[f32], ld: usize, k: usize, n: usize) {
+        self.reset(n, k);
+        if k == 0 {
+            return;
+        }
+        let pairs = self.pairs();
+        let (mut even, mut odd) = ([0u16; PANEL_BF16], [0u16; PANEL_BF16]);
+        for (p, panel) in self.data.chunks_exact_mut(pairs * PANEL_BF16).enumerate() {
+            let (col0, cols) = (p * PANEL_BF16, PANEL_BF16.min(n - p * PANEL_BF16));
+            for (q, out) in panel.chunks_exact_mut(PANEL_BF16).enumerate() {
+                round_on(isa, &src[2 * q * ld + col0..2 * q * ld + col0 + cols], &mut even[..cols]);
+                if 2 * q + 1 < k {
+                    let odd_row = (2 * q + 1) * ld + col0;
+                    round_on(isa, &src[odd_row..odd_row + cols], &mut odd[..cols]);
+                } else {
+                    odd = [0; PANEL_BF16];
+                }
+                for ((slot, &lo), &hi) in out.iter_mut().zip(&even[..cols]).zip(&odd[..cols]) {
+                    *slot = lo as u32 | (hi as u32) << 16;
+                }
+            }
+        }
+    }
+
+    /// Sets the shape and zeroes the panels (padding must be zero).
+    fn reset(&mut self, n: usize, k: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(n.div_ceil(PANEL_BF16) * k.div_ceil(2) * PANEL_BF16, 0);
     }
 
     /// Depth (input width).
@@ -130,12 +181,27 @@ unsafe fn round_rows(isa: Isa, a: *const f32, lda: usize, m: usize, k: usize, ou
     for (i, row_out) in out.chunks_exact_mut(pairs.max(1)).enumerate().take(m) {
         // SAFETY: row i holds k values, within the caller's promise.
         let row = unsafe { std::slice::from_raw_parts(a.add(i * lda), k) };
-        match isa {
-            // SAFETY: the AVX-512 set is only chosen when the CPU has AVX512-BF16.
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => unsafe { super::avx512::round_row(row, row_out) },
-            _ => round_row(row, row_out),
-        }
+        round_row_on(isa, row, row_out);
+    }
+}
+
+/// One row to bf16 pairs on `isa`.
+fn round_row_on(isa: Isa, row: &[f32], out: &mut [u32]) {
+    match isa {
+        // SAFETY: the AVX-512 set is only chosen when the CPU has AVX512-BF16.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { super::avx512::round_row(row, out) },
+        _ => round_row(row, out),
+    }
+}
+
+/// Values to bf16 bits on `isa` (`out` as long as `values`).
+fn round_on(isa: Isa, values: &[f32], out: &mut [u16]) {
+    match isa {
+        // SAFETY: the AVX-512 set is only chosen when the CPU has AVX512-BF16.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => unsafe { super::avx512::round(values, out) },
+        _ => out.iter_mut().zip(values).for_each(|(o, &v)| *o = to_bf16(v)),
     }
 }
 

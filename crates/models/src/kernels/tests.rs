@@ -303,3 +303,37 @@ fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
         }
     }
 }
+
+#[test]
+fn bf16_strided_packing_equals_packing_the_gathered_matrix() {
+    use bf16::PackedBf16;
+    let mut values = Values(23);
+    // A 37 × 70 source at stride 70: keys take rows 0..37, columns 3..3+k; values take columns
+    // 3..3+n over rows 0..k. Odd depths exercise the zero-padded last pair.
+    let src = values.take(37 * 70);
+    for (n, k) in [(37, 32), (37, 33), (5, 1), (33, 7)] {
+        let gathered: Vec<f32> = (0..n)
+            .flat_map(|col| (0..k).map(move |kk| (col, kk)))
+            .map(|(c, kk)| src[c * 70 + 3 + kk])
+            .collect();
+        for isa in bf16_sets() {
+            let mut keys = PackedBf16::default();
+            keys.pack_rows(isa, &src[3..], 70, n, k);
+            let expected = PackedBf16::from_rows(&gathered, n, k);
+            assert_eq!((keys.n(), keys.k()), (n, k));
+            assert_eq!(keys.data, expected.data, "{isa:?} keys n={n} k={k}");
+            let (k_rows, n_cols) = (k.min(37), n.min(60));
+            let gathered: Vec<f32> = (0..n_cols)
+                .flat_map(|col| (0..k_rows).map(move |kk| (col, kk)))
+                .map(|(c, kk)| src[kk * 70 + 3 + c])
+                .collect();
+            let mut columns = PackedBf16::default();
+            columns.pack_columns(isa, &src[3..], 70, k_rows, n_cols);
+            assert_eq!(
+                columns.data,
+                PackedBf16::from_rows(&gathered, n_cols, k_rows).data,
+                "values"
+            );
+        }
+    }
+}
