@@ -379,7 +379,6 @@ async fn follow<L: Log>(
     }
 }
 
-/// Reads each partition's stream's last position every [`WATCH_EVERY`], until aborted.
 /// Merges the small BM25 segments of each partition whose applier has been idle for
 /// [`COMPACT_AFTER_IDLE`], once per position: applying commits the index once per message,
 /// which leaves several small segments per partition, and every search opens each of them
@@ -424,6 +423,7 @@ async fn compact_idle(replicas: BTreeMap<Partition, Arc<Replica>>) {
     }
 }
 
+/// Reads each partition's stream's last position every [`WATCH_EVERY`], until aborted.
 async fn watch_streams(replicas: BTreeMap<Partition, Arc<Replica>>, log: Arc<dyn ShardLog>) {
     loop {
         for (&partition, replica) in &replicas {

@@ -11,8 +11,8 @@
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use sieve_models::kernels::bf16::{PackedBf16, gemm_bf16, par_gemm_bf16};
-use sieve_models::kernels::{Activation, Isa, Packed, gemm, par_gemm, softmax};
+use sieve_models::kernels::bf16::PackedBf16;
+use sieve_models::kernels::{Activation, Isa, Packed, Weights, gemm, par_gemm, softmax};
 use sieve_models::{Kernels, cpu_description};
 
 fn values(n: usize, seed: u32) -> Vec<f32> {
@@ -40,28 +40,7 @@ fn kernels(c: &mut Criterion) {
         ("bge-large ffn-up 4096x1024", 4096, 1024),
     ];
     for (kernels, isa) in sets() {
-        let mut group = c.benchmark_group(format!("gemm-{}", kernels.name()));
-        group.sample_size(10);
-        for (name, n, k) in shapes {
-            let w = Packed::from_rows(&values(n * k, 1), n, k);
-            let bias = values(n, 2);
-            for m in [96, 8192] {
-                let a = values(m * k, 3);
-                let mut out = vec![0f32; m * n];
-                let flops = 2 * m * n * k;
-                group.throughput(Throughput::Elements(flops as u64));
-                let run = |out: &mut [f32]| {
-                    if m == 96 {
-                        gemm(isa, &a, m, &w, Some(&bias), out, n)
-                    } else {
-                        par_gemm(isa, &a, m, &w, Some(&bias), out)
-                    }
-                };
-                report(kernels.name(), name, m, flops, &run, &mut out);
-                group.bench_function(format!("{name} m={m}"), |b| b.iter(|| run(&mut out)));
-            }
-        }
-        group.finish();
+        bench_gemm(c, kernels.name(), isa, &shapes, Packed::from_rows);
 
         let mut group = c.benchmark_group(format!("elementwise-{}", kernels.name()));
         let mut row = values(256, 4);
@@ -83,10 +62,22 @@ fn kernels(c: &mut Criterion) {
         eprintln!("no AVX512-BF16 on this CPU: the bf16 GEMM is not measured");
         return;
     };
-    let mut group = c.benchmark_group("gemm-bf16-avx512");
+    bench_gemm(c, "bf16-avx512", isa, &shapes, PackedBf16::from_rows);
+}
+
+/// One group of GEMM benchmarks on `isa`: each shape's weights packed by `pack`, one 96-row
+/// block on this thread and 8,192 rows over the rayon pool.
+fn bench_gemm<W: Weights>(
+    c: &mut Criterion,
+    set: &str,
+    isa: Isa,
+    shapes: &[(&str, usize, usize)],
+    pack: fn(&[f32], usize, usize) -> W,
+) {
+    let mut group = c.benchmark_group(format!("gemm-{set}"));
     group.sample_size(10);
-    for (name, n, k) in shapes {
-        let w = PackedBf16::from_rows(&values(n * k, 1), n, k);
+    for &(name, n, k) in shapes {
+        let w = pack(&values(n * k, 1), n, k);
         let bias = values(n, 2);
         for m in [96, 8192] {
             let a = values(m * k, 3);
@@ -95,12 +86,12 @@ fn kernels(c: &mut Criterion) {
             group.throughput(Throughput::Elements(flops as u64));
             let run = |out: &mut [f32]| {
                 if m == 96 {
-                    gemm_bf16(isa, &a, m, &w, Some(&bias), out, n)
+                    gemm(isa, &a, m, &w, Some(&bias), out, n)
                 } else {
-                    par_gemm_bf16(isa, &a, m, &w, Some(&bias), out)
+                    par_gemm(isa, &a, m, &w, Some(&bias), out)
                 }
             };
-            report("bf16-avx512", name, m, flops, &run, &mut out);
+            report(set, name, m, flops, &run, &mut out);
             group.bench_function(format!("{name} m={m}"), |b| b.iter(|| run(&mut out)));
         }
     }

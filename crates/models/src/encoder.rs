@@ -13,8 +13,8 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
-use crate::kernels::bf16::{PackedBf16, gemm_bf16, gemm_bf16_raw, par_gemm_bf16};
-use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, gemm, par_gemm};
+use crate::kernels::bf16::PackedBf16;
+use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, Weights, gemm, par_gemm};
 use crate::network::Outputs;
 use crate::tokenize::Encoded;
 
@@ -44,7 +44,7 @@ impl Linear {
     fn par_apply(&self, isa: Isa, a: &[f32], m: usize, c: &mut [f32]) {
         match &self.weight {
             Weight::F32(w) => par_gemm(isa, a, m, w, Some(&self.bias), c),
-            Weight::Bf16(w) => par_gemm_bf16(isa, a, m, w, Some(&self.bias), c),
+            Weight::Bf16(w) => par_gemm(isa, a, m, w, Some(&self.bias), c),
         }
     }
 
@@ -52,7 +52,7 @@ impl Linear {
     fn apply(&self, isa: Isa, a: &[f32], m: usize, c: &mut [f32], ldc: usize) {
         match &self.weight {
             Weight::F32(w) => gemm(isa, a, m, w, Some(&self.bias), c, ldc),
-            Weight::Bf16(w) => gemm_bf16(isa, a, m, w, Some(&self.bias), c, ldc),
+            Weight::Bf16(w) => gemm(isa, a, m, w, Some(&self.bias), c, ldc),
         }
     }
 }
@@ -120,6 +120,66 @@ struct Scratch {
 
 thread_local! {
     static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// One (sequence, head) of attention: its keys and values (rows at stride `2 · hidden`), its
+/// query rows (stride `hidden`), and where its context rows go.
+struct AttentionHead<'a> {
+    isa: Isa,
+    hidden: usize,
+    /// Keys (and values) of the sequence.
+    length: usize,
+    /// Query rows.
+    m: usize,
+    /// Values per head.
+    size: usize,
+    scale: f32,
+    kv: (&'a [f32], &'a [f32]),
+    queries: &'a [f32],
+    scores: &'a mut [f32],
+    context: *mut f32,
+}
+
+impl AttentionHead<'_> {
+    /// `softmax(q · kᵀ · scale) · v` into the context, keys and values packed into `keys` and
+    /// `values` (f32, or bf16 for a bf16 model).
+    ///
+    /// # Safety
+    /// `context` must be writable for `m` rows of the head's columns at stride `hidden`, and no
+    /// other thread may write them meanwhile.
+    unsafe fn attend<W: Weights>(self, keys: &mut W, values: &mut W) {
+        let AttentionHead { isa, hidden, length, m, size, scale, kv, queries, scores, context } =
+            self;
+        keys.pack_rows(isa, kv.0, 2 * hidden, length, size);
+        values.pack_columns(isa, kv.1, 2 * hidden, length, size);
+        // SAFETY: the query rows hold `size` values at stride hidden; scores hold m × length;
+        // the context as the caller promises.
+        unsafe {
+            keys.multiply(
+                isa,
+                queries.as_ptr(),
+                hidden,
+                m,
+                0..keys.panels(),
+                None,
+                scores.as_mut_ptr(),
+                length,
+            );
+            for row in scores.chunks_exact_mut(length) {
+                kernels::softmax(isa, row, scale);
+            }
+            values.multiply(
+                isa,
+                scores.as_ptr(),
+                length,
+                m,
+                0..values.panels(),
+                None,
+                context,
+                hidden,
+            );
+        }
+    }
 }
 
 /// A BERT or XLM-RoBERTa encoder with its head, on Sieve's kernels.
@@ -437,81 +497,32 @@ impl Encoder {
             let query_rows = query_starts[s]..query_starts[s + 1];
             let m = query_rows.len();
             let kv = &keys_values[starts[s] * 2 * hidden..];
+            let queries = &queries[query_rows.start * hidden + head * size..];
+            let context = context.get().wrapping_add(query_rows.start * hidden + head * size);
+            let kv = (&kv[head * size..], &kv[hidden + head * size..]);
             SCRATCH.with_borrow_mut(|scratch| {
-                grow(&mut scratch.scores, m * length);
-                let queries = queries[query_rows.start * hidden + head * size..].as_ptr();
-                let context = context.get().wrapping_add(query_rows.start * hidden + head * size);
-                if self.bf16 {
-                    let Scratch { keys_bf16: keys, values_bf16: values, scores, .. } = scratch;
-                    keys.pack_rows(isa, &kv[head * size..], 2 * hidden, length, size);
-                    values.pack_columns(isa, &kv[hidden + head * size..], 2 * hidden, length, size);
-                    // SAFETY: the query rows hold `size` values from column head·size at
-                    // stride hidden; scores hold m × length; each task writes its own
-                    // (rows, head) block of the context.
-                    unsafe {
-                        gemm_bf16_raw(
-                            isa,
-                            queries,
-                            hidden,
-                            m,
-                            keys,
-                            0..keys.panels(),
-                            None,
-                            scores.as_mut_ptr(),
-                            length,
-                        );
-                    }
-                    for row in scores[..m * length].chunks_exact_mut(length) {
-                        kernels::softmax(isa, row, scale);
-                    }
-                    // SAFETY: as above.
-                    unsafe {
-                        gemm_bf16_raw(
-                            isa,
-                            scores.as_ptr(),
-                            length,
-                            m,
-                            values,
-                            0..values.panels(),
-                            None,
-                            context,
-                            hidden,
-                        );
-                    }
-                    return;
-                }
-                scratch.keys.pack_rows(&kv[head * size..], 2 * hidden, length, size);
-                scratch.values.pack_columns(&kv[hidden + head * size..], 2 * hidden, length, size);
-                // SAFETY: as above.
+                let Scratch { keys, values, keys_bf16, values_bf16, scores, .. } = scratch;
+                grow(scores, m * length);
+                let scores = &mut scores[..m * length];
+                let head = AttentionHead {
+                    isa,
+                    hidden,
+                    length,
+                    m,
+                    size,
+                    scale,
+                    kv,
+                    queries,
+                    scores,
+                    context,
+                };
+                // SAFETY: each task writes its own (rows, head) block of the context.
                 unsafe {
-                    kernels::gemm_raw(
-                        isa,
-                        queries,
-                        hidden,
-                        m,
-                        &scratch.keys,
-                        0..scratch.keys.panels(),
-                        None,
-                        scratch.scores.as_mut_ptr(),
-                        length,
-                    );
-                }
-                for row in scratch.scores[..m * length].chunks_exact_mut(length) {
-                    kernels::softmax(isa, row, scale);
-                }
-                // SAFETY: as above.
-                unsafe {
-                    kernels::gemm_raw(
-                        isa,
-                        scratch.scores.as_ptr(),
-                        length,
-                        m,
-                        &scratch.values,
-                        0..scratch.values.panels(),
-                        None,
-                        context,
-                        hidden,
-                    );
+                    if self.bf16 {
+                        head.attend(keys_bf16, values_bf16)
+                    } else {
+                        head.attend(keys, values)
+                    }
                 }
             });
         });

@@ -215,7 +215,7 @@ pub(super) unsafe fn add_layer_norm(
 ///
 /// # Safety
 /// AVX512F and AVX512-BF16 must be present, and the tile's pointers valid as
-/// [`super::bf16::gemm_bf16_raw`] requires.
+/// [`super::Weights::multiply`] requires.
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub(super) unsafe fn tile_bf16(rows: usize, t: &TileBf16) {
     // SAFETY: forwarded from the caller.

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::{Isa, Shared};
+use super::{Isa, Weights};
 
 /// Columns in one packed bf16 panel (two AVX-512 registers of f32 sums).
 pub const PANEL_BF16: usize = 32;
@@ -53,25 +53,48 @@ impl PackedBf16 {
     /// Packs `w`, `n` rows of `k`.
     pub fn from_rows(w: &[f32], n: usize, k: usize) -> PackedBf16 {
         assert_eq!(w.len(), n * k, "a weight of {n} rows of {k}");
-        let pairs = k.div_ceil(2);
-        let panels = n.div_ceil(PANEL_BF16);
-        let mut data = vec![0u32; panels * pairs * PANEL_BF16];
-        for col in 0..n {
-            let (p, j) = (col / PANEL_BF16, col % PANEL_BF16);
-            let row = &w[col * k..(col + 1) * k];
-            let panel = &mut data[p * pairs * PANEL_BF16..(p + 1) * pairs * PANEL_BF16];
-            for q in 0..pairs {
-                let hi = row.get(2 * q + 1).copied().unwrap_or(0.0);
-                panel[q * PANEL_BF16 + j] = pair(row[2 * q], hi);
-            }
-        }
-        PackedBf16 { k, n, data }
+        let mut packed = PackedBf16::default();
+        packed.pack_rows(Isa::Portable, w, k, n, k);
+        packed
     }
 
-    /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
-    /// (attention's keys). Each row is rounded to pairs at once (vectorised on `isa`), then
-    /// spread over its panel column.
-    pub fn pack_rows(&mut self, isa: Isa, src: &[f32], ld: usize, n: usize, k: usize) {
+    /// Sets the shape and zeroes the panels (padding must be zero).
+    fn reset(&mut self, n: usize, k: usize) {
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(n.div_ceil(PANEL_BF16) * k.div_ceil(2) * PANEL_BF16, 0);
+    }
+
+    /// Depth pairs.
+    fn pairs(&self) -> usize {
+        self.k.div_ceil(2)
+    }
+
+    fn panel(&self, p: usize) -> &[u32] {
+        let size = self.pairs() * PANEL_BF16;
+        &self.data[p * size..(p + 1) * size]
+    }
+}
+
+impl Weights for PackedBf16 {
+    const TILE_ROWS: usize = TILE_ROWS_BF16;
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(PANEL_BF16)
+    }
+
+    /// Each row is rounded to pairs at once (vectorised on `isa`), then spread over its panel
+    /// column.
+    fn pack_rows(&mut self, isa: Isa, src: &[f32], ld: usize, n: usize, k: usize) {
         self.reset(n, k);
         let pairs = self.pairs();
         let mut words = vec![0u32; pairs];
@@ -85,9 +108,8 @@ impl PackedBf16 {
         }
     }
 
-    /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
-    /// columns (attention's values), two source rows per panel row, each rounded at once.
-    pub fn pack_columns(&mut self, isa: Isa, src: &[f32], ld: usize, k: usize, n: usize) {
+    /// Two source rows per panel row, each rounded at once.
+    fn pack_columns(&mut self, isa: Isa, src: &[f32], ld: usize, k: usize, n: usize) {
         self.reset(n, k);
         if k == 0 {
             return;
@@ -111,42 +133,54 @@ impl PackedBf16 {
         }
     }
 
-    /// Sets the shape and zeroes the panels (padding must be zero).
-    fn reset(&mut self, n: usize, k: usize) {
-        self.k = k;
-        self.n = n;
-        self.data.clear();
-        self.data.resize(n.div_ceil(PANEL_BF16) * k.div_ceil(2) * PANEL_BF16, 0);
-    }
-
-    /// Depth (input width).
-    pub fn k(&self) -> usize {
-        self.k
-    }
-
-    /// Output columns.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    /// Number of panels.
-    pub fn panels(&self) -> usize {
-        self.n.div_ceil(PANEL_BF16)
-    }
-
-    /// Depth pairs.
-    fn pairs(&self) -> usize {
-        self.k.div_ceil(2)
-    }
-
-    fn panel(&self, p: usize) -> &[u32] {
-        let size = self.pairs() * PANEL_BF16;
-        &self.data[p * size..(p + 1) * size]
-    }
-
-    /// Bytes of packed weights.
-    pub fn bytes(&self) -> usize {
-        self.data.len() * 4
+    /// bf16 products and f32 sums: each task rounds its rows of `a` to bf16 pairs first.
+    unsafe fn multiply(
+        &self,
+        isa: Isa,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        panels: Range<usize>,
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        let pairs = self.pairs();
+        ROWS.with_borrow_mut(|rows_bf16| {
+            // SAFETY: forwarded from the caller.
+            unsafe { round_rows(isa, a, lda, m, self.k, rows_bf16) };
+            for p in panels {
+                let panel = self.panel(p);
+                let col0 = p * PANEL_BF16;
+                let cols = PANEL_BF16.min(self.n - col0);
+                let bias = bias.map(|bias| &bias[col0..col0 + cols]);
+                let mut row = 0;
+                while row < m {
+                    let rows = TILE_ROWS_BF16.min(m - row);
+                    // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
+                    let c_tile = unsafe { c.add(row * ldc + col0) };
+                    let tile = TileBf16 {
+                        a: rows_bf16[row * pairs..].as_ptr(),
+                        lda: pairs,
+                        b: panel,
+                        pairs,
+                        c: c_tile,
+                        ldc,
+                        cols,
+                        bias,
+                    };
+                    // SAFETY: as above; the AVX-512 set is only chosen when the CPU has it.
+                    unsafe {
+                        match isa {
+                            #[cfg(target_arch = "x86_64")]
+                            Isa::Avx512 => super::avx512::tile_bf16(rows, &tile),
+                            _ => tile_bf16(rows, &tile),
+                        }
+                    }
+                    row += rows;
+                }
+            }
+        });
     }
 }
 
@@ -216,66 +250,10 @@ pub(super) fn round_row(row: &[f32], out: &mut [u32]) {
     }
 }
 
-/// `c[i][j] = Σ a[i][kk] · b[j][kk] (+ bias[j])` in bf16 products and f32 sums, for rows
-/// `0..m` of `a` (stride `lda`) and the columns of `panels`.
-///
-/// # Safety
-/// As [`super::gemm_raw`]: `a` readable for `(m - 1) * lda + k` values, `c` writable for the
-/// touched columns of `m` rows at stride `ldc`, no other thread touching them meanwhile.
-#[allow(clippy::too_many_arguments)]
-pub(crate) unsafe fn gemm_bf16_raw(
-    isa: Isa,
-    a: *const f32,
-    lda: usize,
-    m: usize,
-    b: &PackedBf16,
-    panels: Range<usize>,
-    bias: Option<&[f32]>,
-    c: *mut f32,
-    ldc: usize,
-) {
-    let pairs = b.pairs();
-    ROWS.with_borrow_mut(|rows_bf16| {
-        // SAFETY: forwarded from the caller.
-        unsafe { round_rows(isa, a, lda, m, b.k, rows_bf16) };
-        for p in panels {
-            let panel = b.panel(p);
-            let col0 = p * PANEL_BF16;
-            let cols = PANEL_BF16.min(b.n - col0);
-            let bias = bias.map(|bias| &bias[col0..col0 + cols]);
-            let mut row = 0;
-            while row < m {
-                let rows = TILE_ROWS_BF16.min(m - row);
-                // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
-                let c_tile = unsafe { c.add(row * ldc + col0) };
-                let tile = TileBf16 {
-                    a: rows_bf16[row * pairs..].as_ptr(),
-                    lda: pairs,
-                    b: panel,
-                    pairs,
-                    c: c_tile,
-                    ldc,
-                    cols,
-                    bias,
-                };
-                // SAFETY: as above; the AVX-512 set is only chosen when the CPU has it.
-                unsafe {
-                    match isa {
-                        #[cfg(target_arch = "x86_64")]
-                        Isa::Avx512 => super::avx512::tile_bf16(rows, &tile),
-                        _ => tile_bf16(rows, &tile),
-                    }
-                }
-                row += rows;
-            }
-        }
-    });
-}
-
 /// One bf16 tile in plain Rust: the bf16 values widened, products summed in f32.
 ///
 /// # Safety
-/// The tile's pointers must be valid as [`gemm_bf16_raw`] requires.
+/// The tile's pointers must be valid as [`PackedBf16::multiply`](Weights::multiply) requires.
 unsafe fn tile_bf16(rows: usize, t: &TileBf16) {
     let mut acc = [[0f32; PANEL_BF16]; TILE_ROWS_BF16];
     for q in 0..t.pairs {
@@ -298,55 +276,4 @@ unsafe fn tile_bf16(rows: usize, t: &TileBf16) {
             None => out.copy_from_slice(&acc[..t.cols]),
         }
     }
-}
-
-/// `c = a · bᵀ (+ bias)` in bf16 products, for all of `b`'s columns, on this thread.
-pub fn gemm_bf16(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    b: &PackedBf16,
-    bias: Option<&[f32]>,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    if m == 0 {
-        return;
-    }
-    assert!(a.len() >= m * b.k && c.len() >= (m - 1) * ldc + b.n && ldc >= b.n);
-    // SAFETY: the bounds were checked above; `c` is borrowed mutably.
-    unsafe { gemm_bf16_raw(isa, a.as_ptr(), b.k, m, b, 0..b.panels(), bias, c.as_mut_ptr(), ldc) }
-}
-
-/// `c = a · bᵀ (+ bias)` in bf16 products over the rayon pool, split as [`super::par_gemm`].
-pub fn par_gemm_bf16(
-    isa: Isa,
-    a: &[f32],
-    m: usize,
-    b: &PackedBf16,
-    bias: Option<&[f32]>,
-    c: &mut [f32],
-) {
-    if m == 0 {
-        return;
-    }
-    let (k, n) = (b.k, b.n);
-    assert!(a.len() >= m * k && c.len() >= m * n);
-    let (a_ptr, c_ptr) = (Shared(a.as_ptr() as *mut f32), Shared(c.as_mut_ptr()));
-    super::split(m, b.panels(), TILE_ROWS_BF16, |rows, panels| {
-        // SAFETY: bounds checked above; tasks write disjoint (rows, panels) regions of `c`.
-        unsafe {
-            gemm_bf16_raw(
-                isa,
-                a_ptr.get().add(rows.start * k),
-                k,
-                rows.len(),
-                b,
-                panels,
-                bias,
-                c_ptr.get().add(rows.start * n),
-                n,
-            )
-        }
-    });
 }

@@ -166,60 +166,8 @@ impl Packed {
     /// Packs `w`, `n` rows of `k`.
     pub fn from_rows(w: &[f32], n: usize, k: usize) -> Packed {
         let mut packed = Packed::default();
-        packed.pack(n, k, |col, kk| w[col * k + kk]);
+        packed.pack_rows(Isa::Portable, w, k, n, k);
         packed
-    }
-
-    /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
-    /// (attention's keys).
-    pub fn pack_rows(&mut self, src: &[f32], ld: usize, n: usize, k: usize) {
-        self.reset(n, k);
-        if k == 0 {
-            return;
-        }
-        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
-            // The panel's source rows, then one contiguous panel row per depth index.
-            let mut rows: [&[f32]; PANEL] = [&[]; PANEL];
-            let cols = PANEL.min(n - p * PANEL);
-            for (j, row) in rows.iter_mut().enumerate().take(cols) {
-                let col = p * PANEL + j;
-                *row = &src[col * ld..col * ld + k];
-            }
-            for (kk, out) in panel.chunks_exact_mut(PANEL).enumerate() {
-                for (slot, row) in out.iter_mut().zip(&rows[..cols]) {
-                    *slot = row[kk];
-                }
-            }
-        }
-    }
-
-    /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
-    /// columns (attention's values); each panel row is one contiguous copy.
-    pub fn pack_columns(&mut self, src: &[f32], ld: usize, k: usize, n: usize) {
-        self.reset(n, k);
-        if k == 0 {
-            return;
-        }
-        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
-            let (col0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
-            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
-                row[..cols].copy_from_slice(&src[kk * ld + col0..kk * ld + col0 + cols]);
-            }
-        }
-    }
-
-    fn pack(&mut self, n: usize, k: usize, at: impl Fn(usize, usize) -> f32) {
-        self.reset(n, k);
-        let panels = n.div_ceil(PANEL);
-        for p in 0..panels {
-            let panel = &mut self.data[p * k * PANEL..(p + 1) * k * PANEL];
-            for j in 0..PANEL.min(n - p * PANEL) {
-                let col = p * PANEL + j;
-                for kk in 0..k {
-                    panel[kk * PANEL + j] = at(col, kk);
-                }
-            }
-        }
     }
 
     /// Sets the shape and zeroes the panels (the last one's padding must be zero).
@@ -228,16 +176,6 @@ impl Packed {
         self.n = n;
         self.data.clear();
         self.data.resize(n.div_ceil(PANEL) * k * PANEL, 0.0);
-    }
-
-    /// Output columns.
-    pub fn n(&self) -> usize {
-        self.n
-    }
-
-    /// Number of panels.
-    pub fn panels(&self) -> usize {
-        self.n.div_ceil(PANEL)
     }
 
     fn panel(&self, p: usize) -> &[f32] {
@@ -266,16 +204,16 @@ pub(crate) unsafe fn gemm_raw(
     ldc: usize,
 ) {
     let k = b.k;
+    let tile_rows = match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => avx512::TILE_ROWS_F32,
+        _ => TILE_ROWS,
+    };
     for p in panels {
         let panel = b.panel(p);
         let col0 = p * PANEL;
         let cols = PANEL.min(b.n - col0);
         let bias = bias.map(|bias| &bias[col0..col0 + cols]);
-        let tile_rows = match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => avx512::TILE_ROWS_F32,
-            _ => TILE_ROWS,
-        };
         let mut row = 0;
         while row < m {
             let rows = tile_rows.min(m - row);
@@ -310,12 +248,114 @@ pub(crate) struct Tile<'a> {
     bias: Option<&'a [f32]>,
 }
 
+/// A weight matrix packed for one of the GEMMs ([`Packed`] in f32, [`bf16::PackedBf16`]): what
+/// the drivers below need to split and run `c = a · Wᵀ (+ bias)`.
+pub trait Weights: Default + Sync {
+    /// Rows of one tile of its portable kernel: row blocks are multiples of it.
+    const TILE_ROWS: usize;
+    /// Depth (input width).
+    fn k(&self) -> usize;
+    /// Output columns.
+    fn n(&self) -> usize;
+    /// Number of panels.
+    fn panels(&self) -> usize;
+    /// Repacks in place from `src[col * ld + kk]`: rows of a strided matrix are output columns
+    /// (attention's keys).
+    fn pack_rows(&mut self, isa: Isa, src: &[f32], ld: usize, n: usize, k: usize);
+    /// Repacks in place from `src[kk * ld + col]`: columns of a strided matrix are output
+    /// columns (attention's values).
+    fn pack_columns(&mut self, isa: Isa, src: &[f32], ld: usize, k: usize, n: usize);
+    /// `c[i][j] = Σ a[i][kk] · W[j][kk] (+ bias[j])` for rows `0..m` and the columns of
+    /// `panels`.
+    ///
+    /// # Safety
+    /// As [`gemm_raw`].
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn multiply(
+        &self,
+        isa: Isa,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        panels: Range<usize>,
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+    );
+}
+
+impl Weights for Packed {
+    const TILE_ROWS: usize = TILE_ROWS;
+
+    fn k(&self) -> usize {
+        self.k
+    }
+
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn panels(&self) -> usize {
+        self.n.div_ceil(PANEL)
+    }
+
+    fn pack_rows(&mut self, _isa: Isa, src: &[f32], ld: usize, n: usize, k: usize) {
+        self.reset(n, k);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
+            // The panel's source rows, then one contiguous panel row per depth index.
+            let mut rows: [&[f32]; PANEL] = [&[]; PANEL];
+            let cols = PANEL.min(n - p * PANEL);
+            for (j, row) in rows.iter_mut().enumerate().take(cols) {
+                let col = p * PANEL + j;
+                *row = &src[col * ld..col * ld + k];
+            }
+            for (kk, out) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (slot, row) in out.iter_mut().zip(&rows[..cols]) {
+                    *slot = row[kk];
+                }
+            }
+        }
+    }
+
+    /// Each panel row is one contiguous copy.
+    fn pack_columns(&mut self, _isa: Isa, src: &[f32], ld: usize, k: usize, n: usize) {
+        self.reset(n, k);
+        if k == 0 {
+            return;
+        }
+        for (p, panel) in self.data.chunks_exact_mut(k * PANEL).enumerate() {
+            let (col0, cols) = (p * PANEL, PANEL.min(n - p * PANEL));
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                row[..cols].copy_from_slice(&src[kk * ld + col0..kk * ld + col0 + cols]);
+            }
+        }
+    }
+
+    unsafe fn multiply(
+        &self,
+        isa: Isa,
+        a: *const f32,
+        lda: usize,
+        m: usize,
+        panels: Range<usize>,
+        bias: Option<&[f32]>,
+        c: *mut f32,
+        ldc: usize,
+    ) {
+        // SAFETY: forwarded from the caller.
+        unsafe { gemm_raw(isa, a, lda, m, self, panels, bias, c, ldc) }
+    }
+}
+
 /// `c = a · bᵀ (+ bias)` for all of `b`'s columns, on this thread.
-pub fn gemm(
+pub fn gemm<W: Weights>(
     isa: Isa,
     a: &[f32],
     m: usize,
-    b: &Packed,
+    b: &W,
     bias: Option<&[f32]>,
     c: &mut [f32],
     ldc: usize,
@@ -323,9 +363,10 @@ pub fn gemm(
     if m == 0 {
         return;
     }
-    assert!(a.len() >= m * b.k && c.len() >= (m - 1) * ldc + b.n && ldc >= b.n);
+    let (k, n) = (b.k(), b.n());
+    assert!(a.len() >= m * k && c.len() >= (m - 1) * ldc + n && ldc >= n);
     // SAFETY: the bounds were checked above; `c` is borrowed mutably.
-    unsafe { gemm_raw(isa, a.as_ptr(), b.k, m, b, 0..b.panels(), bias, c.as_mut_ptr(), ldc) }
+    unsafe { b.multiply(isa, a.as_ptr(), k, m, 0..b.panels(), bias, c.as_mut_ptr(), ldc) }
 }
 
 /// A pointer that may cross threads: parallel tasks write disjoint parts of one buffer.
@@ -345,22 +386,28 @@ impl<T> Shared<T> {
 
 /// `c = a · bᵀ (+ bias)` over the rayon pool: row blocks, and column groups when rows are few
 /// (a short query still uses every core).
-pub fn par_gemm(isa: Isa, a: &[f32], m: usize, b: &Packed, bias: Option<&[f32]>, c: &mut [f32]) {
+pub fn par_gemm<W: Weights>(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    b: &W,
+    bias: Option<&[f32]>,
+    c: &mut [f32],
+) {
     if m == 0 {
         return;
     }
-    let (k, n) = (b.k, b.n);
+    let (k, n) = (b.k(), b.n());
     assert!(a.len() >= m * k && c.len() >= m * n);
     let (a_ptr, c_ptr) = (Shared(a.as_ptr() as *mut f32), Shared(c.as_mut_ptr()));
-    split(m, b.panels(), TILE_ROWS, |rows, panels| {
+    split(m, b.panels(), W::TILE_ROWS, |rows, panels| {
         // SAFETY: bounds checked above; tasks write disjoint (rows, panels) regions of `c`.
         unsafe {
-            gemm_raw(
+            b.multiply(
                 isa,
                 a_ptr.get().add(rows.start * k),
                 k,
                 rows.len(),
-                b,
                 panels,
                 bias,
                 c_ptr.get().add(rows.start * n),
@@ -373,7 +420,7 @@ pub fn par_gemm(isa: Isa, a: &[f32], m: usize, b: &Packed, bias: Option<&[f32]>,
 /// Runs `task(rows, panels)` over the rayon pool for every block of a GEMM of `m` rows and
 /// `panels` panels: row blocks (multiples of `tile_rows`), and column groups when rows are few,
 /// so a short GEMM still uses every core and reads each panel from memory once.
-pub(crate) fn split(
+fn split(
     m: usize,
     panels: usize,
     tile_rows: usize,
@@ -422,7 +469,7 @@ impl Activation {
     pub fn apply(self, isa: Isa, x: &mut [f32]) {
         match isa {
             Isa::Portable => portable::activate(self, x),
-            // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
+            // SAFETY: the AVX2 and AVX-512 sets are only chosen when the CPU has them.
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => unsafe { avx2::activate(self, x) },
             #[cfg(target_arch = "x86_64")]
@@ -435,7 +482,7 @@ impl Activation {
 pub fn softmax(isa: Isa, x: &mut [f32], scale: f32) {
     match isa {
         Isa::Portable => portable::softmax(x, scale),
-        // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
+        // SAFETY: the AVX2 and AVX-512 sets are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::softmax(x, scale) },
         #[cfg(target_arch = "x86_64")]
@@ -454,7 +501,7 @@ pub fn add_layer_norm(
 ) {
     match isa {
         Isa::Portable => portable::add_layer_norm(x, residual, gamma, beta, eps),
-        // SAFETY: the AVX2 and AVX-512 sets (which include AVX2) are only chosen when the CPU has them.
+        // SAFETY: the AVX2 and AVX-512 sets are only chosen when the CPU has them.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => unsafe { avx2::add_layer_norm(x, residual, gamma, beta, eps) },
         #[cfg(target_arch = "x86_64")]

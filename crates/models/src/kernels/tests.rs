@@ -115,13 +115,13 @@ fn strided_packing_reads_keys_by_row_and_values_by_column() {
     // columns 1..3 as output columns over rows 0..3.
     let src: Vec<f32> = (0..15).map(|v| v as f32).collect();
     let mut keys = Packed::default();
-    keys.pack_rows(&src[1..], 5, 3, 2);
+    keys.pack_rows(Isa::Portable, &src[1..], 5, 3, 2);
     assert_eq!((keys.n(), keys.k, keys.panels()), (3, 2, 1));
     assert_eq!(&keys.panel(0)[..3], &[1.0, 6.0, 11.0]);
     assert_eq!(&keys.panel(0)[PANEL..PANEL + 3], &[2.0, 7.0, 12.0]);
     assert!(keys.panel(0)[3..PANEL].iter().all(|&v| v == 0.0), "padding is zero");
     let mut values = Packed::default();
-    values.pack_columns(&src[1..], 5, 3, 2);
+    values.pack_columns(Isa::Portable, &src[1..], 5, 3, 2);
     assert_eq!((values.n(), values.k), (2, 3));
     assert_eq!(&values.panel(0)[..2], &[1.0, 2.0]);
     assert_eq!(&values.panel(0)[2 * PANEL..2 * PANEL + 2], &[11.0, 12.0]);
@@ -241,7 +241,7 @@ fn bf16_rounding_is_to_nearest_with_ties_to_even() {
             let packed = bf16::PackedBf16::from_rows(&a, 1, len);
             let mut c = [0f32];
             // A 1 × len · (len × 1)ᵀ product of the row with itself: bf16 squares, summed.
-            bf16::gemm_bf16(isa, &row, 1, &packed, None, &mut c, 1);
+            gemm(isa, &row, 1, &packed, None, &mut c, 1);
             let expected: f64 = row.iter().map(|&v| (from_bf16(to_bf16(v)) as f64).powi(2)).sum();
             assert!(
                 (c[0] as f64 - expected).abs() <= 1e-6 * expected,
@@ -254,7 +254,7 @@ fn bf16_rounding_is_to_nearest_with_ties_to_even() {
 
 #[test]
 fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
-    use bf16::{PackedBf16, from_bf16, gemm_bf16, par_gemm_bf16, to_bf16};
+    use bf16::{PackedBf16, from_bf16, to_bf16};
     let round = |v: f32| from_bf16(to_bf16(v)) as f64;
     let mut values = Values(19);
     let shapes = [
@@ -279,9 +279,9 @@ fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
                 let bias = with_bias.then_some(bias.as_slice());
                 let ldc = n + 3;
                 let mut c = vec![9.0f32; m * ldc];
-                gemm_bf16(isa, &a, m, &packed, bias, &mut c, ldc);
+                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
                 let mut parallel = vec![0f32; m * n];
-                par_gemm_bf16(isa, &a, m, &packed, bias, &mut parallel);
+                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
                 for i in 0..m {
                     for j in 0..n {
                         let products = (0..k).map(|kk| round(a[i * k + kk]) * round(w[j * k + kk]));
