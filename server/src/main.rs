@@ -353,7 +353,7 @@ fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
                 None | Some("auto") => Precision::fastest(kernels),
                 Some(name) => Precision::from_name(name).with_context(|| {
                     format!(
-                        "models: '{}' has dtype '{name}' (use auto, f32, f16 or bf16; \
+                        "models: '{}' has dtype '{name}' (use auto, f32, f16, bf16 or int8; \
                          SIEVE_PRECISION sets the default)",
                         entry.name
                     )

@@ -1,6 +1,6 @@
 //! The CPU kernels alone, on each instruction set this CPU has: the GEMM at MiniLM's and
 //! BGE-large's linear shapes (one 96-row block on one thread, and 8,192 rows over the rayon
-//! pool) in f32 and, where the CPU has AVX512-BF16, in bf16 products; softmax over a 256-key
+//! pool) in f32 and, where the CPU has AVX512-BF16 and VNNI, in bf16 and int8 products; softmax over a 256-key
 //! attention row, exact GELU over an FFN row block. Criterion
 //! reports time; GFLOP/s = 2·m·n·k / time (printed once per shape), next to the machine's
 //! FMA peak (2 threads × 8 lanes × 2 FLOP × FMA issue rate; measured 38 GFLOP/s per core on
@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sieve_models::kernels::bf16::PackedBf16;
+use sieve_models::kernels::int8::PackedI8;
 use sieve_models::kernels::{Activation, Isa, Packed, Weights, gemm, par_gemm, softmax};
 use sieve_models::{Kernels, cpu_description};
 
@@ -59,10 +60,11 @@ fn kernels(c: &mut Criterion) {
         group.finish();
     }
     let Some(isa) = Isa::of(Kernels::Avx512) else {
-        eprintln!("no AVX512-BF16 on this CPU: the bf16 GEMM is not measured");
+        eprintln!("no AVX512-BF16 + VNNI on this CPU: the bf16 and int8 GEMMs are not measured");
         return;
     };
     bench_gemm(c, "bf16-avx512", isa, &shapes, PackedBf16::from_rows);
+    bench_gemm(c, "int8-avx512", isa, &shapes, PackedI8::from_rows);
 }
 
 /// One group of GEMM benchmarks on `isa`: each shape's weights packed by `pack`, one 96-row

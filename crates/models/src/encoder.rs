@@ -6,6 +6,7 @@
 //! keys and values are computed for every token and the rest for one row per sequence (exact).
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::DType;
 use candle_nn::VarBuilder;
@@ -14,7 +15,9 @@ use rayon::prelude::*;
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
 use crate::kernels::bf16::PackedBf16;
+use crate::kernels::int8::PackedI8;
 use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, Weights, gemm, par_gemm};
+use crate::model::Precision;
 use crate::network::Outputs;
 use crate::tokenize::Encoded;
 
@@ -29,6 +32,69 @@ enum Weight {
     F32(Packed),
     /// Rounded to bf16: products in bf16, sums in f32.
     Bf16(PackedBf16),
+    /// Quantized to int8 per output column, activations per token: integer products and sums.
+    Int8(Box<PackedI8>),
+    /// Both bf16 and int8 while calibration measures, on real inputs, how far the int8 outputs
+    /// land from the bf16 ones; the bf16 outputs flow on.
+    Calibrating(Box<Calibrating>),
+}
+
+struct Calibrating {
+    bf16: PackedBf16,
+    int8: PackedI8,
+    /// What [`Linear::apply`] runs: [`MEASURE`], [`BF16`] or [`INT8`].
+    mode: AtomicU8,
+    /// Σ (int8 − bf16)² and Σ (bf16 − bias)² over the outputs measured.
+    error: Mutex<(f64, f64)>,
+}
+
+/// Calibration modes: bf16 with int8 measured beside it, bf16 alone, int8 alone.
+const MEASURE: u8 = 0;
+const BF16: u8 = 1;
+const INT8: u8 = 2;
+
+impl Calibrating {
+    /// `c = a · Wᵀ + bias` by the current mode, on this thread or over the pool.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        isa: Isa,
+        a: &[f32],
+        m: usize,
+        bias: &[f32],
+        c: &mut [f32],
+        ldc: usize,
+        par: bool,
+    ) {
+        let mode = self.mode.load(Ordering::Relaxed);
+        match (mode, par) {
+            (INT8, true) => par_gemm(isa, a, m, &self.int8, Some(bias), c),
+            (INT8, false) => gemm(isa, a, m, &self.int8, Some(bias), c, ldc),
+            (_, true) => par_gemm(isa, a, m, &self.bf16, Some(bias), c),
+            (_, false) => gemm(isa, a, m, &self.bf16, Some(bias), c, ldc),
+        }
+        if mode == MEASURE {
+            self.measure(isa, a, m, bias, c, ldc);
+        }
+    }
+
+    /// Runs the int8 form on the input the bf16 one just read (its output `c`, rows at stride
+    /// `ldc`) and adds up the difference.
+    fn measure(&self, isa: Isa, a: &[f32], m: usize, bias: &[f32], c: &[f32], ldc: usize) {
+        let n = self.int8.n();
+        let mut out = vec![0f32; m * n];
+        gemm(isa, a, m, &self.int8, Some(bias), &mut out, n);
+        let (mut error, mut norm) = (0f64, 0f64);
+        for (row, expected) in out.chunks_exact(n).zip(c.chunks(ldc)) {
+            for ((got, want), b) in row.iter().zip(expected).zip(bias) {
+                error += ((got - want) as f64).powi(2);
+                norm += ((want - b) as f64).powi(2);
+            }
+        }
+        let mut total = self.error.lock();
+        total.0 += error;
+        total.1 += norm;
+    }
 }
 
 impl Linear {
@@ -37,6 +103,8 @@ impl Linear {
         match &self.weight {
             Weight::F32(w) => w.n(),
             Weight::Bf16(w) => w.n(),
+            Weight::Int8(w) => w.n(),
+            Weight::Calibrating(calibrating) => calibrating.bf16.n(),
         }
     }
 
@@ -45,6 +113,10 @@ impl Linear {
         match &self.weight {
             Weight::F32(w) => par_gemm(isa, a, m, w, Some(&self.bias), c),
             Weight::Bf16(w) => par_gemm(isa, a, m, w, Some(&self.bias), c),
+            Weight::Int8(w) => par_gemm(isa, a, m, &**w, Some(&self.bias), c),
+            Weight::Calibrating(calibrating) => {
+                calibrating.apply(isa, a, m, &self.bias, c, calibrating.bf16.n(), true)
+            }
         }
     }
 
@@ -53,6 +125,36 @@ impl Linear {
         match &self.weight {
             Weight::F32(w) => gemm(isa, a, m, w, Some(&self.bias), c, ldc),
             Weight::Bf16(w) => gemm(isa, a, m, w, Some(&self.bias), c, ldc),
+            Weight::Int8(w) => gemm(isa, a, m, &**w, Some(&self.bias), c, ldc),
+            Weight::Calibrating(calibrating) => {
+                calibrating.apply(isa, a, m, &self.bias, c, ldc, false)
+            }
+        }
+    }
+
+    /// A calibrating layer's relative int8 error so far (RMS of the difference over RMS of the
+    /// product), or `None` for a layer that is not calibrating.
+    fn int8_error(&self) -> Option<f64> {
+        let Weight::Calibrating(calibrating) = &self.weight else { return None };
+        let (error, norm) = *calibrating.error.lock();
+        Some(if norm > 0.0 { (error / norm).sqrt() } else { 0.0 })
+    }
+
+    /// Sets what a calibrating layer runs next.
+    fn set_mode(&self, mode: u8) {
+        if let Weight::Calibrating(calibrating) = &self.weight {
+            calibrating.mode.store(mode, Ordering::Relaxed);
+        }
+    }
+
+    /// Ends calibration in int8 or bf16.
+    fn settle(&mut self, int8: bool) {
+        if let Weight::Calibrating(calibrating) = &mut self.weight {
+            self.weight = if int8 {
+                Weight::Int8(Box::new(std::mem::take(&mut calibrating.int8)))
+            } else {
+                Weight::Bf16(std::mem::take(&mut calibrating.bf16))
+            };
         }
     }
 }
@@ -185,7 +287,8 @@ impl AttentionHead<'_> {
 /// A BERT or XLM-RoBERTa encoder with its head, on Sieve's kernels.
 pub(crate) struct Encoder {
     isa: Isa,
-    /// Linear layers and attention's products in bf16 (the head, softmax and norms stay f32).
+    /// Attention's products in bf16, for a model whose linear layers are bf16 or int8 (the
+    /// head, softmax and norms stay f32).
     bf16: bool,
     hidden: usize,
     heads: usize,
@@ -209,22 +312,38 @@ fn read(vb: &VarBuilder, shape: &[usize], name: &str) -> candle_core::Result<Vec
     vb.get(shape, name)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()
 }
 
-fn linear(vb: &VarBuilder, n: usize, k: usize, bf16: bool) -> candle_core::Result<Linear> {
-    stacked(std::slice::from_ref(vb), n, k, bf16)
+fn linear(
+    vb: &VarBuilder,
+    n: usize,
+    k: usize,
+    precision: Precision,
+) -> candle_core::Result<Linear> {
+    stacked(std::slice::from_ref(vb), n, k, precision)
 }
 
 /// Linear layers of the same shape (`n × k` each) stacked into one: their outputs side by side.
-fn stacked(vbs: &[VarBuilder], n: usize, k: usize, bf16: bool) -> candle_core::Result<Linear> {
+/// An int8 layer starts out calibrating (see [`Encoder::calibrate`]).
+fn stacked(
+    vbs: &[VarBuilder],
+    n: usize,
+    k: usize,
+    precision: Precision,
+) -> candle_core::Result<Linear> {
     let (mut weight, mut bias) = (Vec::new(), Vec::new());
     for vb in vbs {
         weight.extend(read(vb, &[n, k], "weight")?);
         bias.extend(read(vb, &[n], "bias")?);
     }
     let n = vbs.len() * n;
-    let weight = if bf16 {
-        Weight::Bf16(PackedBf16::from_rows(&weight, n, k))
-    } else {
-        Weight::F32(Packed::from_rows(&weight, n, k))
+    let weight = match precision {
+        Precision::Bf16 => Weight::Bf16(PackedBf16::from_rows(&weight, n, k)),
+        Precision::Int8 => Weight::Calibrating(Box::new(Calibrating {
+            bf16: PackedBf16::from_rows(&weight, n, k),
+            int8: PackedI8::from_rows(&weight, n, k),
+            mode: AtomicU8::new(MEASURE),
+            error: Mutex::new((0.0, 0.0)),
+        })),
+        Precision::F32 | Precision::F16 => Weight::F32(Packed::from_rows(&weight, n, k)),
     };
     Ok(Linear { weight, bias })
 }
@@ -246,12 +365,12 @@ fn config_usize(config: &serde_json::Value, key: &str) -> candle_core::Result<us
 
 impl Encoder {
     /// Reads and packs the weights of `checkpoint` from `vb` (f32, whatever the file stores;
-    /// the layers' linear weights rounded to bf16 with `bf16`).
+    /// the layers' linear weights in bf16 or int8 for those precisions, the head in f32).
     pub(crate) fn load(
         checkpoint: &Checkpoint,
         vb: VarBuilder,
         isa: Isa,
-        bf16: bool,
+        precision: Precision,
     ) -> candle_core::Result<Encoder> {
         let config = &checkpoint.config;
         let hidden = config_usize(config, "hidden_size")?;
@@ -298,12 +417,17 @@ impl Encoder {
                 let own = attention.pp("self");
                 let key_value = [own.pp("key"), own.pp("value")];
                 Ok(Layer {
-                    query: linear(&own.pp("query"), hidden, hidden, bf16)?,
-                    key_value: stacked(&key_value, hidden, hidden, bf16)?,
-                    attention_out: linear(&attention.pp("output.dense"), hidden, hidden, bf16)?,
+                    query: linear(&own.pp("query"), hidden, hidden, precision)?,
+                    key_value: stacked(&key_value, hidden, hidden, precision)?,
+                    attention_out: linear(
+                        &attention.pp("output.dense"),
+                        hidden,
+                        hidden,
+                        precision,
+                    )?,
                     attention_norm: norm(&attention.pp("output.LayerNorm"), hidden)?,
-                    up: linear(&layer.pp("intermediate.dense"), intermediate, hidden, bf16)?,
-                    down: linear(&layer.pp("output.dense"), hidden, intermediate, bf16)?,
+                    up: linear(&layer.pp("intermediate.dense"), intermediate, hidden, precision)?,
+                    down: linear(&layer.pp("output.dense"), hidden, intermediate, precision)?,
                     output_norm: norm(&layer.pp("output.LayerNorm"), hidden)?,
                 })
             })
@@ -318,19 +442,19 @@ impl Encoder {
                     vb.pp("pooler.dense")
                 };
                 Head::Classify {
-                    dense: linear(&pooler, hidden, hidden, false)?,
-                    out: linear(&vb.pp("classifier"), labels, hidden, false)?,
+                    dense: linear(&pooler, hidden, hidden, Precision::F32)?,
+                    out: linear(&vb.pp("classifier"), labels, hidden, Precision::F32)?,
                 }
             }
             Architecture::XlmRobertaCrossEncoder => Head::Classify {
-                dense: linear(&vb.pp("classifier.dense"), hidden, hidden, false)?,
-                out: linear(&vb.pp("classifier.out_proj"), labels, hidden, false)?,
+                dense: linear(&vb.pp("classifier.dense"), hidden, hidden, Precision::F32)?,
+                out: linear(&vb.pp("classifier.out_proj"), labels, hidden, Precision::F32)?,
             },
         };
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(1) as usize;
         Ok(Encoder {
             isa,
-            bf16,
+            bf16: precision != Precision::F32,
             hidden,
             heads,
             eps,
@@ -346,6 +470,60 @@ impl Encoder {
             layers,
             head,
             workspace: Mutex::new(Workspace::default()),
+        })
+    }
+
+    /// Calibrates an int8 model on `batch`: one pass in bf16 measures each linear layer's int8
+    /// error beside it (relative RMS of the outputs); then the layers go to int8 in order of
+    /// that error, as many as keep the outputs `accept`able against the bf16 ones (a binary
+    /// search over how many, a pass each), the rest staying bf16. Returns each layer's (name,
+    /// error, kept in int8).
+    pub(crate) fn calibrate(
+        &mut self,
+        batch: &[&Encoded],
+        accept: impl Fn(&Outputs, &Outputs) -> bool,
+    ) -> candle_core::Result<Vec<(String, f64, bool)>> {
+        let reference = self.forward(batch)?;
+        let errors: Vec<(String, f64)> = self
+            .linear_layers()
+            .filter_map(|(name, linear)| linear.int8_error().map(|error| (name, error)))
+            .collect();
+        let mut order: Vec<usize> = (0..errors.len()).collect();
+        order.sort_by(|&a, &b| errors[a].1.total_cmp(&errors[b].1));
+        let (mut low, mut high) = (0, order.len());
+        while low < high {
+            let count = (low + high).div_ceil(2);
+            let mut int8 = vec![false; order.len()];
+            order[..count].iter().for_each(|&i| int8[i] = true);
+            for ((_, linear), int8) in self.linear_layers().zip(&int8) {
+                linear.set_mode(if *int8 { INT8 } else { BF16 });
+            }
+            if accept(&reference, &self.forward(batch)?) {
+                low = count;
+            } else {
+                high = count - 1;
+            }
+        }
+        let mut int8 = vec![false; order.len()];
+        order[..low].iter().for_each(|&i| int8[i] = true);
+        for ((_, linear), int8) in self.linear_layers().zip(&int8) {
+            linear.settle(*int8);
+        }
+        Ok(errors.into_iter().zip(int8).map(|((name, error), int8)| (name, error, int8)).collect())
+    }
+
+    /// The layers' linear layers, named.
+    fn linear_layers(&mut self) -> impl Iterator<Item = (String, &mut Linear)> {
+        self.layers.iter_mut().enumerate().flat_map(|(i, layer)| {
+            let Layer { query, key_value, attention_out, up, down, .. } = layer;
+            [
+                ("query", query),
+                ("key_value", key_value),
+                ("attention_out", attention_out),
+                ("up", up),
+                ("down", down),
+            ]
+            .map(|(name, linear)| (format!("layer {i} {name}"), linear))
         })
     }
 

@@ -20,6 +20,7 @@
 //! # Ok::<(), sieve_models::ModelError>(())
 //! ```
 
+mod calibration;
 mod checkpoint;
 mod encoder;
 mod error;

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 
+use crate::calibration;
 use crate::checkpoint::{Architecture, Checkpoint};
 use crate::error::{ModelError, Result};
 use crate::kernels::Kernels;
@@ -21,12 +22,37 @@ pub enum Precision {
     F16,
     /// bfloat16.
     Bf16,
+    /// Linear layers in int8 (weights per output channel, activations per token), as many as
+    /// calibration at load finds keep the outputs within [`INT8_DRIFT`] of bf16, the others in
+    /// bf16; attention in bf16. Sieve's own kernels only.
+    Int8,
+}
+
+/// How far an int8 model's outputs may drift from bf16 on the calibration texts: logits by
+/// at most this much (half the int8 gate of 0.1 against f32), embeddings to a cosine of at
+/// least 1 minus it (each vector to its bf16 twin).
+pub const INT8_DRIFT: f32 = 0.05;
+
+/// Whether `got` stays within [`INT8_DRIFT`] of `reference`.
+fn within_int8_drift(reference: &Outputs, got: &Outputs) -> bool {
+    match (reference, got) {
+        (Outputs::Scores(reference), Outputs::Scores(got)) => {
+            reference.iter().zip(got).all(|(a, b)| (a - b).abs() <= INT8_DRIFT)
+        }
+        (Outputs::Vectors(reference), Outputs::Vectors(got)) => {
+            reference.iter().zip(got).all(|(a, b)| {
+                a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>() >= 1.0 - INT8_DRIFT / 10.0
+            })
+        }
+        _ => false,
+    }
 }
 
 impl Precision {
-    /// Parses "f32", "f16" or "bf16".
+    /// Parses "f32", "f16", "bf16" or "int8".
     pub fn from_name(name: &str) -> Option<Precision> {
         match name {
+            "int8" | "i8" => Some(Precision::Int8),
             "f32" | "float32" => Some(Precision::F32),
             "f16" | "float16" => Some(Precision::F16),
             "bf16" | "bfloat16" => Some(Precision::Bf16),
@@ -41,9 +67,10 @@ impl Precision {
         if kernels == Kernels::Avx512 { Precision::Bf16 } else { Precision::F32 }
     }
 
-    /// "f32", "f16" or "bf16".
+    /// "f32", "f16", "bf16" or "int8".
     pub fn name(self) -> &'static str {
         match self {
+            Precision::Int8 => "int8",
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
@@ -54,7 +81,7 @@ impl Precision {
         match self {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
-            Precision::Bf16 => DType::BF16,
+            Precision::Bf16 | Precision::Int8 => DType::BF16,
         }
     }
 }
@@ -112,12 +139,39 @@ impl Model {
                     crate::kernels::cpu_description()
                 )));
             }
+            Precision::Int8 if kernels.run_int8() => kernels,
+            Precision::Int8 => {
+                return Err(ModelError::Unsupported(format!(
+                    "model '{name}': int8 runs on the avx512 kernels (AVX512-VNNI), not on the {} \
+                     kernels ({}): use dtype f32 or bf16, or leave it unset for the fastest \
+                     this CPU runs",
+                    kernels.name(),
+                    crate::kernels::cpu_description()
+                )));
+            }
             Precision::F16 => Kernels::Reference,
         };
         let checkpoint = Checkpoint::open(dir, max_length)?;
         let device = Device::Cpu;
         let tokenizer = TextTokenizer::load(name, dir, checkpoint.max_length)?;
-        let (network, pad) = Network::load(&checkpoint, precision, &device, kernels)?;
+        let (mut network, pad) = Network::load(&checkpoint, precision, &device, kernels)?;
+        if precision == Precision::Int8 {
+            let inputs =
+                calibration::inputs(&tokenizer, checkpoint.architecture.is_cross_encoder())?;
+            let report = network
+                .calibrate(&inputs.iter().collect::<Vec<_>>(), within_int8_drift)
+                .map_err(|e| ModelError::inference(name, "int8 calibration", e))?;
+            let kept = report.iter().filter(|(_, _, int8)| *int8).count();
+            for (layer, error, int8) in &report {
+                tracing::debug!(model = name, layer, error, int8, "int8 calibration");
+            }
+            tracing::info!(
+                model = name,
+                int8_layers = kept,
+                linear_layers = report.len(),
+                "int8 calibration: the layers whose int8 outputs drift most stay bf16"
+            );
+        }
         Ok(Model {
             name: name.to_string(),
             checkpoint,

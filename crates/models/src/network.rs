@@ -65,9 +65,8 @@ impl Network {
         let config = &checkpoint.config;
         let pad = config.get("pad_token_id").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
         if let Some(isa) = own {
-            let bf16 = precision == Precision::Bf16;
-            let encoder =
-                Encoder::load(checkpoint, vb, isa, bf16).map_err(|e| unsupported(checkpoint, e))?;
+            let encoder = Encoder::load(checkpoint, vb, isa, precision)
+                .map_err(|e| unsupported(checkpoint, e))?;
             return Ok((Network::Own(Box::new(encoder)), pad));
         }
         let network = match checkpoint.architecture {
@@ -125,6 +124,19 @@ impl Network {
             }
         };
         Ok((network, pad))
+    }
+
+    /// Calibrates an int8 model on `batch` (see [`Encoder::calibrate`]); nothing to do for
+    /// the others.
+    pub(crate) fn calibrate(
+        &mut self,
+        batch: &[&Encoded],
+        accept: impl Fn(&Outputs, &Outputs) -> bool,
+    ) -> candle_core::Result<Vec<(String, f64, bool)>> {
+        match self {
+            Network::Own(encoder) => encoder.calibrate(batch, accept),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// One forward pass over a batch padded to its longest member.

@@ -352,3 +352,88 @@ fn bf16_on_f32_only_kernels_is_refused_at_load() {
     };
     assert!(message.contains(reason), "{message}");
 }
+
+/// The kernel sets that compute linear layers in int8: the portable form on any CPU (the same
+/// integers) and the AVX-512 kernels where the CPU has AVX512-VNNI (said when it does not).
+fn int8_sets() -> Vec<Kernels> {
+    let mut sets = vec![Kernels::Portable];
+    if Kernels::Avx512.is_supported() {
+        sets.push(Kernels::Avx512);
+    } else {
+        eprintln!(
+            "no AVX512-VNNI on {}: the avx512 int8 kernels are not checked",
+            cpu_description()
+        );
+    }
+    sets
+}
+
+/// The int8 gate (issue 14): max |Δlogit| ≤ 0.1 against transformers' f32 logits, every linear
+/// layer that fails calibration staying bf16.
+#[test]
+fn int8_cross_encoders_meet_the_accuracy_gate() {
+    let cases = [
+        ("sieve/sieve-ce-minilm-l6-scifact", "models/sieve--sieve-ce-minilm-l6-scifact", None),
+        ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128)),
+        ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128)),
+    ];
+    for (name, path, max_length) in cases {
+        let dir = shared().join(path);
+        let reference = read_json(&dir.join("reference.json"));
+        for kernels in int8_sets() {
+            let model =
+                Model::load_with_kernels(name, &dir, max_length, Precision::Int8, kernels).unwrap();
+            assert_eq!((model.kernels(), model.precision()), (kernels, Precision::Int8));
+            let (worst, mean) = logit_errors(&model, &reference);
+            eprintln!("{name} {kernels:?} int8: max |Δlogit| {worst:.4}, mean {mean:.4}");
+            assert!(worst <= 0.1, "{name} on {kernels:?} in int8: max |Δlogit| {worst} (gate 0.1)");
+        }
+    }
+}
+
+/// The embedder in int8: cosine to sentence-transformers' f32 vectors, batched and alone.
+#[test]
+fn int8_embeddings_meet_the_accuracy_gate() {
+    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let reference = read_json(&shared().join("fixtures/all-minilm-l6-v2-reference.json"));
+    let sentences: Vec<&str> =
+        reference["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    let expected: Vec<Vec<f32>> =
+        reference["embeddings"].as_array().unwrap().iter().map(floats).collect();
+    for kernels in int8_sets() {
+        let model =
+            Model::load_with_kernels("all-minilm", &dir, None, Precision::Int8, kernels).unwrap();
+        let batched = model.embed_texts(&sentences).unwrap();
+        let mut worst = 1.0f32;
+        for (i, sentence) in sentences.iter().enumerate() {
+            let alone = &model.embed_texts(&[sentence]).unwrap()[0];
+            for got in [&batched[i], alone] {
+                let cosine: f32 = got.iter().zip(&expected[i]).map(|(a, b)| a * b).sum();
+                worst = worst.min(cosine);
+            }
+        }
+        eprintln!("all-MiniLM-L6-v2 {kernels:?} int8: lowest cosine {worst:.5}");
+        assert!(worst >= 0.99, "{kernels:?} int8: lowest cosine to the reference {worst}");
+    }
+}
+
+/// int8 asked of kernels without integer products is refused with a reason, at load.
+#[test]
+fn int8_on_kernels_without_it_is_refused_at_load() {
+    let dir = shared().join("fixtures/tiny-bert-ce");
+    for kernels in [Kernels::Reference, Kernels::Avx2] {
+        if !kernels.is_supported() {
+            eprintln!("no AVX2 on {}: the avx2 kernels are refused first", cpu_description());
+            continue;
+        }
+        let error = Model::load_with_kernels("tiny", &dir, Some(128), Precision::Int8, kernels)
+            .err()
+            .expect("refused");
+        let message = error.to_string();
+        let reason = format!(
+            "int8 runs on the avx512 kernels (AVX512-VNNI), not on the {} kernels",
+            kernels.name()
+        );
+        assert!(message.contains(&reason), "{message}");
+    }
+}

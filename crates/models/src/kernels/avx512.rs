@@ -10,6 +10,7 @@
 use std::arch::x86_64::*;
 
 use super::bf16::{PANEL_BF16, TileBf16};
+use super::int8::{self, PANEL_I8, TileI8};
 use super::portable::{self, ERF_A, ERF_P, GELU_CUBIC, SQRT_2_OVER_PI};
 use super::{Activation, PANEL, Tile};
 
@@ -324,4 +325,120 @@ pub(super) unsafe fn round(values: &[f32], out: &mut [u16]) {
     for (o, &v) in out[done..].iter_mut().zip(chunks.remainder()) {
         *o = super::bf16::to_bf16(v);
     }
+}
+
+/// One int8 GEMM tile of `rows` rows (up to 12) against a 32-column panel: `vpdpbusd` sums
+/// four u8 × s8 products into each i32 lane; the epilogue takes the zero point back out, scales
+/// by row and column and adds the bias.
+///
+/// # Safety
+/// AVX512F and AVX512-VNNI must be present, and the tile's pointers valid as
+/// [`super::Weights::multiply`] requires.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(super) unsafe fn tile_i8(rows: usize, t: &TileI8) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match rows {
+            12 => tile_i8_rows::<12>(t),
+            11 => tile_i8_rows::<11>(t),
+            10 => tile_i8_rows::<10>(t),
+            9 => tile_i8_rows::<9>(t),
+            8 => tile_i8_rows::<8>(t),
+            7 => tile_i8_rows::<7>(t),
+            6 => tile_i8_rows::<6>(t),
+            5 => tile_i8_rows::<5>(t),
+            4 => tile_i8_rows::<4>(t),
+            3 => tile_i8_rows::<3>(t),
+            2 => tile_i8_rows::<2>(t),
+            1 => tile_i8_rows::<1>(t),
+            _ => unreachable!("an int8 tile has 1 to 12 rows"),
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512vnni")]
+#[inline]
+unsafe fn tile_i8_rows<const R: usize>(t: &TileI8) {
+    let mut lo = [_mm512_setzero_si512(); R];
+    let mut hi = [_mm512_setzero_si512(); R];
+    let b = t.b.as_ptr();
+    // SAFETY: the panel holds quads × PANEL_I8 words; each row of `a` holds `quads` words; the
+    // scales and compensations hold PANEL_I8 values.
+    unsafe {
+        for q in 0..t.quads {
+            let b_lo = _mm512_loadu_si512(b.add(q * PANEL_I8).cast());
+            let b_hi = _mm512_loadu_si512(b.add(q * PANEL_I8 + 16).cast());
+            for r in 0..R {
+                let a = _mm512_set1_epi32(*t.a.add(r * t.lda + q) as i32);
+                lo[r] = _mm512_dpbusd_epi32(lo[r], a, b_lo);
+                hi[r] = _mm512_dpbusd_epi32(hi[r], a, b_hi);
+            }
+        }
+        let (mask_lo, mask_hi) = masks(t.cols);
+        let scales_lo = _mm512_loadu_ps(t.scales.as_ptr());
+        let scales_hi = _mm512_loadu_ps(t.scales.as_ptr().add(16));
+        let sums_lo = _mm512_loadu_si512(t.sums.as_ptr().cast());
+        let sums_hi = _mm512_loadu_si512(t.sums.as_ptr().add(16).cast());
+        let (bias_lo, bias_hi) = match t.bias {
+            Some(bias) => (
+                _mm512_maskz_loadu_ps(mask_lo, bias.as_ptr()),
+                _mm512_maskz_loadu_ps(mask_hi, bias.as_ptr().wrapping_add(16)),
+            ),
+            None => (_mm512_setzero_ps(), _mm512_setzero_ps()),
+        };
+        for r in 0..R {
+            let (row_scale, zero) =
+                (_mm512_set1_ps(t.row_scales[r]), _mm512_set1_epi32(t.row_zeros[r]));
+            let out = t.c.add(r * t.ldc);
+            for (acc, column_sums, scales, bias, mask, offset) in [
+                (lo[r], sums_lo, scales_lo, bias_lo, mask_lo, 0),
+                (hi[r], sums_hi, scales_hi, bias_hi, mask_hi, 16),
+            ] {
+                let zero_sums = _mm512_mullo_epi32(zero, column_sums);
+                let sums = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc, zero_sums));
+                let value = _mm512_mul_ps(sums, _mm512_mul_ps(row_scale, scales));
+                _mm512_mask_storeu_ps(out.wrapping_add(offset), mask, _mm512_add_ps(value, bias));
+            }
+        }
+    }
+}
+
+/// One activation row to unsigned bytes as [`super::int8::quantize_row`], 16 values at a time;
+/// returns the row's scale and zero point.
+///
+/// # Safety
+/// AVX512F must be present.
+#[target_feature(enable = "avx512f")]
+pub(super) unsafe fn quantize_row(row: &[f32], out: &mut [u32]) -> (f32, i32) {
+    let mut chunks = row.chunks_exact(16);
+    let (mut low, mut high) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+    for chunk in &mut chunks {
+        // SAFETY: the chunk holds 16 values.
+        let v = unsafe { _mm512_loadu_ps(chunk.as_ptr()) };
+        (low, high) = (_mm512_min_ps(low, v), _mm512_max_ps(high, v));
+    }
+    let tail = chunks.remainder();
+    let (mask, _) = masks(tail.len());
+    // SAFETY: the mask covers the tail's values only (the others read as zero, inside the
+    // range that always includes zero).
+    let v = unsafe { _mm512_maskz_loadu_ps(mask, tail.as_ptr()) };
+    (low, high) = (_mm512_min_ps(low, v), _mm512_max_ps(high, v));
+    let (scale, inverse, zero) =
+        int8::row_range(_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high));
+    let (factor, zeros) = (_mm512_set1_ps(inverse), _mm512_set1_epi32(zero));
+    let (floor, ceiling) = (_mm512_setzero_si512(), _mm512_set1_epi32(255));
+    let mut done = 0;
+    for chunk in row.chunks_exact(16) {
+        // SAFETY: the chunk holds 16 values; `out` holds 4 words from done / 4. The default
+        // rounding (MXCSR) is to nearest even, as the portable form's.
+        unsafe {
+            let steps = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(chunk.as_ptr()), factor));
+            let bytes =
+                _mm512_min_epi32(_mm512_max_epi32(_mm512_add_epi32(steps, zeros), floor), ceiling);
+            _mm_storeu_si128(out.as_mut_ptr().add(done / 4).cast(), _mm512_cvtepi32_epi8(bytes));
+        }
+        done += 16;
+    }
+    int8::quantize_with(tail, inverse, zero, &mut out[done / 4..]);
+    (scale, zero)
 }

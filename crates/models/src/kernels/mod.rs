@@ -9,6 +9,7 @@ mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 pub mod bf16;
+pub mod int8;
 mod portable;
 
 use std::ops::Range;
@@ -80,6 +81,12 @@ impl Kernels {
         matches!(self, Kernels::Portable | Kernels::Avx512 | Kernels::Reference)
     }
 
+    /// Whether they compute linear layers in int8 (fast with AVX512-VNNI; the portable set
+    /// computes the same integers, for checks on any CPU).
+    pub fn run_int8(self) -> bool {
+        matches!(self, Kernels::Portable | Kernels::Avx512)
+    }
+
     /// Whether this CPU can run them.
     pub fn is_supported(self) -> bool {
         match self {
@@ -91,6 +98,7 @@ impl Kernels {
                 Kernels::Avx2.is_supported()
                     && is_x86_feature_detected!("avx512f")
                     && is_x86_feature_detected!("avx512bf16")
+                    && is_x86_feature_detected!("avx512vnni")
             }
             #[cfg(not(target_arch = "x86_64"))]
             Kernels::Avx2 | Kernels::Avx512 => false,

@@ -337,3 +337,135 @@ fn bf16_strided_packing_equals_packing_the_gathered_matrix() {
         }
     }
 }
+
+/// An activation row as the int8 GEMM quantizes it: its scale, zero point and steps.
+fn quantized_row(row: &[f32]) -> (f64, i32, Vec<i32>) {
+    let low = row.iter().fold(0f32, |m, &v| m.min(v));
+    let high = row.iter().fold(0f32, |m, &v| m.max(v));
+    if high - low == 0.0 {
+        return (0.0, 0, vec![0; row.len()]);
+    }
+    let scale = (high - low) / 255.0;
+    let zero = (-low / scale).round_ties_even() as i32;
+    let steps = row
+        .iter()
+        .map(|&v| ((v * (1.0 / scale)).round_ties_even() as i32 + zero).clamp(0, 255) - zero)
+        .collect();
+    (scale as f64, zero, steps)
+}
+
+#[test]
+fn int8_gemm_matches_f64_of_the_quantized_operands_on_every_shape_and_tail() {
+    use int8::PackedI8;
+    let mut values = Values(29);
+    let shapes = [
+        (1, 1, 1),
+        (1, 384, 1),
+        (5, 7, 3),
+        (12, 32, 384),
+        (13, 33, 33),
+        (13, 1, 384),
+        (25, 1536, 384),
+        (97, 40, 101),
+        (250, 48, 32),
+    ];
+    for isa in bf16_sets() {
+        for &(m, n, k) in &shapes {
+            let mut a = values.take(m * k);
+            // A zero row (scale 0), a row with one large outlier, a row of positives only (as
+            // after GELU, mostly).
+            a[..k].fill(0.0);
+            if m > 2 {
+                a[2 * k] = 40.0;
+                a[k..2 * k].iter_mut().for_each(|v| *v = v.abs());
+            }
+            let w = values.take(n * k);
+            let bias = values.take(n);
+            let packed = PackedI8::from_rows(&w, n, k);
+            assert_eq!((packed.n(), packed.k()), (n, k));
+            // What the kernel multiplies: rows quantized over their range, weight columns
+            // symmetrically to ±127.
+            let rows: Vec<_> = a.chunks_exact(k).map(quantized_row).collect();
+            let columns: Vec<(f64, Vec<f64>)> = w
+                .chunks_exact(k)
+                .map(|v| {
+                    let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+                    let q = v.iter().map(|x| (x * (127.0 / max)).round_ties_even() as f64);
+                    ((max / 127.0) as f64, q.collect())
+                })
+                .collect();
+            for (j, (scale, _)) in columns.iter().enumerate() {
+                assert_eq!(packed.scale(j) as f64, *scale, "column scale {j}");
+            }
+            for with_bias in [false, true] {
+                let bias = with_bias.then_some(bias.as_slice());
+                let ldc = n + 3;
+                let mut c = vec![9.0f32; m * ldc];
+                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
+                let mut parallel = vec![0f32; m * n];
+                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
+                for (i, (row_scale, _, p)) in rows.iter().enumerate() {
+                    for (j, (column_scale, q)) in columns.iter().enumerate() {
+                        let sum: f64 = p.iter().zip(q).map(|(&p, q)| p as f64 * q).sum();
+                        let expected =
+                            sum * row_scale * column_scale + bias.map_or(0.0, |b| b[j] as f64);
+                        // Exact integer sums; the f32 epilogue rounds a few times.
+                        let magnitude = sum.abs() * row_scale * column_scale;
+                        let tolerance = 4e-7 * magnitude + 1e-6;
+                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
+                            assert!(
+                                (got as f64 - expected).abs() <= tolerance,
+                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
+                                 {got} vs {expected}"
+                            );
+                        }
+                        // And the quantization itself stays within half a step of each operand.
+                        let exact: f64 = (0..k)
+                            .map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64)
+                            .sum::<f64>()
+                            + bias.map_or(0.0, |b| b[j] as f64);
+                        let range = row_scale * 255.0;
+                        let step = (k as f64)
+                            * (range * column_scale + column_scale * 127.0 * row_scale)
+                            / 2.0;
+                        let error = (c[i * ldc + j] as f64 - exact).abs();
+                        assert!(error <= step + 1e-5 * exact.abs() + 1e-6, "{error} > {step}");
+                    }
+                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
+                }
+                // The zero row is the bias alone.
+                for j in 0..n {
+                    assert_eq!(c[j], bias.map_or(0.0, |b| b[j]), "{isa:?} zero row");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn int8_activations_quantize_alike_on_every_instruction_set() {
+    let mut values = Values(31);
+    for k in [1, 3, 4, 15, 16, 17, 33, 384, 385] {
+        for shift in [0.0, 0.5, 1.5] {
+            let row: Vec<f32> = values.take(k).iter().map(|v| v * 3.0 + shift).collect();
+            let mut portable = vec![0u32; k.div_ceil(4)];
+            let (scale, zero) = int8::quantize_row(&row, &mut portable);
+            let (expected_scale, expected_zero, steps) = quantized_row(&row);
+            assert_eq!((scale as f64, zero), (expected_scale, expected_zero), "k={k}");
+            // Bytes are steps + zero in 0..=255; padding is the zero point (a zero).
+            for (kk, byte) in portable.iter().flat_map(|w| w.to_le_bytes()).enumerate() {
+                match steps.get(kk) {
+                    Some(&p) => assert_eq!(byte as i32, p + zero, "k={k} at {kk}"),
+                    None => assert_eq!(byte as i32, zero, "padding at {kk} of {k}"),
+                }
+            }
+            for isa in bf16_sets() {
+                let mut rows = int8::Rows::default();
+                // SAFETY: one row of k values.
+                unsafe { int8::quantize_rows(isa, row.as_ptr(), k, 1, k, &mut rows) };
+                assert_eq!(rows.bytes, portable, "{isa:?} k={k}");
+                assert_eq!((rows.scales, rows.zeros), (vec![scale], vec![zero]), "{isa:?}");
+            }
+        }
+    }
+}
