@@ -345,10 +345,13 @@ fn a_missing_model_stops_start_up_and_says_where_it_looked() {
 fn detected_kernels() -> (&'static str, &'static str) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        if is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bf16")
+            && is_x86_feature_detected!("avx512vnni")
+        {
             return ("avx512", "bf16");
         }
-        eprintln!("no AVX512-BF16 here: the default precision is f32 (bf16 is not checked)");
+        eprintln!("no AVX512-BF16 + VNNI here: the default precision is f32 (bf16 is not checked)");
         return ("avx2", "f32");
     }
     ("portable", "f32")

@@ -286,7 +286,8 @@ pub struct ModelEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_length: Option<usize>,
     /// Compute precision: auto (default: `SIEVE_PRECISION`, else the fastest that passes the
-    /// accuracy gates on the kernels: bf16 on avx512, f32 elsewhere), f32, f16 or bf16.
+    /// accuracy gates on the kernels: on avx512 int8 for embedders and bf16 for cross-encoders,
+    /// f32 elsewhere), f32, f16, bf16 or int8.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dtype: Option<String>,
     /// Kernels: auto (default: `SIEVE_KERNELS`, else the fastest this CPU runs), reference

@@ -350,7 +350,7 @@ fn model_specs(config: &Config) -> anyhow::Result<Vec<ModelSpec>> {
             // Unset or auto: SIEVE_PRECISION, else the fastest that passes the gates here.
             let from_env = std::env::var("SIEVE_PRECISION").ok().filter(|v| !v.is_empty());
             let precision = match entry.dtype.as_deref().or(from_env.as_deref()) {
-                None | Some("auto") => Precision::fastest(kernels),
+                None => Precision::Auto,
                 Some(name) => Precision::from_name(name).with_context(|| {
                     format!(
                         "models: '{}' has dtype '{name}' (use auto, f32, f16, bf16 or int8; \

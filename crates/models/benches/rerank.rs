@@ -12,7 +12,7 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use sieve_models::{Kernels, Model, Precision};
+use sieve_models::{Architecture, Kernels, Model, Precision};
 
 fn shared() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
@@ -43,8 +43,9 @@ fn rerank(c: &mut Criterion) {
     let query = "0-dimensional biomaterials show inductive properties.";
     let fastest = Kernels::detect();
     let mut runs = vec![(Kernels::Reference, Precision::F32), (fastest, Precision::F32)];
-    if Precision::fastest(fastest) != Precision::F32 {
-        runs.push((fastest, Precision::fastest(fastest)));
+    let precision = Precision::fastest(fastest, Architecture::BertCrossEncoder);
+    if precision != Precision::F32 {
+        runs.push((fastest, precision));
     }
     for (kernels, precision) in runs {
         let load = |name: &str, folder: &str| {

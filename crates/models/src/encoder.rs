@@ -343,7 +343,9 @@ fn stacked(
             mode: AtomicU8::new(MEASURE),
             error: Mutex::new((0.0, 0.0)),
         })),
-        Precision::F32 | Precision::F16 => Weight::F32(Packed::from_rows(&weight, n, k)),
+        Precision::F32 | Precision::F16 | Precision::Auto => {
+            Weight::F32(Packed::from_rows(&weight, n, k))
+        }
     };
     Ok(Linear { weight, bias })
 }
@@ -475,8 +477,8 @@ impl Encoder {
 
     /// Calibrates an int8 model on `batch`: one pass in bf16 measures each linear layer's int8
     /// error beside it (relative RMS of the outputs); then the layers go to int8 in order of
-    /// that error, as many as keep the outputs `accept`able against the bf16 ones (a binary
-    /// search over how many, a pass each), the rest staying bf16. Returns each layer's (name,
+    /// that error, as many as keep the outputs `accept`able against the bf16 ones (all of them
+    /// if they pass, else a binary search over how many, a pass each), the rest staying bf16. Returns each layer's (name,
     /// error, kept in int8).
     pub(crate) fn calibrate(
         &mut self,
@@ -490,9 +492,10 @@ impl Encoder {
             .collect();
         let mut order: Vec<usize> = (0..errors.len()).collect();
         order.sort_by(|&a, &b| errors[a].1.total_cmp(&errors[b].1));
+        // All of them first (one pass when the model takes int8 everywhere), then halving.
         let (mut low, mut high) = (0, order.len());
+        let mut count = high;
         while low < high {
-            let count = (low + high).div_ceil(2);
             let mut int8 = vec![false; order.len()];
             order[..count].iter().for_each(|&i| int8[i] = true);
             for ((_, linear), int8) in self.linear_layers().zip(&int8) {
@@ -503,6 +506,7 @@ impl Encoder {
             } else {
                 high = count - 1;
             }
+            count = (low + high).div_ceil(2);
         }
         let mut int8 = vec![false; order.len()];
         order[..low].iter().for_each(|&i| int8[i] = true);

@@ -26,11 +26,14 @@ pub enum Precision {
     /// calibration at load finds keep the outputs within [`INT8_DRIFT`] of bf16, the others in
     /// bf16; attention in bf16. Sieve's own kernels only.
     Int8,
+    /// The fastest that passes the accuracy gates for the model on its kernels
+    /// ([`Precision::fastest`]), chosen at load.
+    Auto,
 }
 
 /// How far an int8 model's outputs may drift from bf16 on the calibration texts: logits by
 /// at most this much (half the int8 gate of 0.1 against f32), embeddings to a cosine of at
-/// least 1 minus it (each vector to its bf16 twin).
+/// least 1 minus a tenth of it (each vector to its bf16 twin).
 pub const INT8_DRIFT: f32 = 0.05;
 
 /// Whether `got` stays within [`INT8_DRIFT`] of `reference`.
@@ -49,10 +52,11 @@ fn within_int8_drift(reference: &Outputs, got: &Outputs) -> bool {
 }
 
 impl Precision {
-    /// Parses "f32", "f16", "bf16" or "int8".
+    /// Parses "f32", "f16", "bf16", "int8" or "auto".
     pub fn from_name(name: &str) -> Option<Precision> {
         match name {
             "int8" | "i8" => Some(Precision::Int8),
+            "auto" => Some(Precision::Auto),
             "f32" | "float32" => Some(Precision::F32),
             "f16" | "float16" => Some(Precision::F16),
             "bf16" | "bfloat16" => Some(Precision::Bf16),
@@ -60,17 +64,24 @@ impl Precision {
         }
     }
 
-    /// The fastest precision that passes the accuracy gates on `kernels`: bf16 on the AVX-512
-    /// set (AVX512-BF16 products; logits within 0.05 of f32, embeddings at cosine ≥ 0.999, see
-    /// the reference tests), f32 elsewhere.
-    pub fn fastest(kernels: Kernels) -> Precision {
-        if kernels == Kernels::Avx512 { Precision::Bf16 } else { Precision::F32 }
+    /// The fastest precision that passes the accuracy gates for `architecture` on `kernels`.
+    /// On the AVX-512 set: int8 for embedders (all-MiniLM-L6-v2 at cosine ≥ 0.998 to
+    /// sentence-transformers' f32 vectors, SciFact nDCG@10 within 0.0023 of bf16, see
+    /// docs/BENCHMARKS.md), bf16 for cross-encoders (logits within 0.05 of f32; their int8
+    /// calibration keeps too few layers in int8 to gain speed); f32 elsewhere.
+    pub fn fastest(kernels: Kernels, architecture: Architecture) -> Precision {
+        match kernels {
+            Kernels::Avx512 if architecture.is_cross_encoder() => Precision::Bf16,
+            Kernels::Avx512 => Precision::Int8,
+            _ => Precision::F32,
+        }
     }
 
-    /// "f32", "f16", "bf16" or "int8".
+    /// "f32", "f16", "bf16", "int8" or "auto".
     pub fn name(self) -> &'static str {
         match self {
             Precision::Int8 => "int8",
+            Precision::Auto => "auto",
             Precision::F32 => "f32",
             Precision::F16 => "f16",
             Precision::Bf16 => "bf16",
@@ -82,6 +93,7 @@ impl Precision {
             Precision::F32 => DType::F32,
             Precision::F16 => DType::F16,
             Precision::Bf16 | Precision::Int8 => DType::BF16,
+            Precision::Auto => DType::F32,
         }
     }
 }
@@ -127,8 +139,13 @@ impl Model {
                 crate::kernels::cpu_description()
             )));
         }
+        let checkpoint = Checkpoint::open(dir, max_length)?;
+        let precision = match precision {
+            Precision::Auto => Precision::fastest(kernels, checkpoint.architecture),
+            chosen => chosen,
+        };
         let kernels = match precision {
-            Precision::F32 => kernels,
+            Precision::F32 | Precision::Auto => kernels,
             Precision::Bf16 if kernels.run_bf16() => kernels,
             Precision::Bf16 => {
                 return Err(ModelError::Unsupported(format!(
@@ -151,7 +168,6 @@ impl Model {
             }
             Precision::F16 => Kernels::Reference,
         };
-        let checkpoint = Checkpoint::open(dir, max_length)?;
         let device = Device::Cpu;
         let tokenizer = TextTokenizer::load(name, dir, checkpoint.max_length)?;
         let (mut network, pad) = Network::load(&checkpoint, precision, &device, kernels)?;

@@ -391,7 +391,8 @@ fn int8_cross_encoders_meet_the_accuracy_gate() {
     }
 }
 
-/// The embedder in int8: cosine to sentence-transformers' f32 vectors, batched and alone.
+/// The embedder in int8: cosine ≥ 0.995 to sentence-transformers' f32 vectors (what its
+/// calibration holds it to against bf16), batched and alone.
 #[test]
 fn int8_embeddings_meet_the_accuracy_gate() {
     let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
@@ -413,7 +414,7 @@ fn int8_embeddings_meet_the_accuracy_gate() {
             }
         }
         eprintln!("all-MiniLM-L6-v2 {kernels:?} int8: lowest cosine {worst:.5}");
-        assert!(worst >= 0.99, "{kernels:?} int8: lowest cosine to the reference {worst}");
+        assert!(worst >= 0.995, "{kernels:?} int8: lowest cosine to the reference {worst}");
     }
 }
 
@@ -435,5 +436,31 @@ fn int8_on_kernels_without_it_is_refused_at_load() {
             kernels.name()
         );
         assert!(message.contains(&reason), "{message}");
+    }
+}
+
+/// Unset, the precision is the fastest that passes the gates for the model on its kernels:
+/// on the AVX-512 set int8 for embedders and bf16 for cross-encoders, f32 on the others.
+#[test]
+fn auto_precision_is_chosen_per_architecture_and_kernels() {
+    let embedder = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
+    let cross_encoder = shared().join("fixtures/tiny-bert-ce");
+    let mut cases = vec![
+        (Kernels::Portable, &embedder, Precision::F32),
+        (Kernels::Portable, &cross_encoder, Precision::F32),
+    ];
+    if Kernels::Avx512.is_supported() {
+        cases.push((Kernels::Avx512, &embedder, Precision::Int8));
+        cases.push((Kernels::Avx512, &cross_encoder, Precision::Bf16));
+    } else {
+        eprintln!(
+            "no AVX512-BF16 + VNNI on {}: only the portable choice is checked",
+            cpu_description()
+        );
+    }
+    for (kernels, dir, expected) in cases {
+        let model =
+            Model::load_with_kernels("auto", dir, Some(128), Precision::Auto, kernels).unwrap();
+        assert_eq!(model.precision(), expected, "{kernels:?} {}", dir.display());
     }
 }
