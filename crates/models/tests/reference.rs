@@ -235,16 +235,18 @@ fn unknown_architectures_and_missing_files_are_named() {
     assert!(err.to_string().contains("architecture GPT2LMHeadModel is not supported"), "{err}");
 }
 
-/// The kernel sets that compute linear layers in bf16: the portable emulation on any CPU and
-/// the AVX-512 kernels where the CPU has AVX512-BF16 (said when it does not).
-fn bf16_sets() -> Vec<Kernels> {
+/// The kernel sets that compute linear layers in `precision` (bf16 or int8): the portable
+/// form on any CPU (bf16 emulated exactly, int8 the same integers) and the AVX-512 kernels where
+/// the CPU has AVX512-BF16 and VNNI (said when it does not).
+fn reduced_precision_sets(precision: Precision) -> Vec<Kernels> {
     let mut sets = vec![Kernels::Portable];
     if Kernels::Avx512.is_supported() {
         sets.push(Kernels::Avx512);
     } else {
         eprintln!(
-            "no AVX512-BF16 on {}: the avx512 bf16 kernels are not checked",
-            cpu_description()
+            "no AVX512-BF16 + VNNI on {}: the avx512 {} kernels are not checked",
+            cpu_description(),
+            precision.name()
         );
     }
     sets
@@ -272,6 +274,28 @@ fn logit_errors(model: &Model, reference: &Value) -> (f32, f32) {
     (worst, errors.iter().sum::<f32>() / errors.len() as f32)
 }
 
+/// Holds each cross-encoder of `cases` (name, folder under shared, window, max and mean
+/// |Δlogit| gates) to its gates in `precision`, on every kernel set that computes in it.
+fn check_cross_encoders(precision: Precision, cases: &[(&str, &str, Option<usize>, f32, f32)]) {
+    for &(name, path, max_length, max_gate, mean_gate) in cases {
+        let dir = shared().join(path);
+        let reference = read_json(&dir.join("reference.json"));
+        for kernels in reduced_precision_sets(precision) {
+            let model =
+                Model::load_with_kernels(name, &dir, max_length, precision, kernels).unwrap();
+            assert_eq!((model.kernels(), model.precision()), (kernels, precision));
+            let (worst, mean) = logit_errors(&model, &reference);
+            let what = precision.name();
+            eprintln!("{name} {kernels:?} {what}: max |Δlogit| {worst:.4}, mean {mean:.4}");
+            assert!(
+                worst <= max_gate && mean <= mean_gate,
+                "{name} on {kernels:?} in {what}: max |Δlogit| {worst} (gate {max_gate}), mean \
+                 {mean} (gate {mean_gate})"
+            );
+        }
+    }
+}
+
 /// The bf16 gates (INFERENCE.md): max |Δlogit| ≤ 0.05 and mean ≤ 0.01 against transformers'
 /// f32 logits for the trained cross-encoder, on every kernel set that computes in bf16. The
 /// tiny fixtures' random weights are large (std 0.4): rounding them to bf16 alone moves their
@@ -279,48 +303,53 @@ fn logit_errors(model: &Model, reference: &Value) -> (f32, f32) {
 /// bound and a mean of 0.03 instead.
 #[test]
 fn bf16_cross_encoders_meet_the_accuracy_gates() {
-    let cases = [
-        (
-            "sieve/sieve-ce-minilm-l6-scifact",
-            "models/sieve--sieve-ce-minilm-l6-scifact",
-            None,
-            0.05,
-            0.01,
-        ),
-        ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128), 0.1, 0.03),
-        ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128), 0.1, 0.03),
-    ];
-    for (name, path, max_length, max_gate, mean_gate) in cases {
-        let dir = shared().join(path);
-        let reference = read_json(&dir.join("reference.json"));
-        for kernels in bf16_sets() {
-            let model =
-                Model::load_with_kernels(name, &dir, max_length, Precision::Bf16, kernels).unwrap();
-            assert_eq!((model.kernels(), model.precision()), (kernels, Precision::Bf16));
-            let (worst, mean) = logit_errors(&model, &reference);
-            eprintln!("{name} {kernels:?} bf16: max |Δlogit| {worst:.4}, mean {mean:.4}");
-            assert!(
-                worst <= max_gate && mean <= mean_gate,
-                "{name} on {kernels:?} in bf16: max |Δlogit| {worst} (gate {max_gate}), mean \
-                 {mean} (gate {mean_gate})"
-            );
-        }
-    }
+    check_cross_encoders(
+        Precision::Bf16,
+        &[
+            (
+                "sieve/sieve-ce-minilm-l6-scifact",
+                "models/sieve--sieve-ce-minilm-l6-scifact",
+                None,
+                0.05,
+                0.01,
+            ),
+            ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128), 0.1, 0.03),
+            ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128), 0.1, 0.03),
+        ],
+    );
 }
 
-/// The embedder's bf16 gate: cosine ≥ 0.999 to sentence-transformers' f32 vectors, batched
-/// and alone.
+/// The int8 gate (issue 14): max |Δlogit| ≤ 0.1 against transformers' f32 logits (mean ≤ 0.03),
+/// the linear layers calibration finds too far from bf16 staying bf16.
 #[test]
-fn bf16_embeddings_meet_the_accuracy_gate() {
+fn int8_cross_encoders_meet_the_accuracy_gate() {
+    check_cross_encoders(
+        Precision::Int8,
+        &[
+            (
+                "sieve/sieve-ce-minilm-l6-scifact",
+                "models/sieve--sieve-ce-minilm-l6-scifact",
+                None,
+                0.1,
+                0.03,
+            ),
+            ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128), 0.1, 0.03),
+            ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128), 0.1, 0.03),
+        ],
+    );
+}
+
+/// Holds all-MiniLM-L6-v2 in `precision` to a lowest cosine of `gate` against
+/// sentence-transformers' f32 vectors, batched and alone, on every kernel set that computes in it.
+fn check_embedder(precision: Precision, gate: f32) {
     let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
     let reference = read_json(&shared().join("fixtures/all-minilm-l6-v2-reference.json"));
     let sentences: Vec<&str> =
         reference["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let expected: Vec<Vec<f32>> =
         reference["embeddings"].as_array().unwrap().iter().map(floats).collect();
-    for kernels in bf16_sets() {
-        let model =
-            Model::load_with_kernels("all-minilm", &dir, None, Precision::Bf16, kernels).unwrap();
+    for kernels in reduced_precision_sets(precision) {
+        let model = Model::load_with_kernels("all-minilm", &dir, None, precision, kernels).unwrap();
         let batched = model.embed_texts(&sentences).unwrap();
         let mut worst = 1.0f32;
         for (i, sentence) in sentences.iter().enumerate() {
@@ -331,9 +360,22 @@ fn bf16_embeddings_meet_the_accuracy_gate() {
                 worst = worst.min(cosine);
             }
         }
-        eprintln!("all-MiniLM-L6-v2 {kernels:?} bf16: lowest cosine {worst:.5}");
-        assert!(worst >= 0.999, "{kernels:?} bf16: lowest cosine to the reference {worst}");
+        let what = precision.name();
+        eprintln!("all-MiniLM-L6-v2 {kernels:?} {what}: lowest cosine {worst:.5}");
+        assert!(worst >= gate, "{kernels:?} {what}: lowest cosine to the reference {worst}");
     }
+}
+
+/// The embedder's bf16 gate: cosine ≥ 0.999 to sentence-transformers' f32 vectors.
+#[test]
+fn bf16_embeddings_meet_the_accuracy_gate() {
+    check_embedder(Precision::Bf16, 0.999);
+}
+
+/// The embedder in int8: cosine ≥ 0.995 (what its calibration holds it to against bf16).
+#[test]
+fn int8_embeddings_meet_the_accuracy_gate() {
+    check_embedder(Precision::Int8, 0.995);
 }
 
 /// bf16 asked of kernels that compute in f32 only is refused with a reason, at load.
@@ -351,71 +393,6 @@ fn bf16_on_f32_only_kernels_is_refused_at_load() {
         "the avx2 kernels need a CPU feature this one lacks"
     };
     assert!(message.contains(reason), "{message}");
-}
-
-/// The kernel sets that compute linear layers in int8: the portable form on any CPU (the same
-/// integers) and the AVX-512 kernels where the CPU has AVX512-VNNI (said when it does not).
-fn int8_sets() -> Vec<Kernels> {
-    let mut sets = vec![Kernels::Portable];
-    if Kernels::Avx512.is_supported() {
-        sets.push(Kernels::Avx512);
-    } else {
-        eprintln!(
-            "no AVX512-VNNI on {}: the avx512 int8 kernels are not checked",
-            cpu_description()
-        );
-    }
-    sets
-}
-
-/// The int8 gate (issue 14): max |Δlogit| ≤ 0.1 against transformers' f32 logits, every linear
-/// layer that fails calibration staying bf16.
-#[test]
-fn int8_cross_encoders_meet_the_accuracy_gate() {
-    let cases = [
-        ("sieve/sieve-ce-minilm-l6-scifact", "models/sieve--sieve-ce-minilm-l6-scifact", None),
-        ("tiny-bert-ce", "fixtures/tiny-bert-ce", Some(128)),
-        ("tiny-xlmr-ce", "fixtures/tiny-xlmr-ce", Some(128)),
-    ];
-    for (name, path, max_length) in cases {
-        let dir = shared().join(path);
-        let reference = read_json(&dir.join("reference.json"));
-        for kernels in int8_sets() {
-            let model =
-                Model::load_with_kernels(name, &dir, max_length, Precision::Int8, kernels).unwrap();
-            assert_eq!((model.kernels(), model.precision()), (kernels, Precision::Int8));
-            let (worst, mean) = logit_errors(&model, &reference);
-            eprintln!("{name} {kernels:?} int8: max |Δlogit| {worst:.4}, mean {mean:.4}");
-            assert!(worst <= 0.1, "{name} on {kernels:?} in int8: max |Δlogit| {worst} (gate 0.1)");
-        }
-    }
-}
-
-/// The embedder in int8: cosine ≥ 0.995 to sentence-transformers' f32 vectors (what its
-/// calibration holds it to against bf16), batched and alone.
-#[test]
-fn int8_embeddings_meet_the_accuracy_gate() {
-    let dir = shared().join("models/sentence-transformers--all-MiniLM-L6-v2");
-    let reference = read_json(&shared().join("fixtures/all-minilm-l6-v2-reference.json"));
-    let sentences: Vec<&str> =
-        reference["sentences"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    let expected: Vec<Vec<f32>> =
-        reference["embeddings"].as_array().unwrap().iter().map(floats).collect();
-    for kernels in int8_sets() {
-        let model =
-            Model::load_with_kernels("all-minilm", &dir, None, Precision::Int8, kernels).unwrap();
-        let batched = model.embed_texts(&sentences).unwrap();
-        let mut worst = 1.0f32;
-        for (i, sentence) in sentences.iter().enumerate() {
-            let alone = &model.embed_texts(&[sentence]).unwrap()[0];
-            for got in [&batched[i], alone] {
-                let cosine: f32 = got.iter().zip(&expected[i]).map(|(a, b)| a * b).sum();
-                worst = worst.min(cosine);
-            }
-        }
-        eprintln!("all-MiniLM-L6-v2 {kernels:?} int8: lowest cosine {worst:.5}");
-        assert!(worst >= 0.995, "{kernels:?} int8: lowest cosine to the reference {worst}");
-    }
 }
 
 /// int8 asked of kernels without integer products is refused with a reason, at load.

@@ -14,6 +14,28 @@ use super::int8::{self, PANEL_I8, TileI8};
 use super::portable::{self, ERF_A, ERF_P, GELU_CUBIC, SQRT_2_OVER_PI};
 use super::{Activation, PANEL, Tile};
 
+/// `$tile::<R>($t)` for `R = $rows` (1 to 12): the micro-kernels keep their accumulators in
+/// registers, so each row count is its own monomorphised function.
+macro_rules! by_rows {
+    ($tile:ident, $rows:expr, $t:expr, $what:literal) => {
+        match $rows {
+            12 => $tile::<12>($t),
+            11 => $tile::<11>($t),
+            10 => $tile::<10>($t),
+            9 => $tile::<9>($t),
+            8 => $tile::<8>($t),
+            7 => $tile::<7>($t),
+            6 => $tile::<6>($t),
+            5 => $tile::<5>($t),
+            4 => $tile::<4>($t),
+            3 => $tile::<3>($t),
+            2 => $tile::<2>($t),
+            1 => $tile::<1>($t),
+            _ => unreachable!($what),
+        }
+    };
+}
+
 /// Rows of the f32 tile.
 pub(super) const TILE_ROWS_F32: usize = 12;
 
@@ -24,23 +46,7 @@ pub(super) const TILE_ROWS_F32: usize = 12;
 #[target_feature(enable = "avx512f")]
 pub(super) unsafe fn tile(rows: usize, t: &Tile) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match rows {
-            12 => tile_f32::<12>(t),
-            11 => tile_f32::<11>(t),
-            10 => tile_f32::<10>(t),
-            9 => tile_f32::<9>(t),
-            8 => tile_f32::<8>(t),
-            7 => tile_f32::<7>(t),
-            6 => tile_f32::<6>(t),
-            5 => tile_f32::<5>(t),
-            4 => tile_f32::<4>(t),
-            3 => tile_f32::<3>(t),
-            2 => tile_f32::<2>(t),
-            1 => tile_f32::<1>(t),
-            _ => unreachable!("an f32 tile has 1 to 12 rows"),
-        }
-    }
+    unsafe { by_rows!(tile_f32, rows, t, "an f32 tile has 1 to 12 rows") }
 }
 
 #[target_feature(enable = "avx512f")]
@@ -220,23 +226,7 @@ pub(super) unsafe fn add_layer_norm(
 #[target_feature(enable = "avx512f,avx512bf16")]
 pub(super) unsafe fn tile_bf16(rows: usize, t: &TileBf16) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match rows {
-            12 => tile_rows::<12>(t),
-            11 => tile_rows::<11>(t),
-            10 => tile_rows::<10>(t),
-            9 => tile_rows::<9>(t),
-            8 => tile_rows::<8>(t),
-            7 => tile_rows::<7>(t),
-            6 => tile_rows::<6>(t),
-            5 => tile_rows::<5>(t),
-            4 => tile_rows::<4>(t),
-            3 => tile_rows::<3>(t),
-            2 => tile_rows::<2>(t),
-            1 => tile_rows::<1>(t),
-            _ => unreachable!("a bf16 tile has 1 to 12 rows"),
-        }
-    }
+    unsafe { by_rows!(tile_rows, rows, t, "a bf16 tile has 1 to 12 rows") }
 }
 
 #[target_feature(enable = "avx512f,avx512bf16")]
@@ -337,23 +327,7 @@ pub(super) unsafe fn round(values: &[f32], out: &mut [u16]) {
 #[target_feature(enable = "avx512f,avx512vnni")]
 pub(super) unsafe fn tile_i8(rows: usize, t: &TileI8) {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        match rows {
-            12 => tile_i8_rows::<12>(t),
-            11 => tile_i8_rows::<11>(t),
-            10 => tile_i8_rows::<10>(t),
-            9 => tile_i8_rows::<9>(t),
-            8 => tile_i8_rows::<8>(t),
-            7 => tile_i8_rows::<7>(t),
-            6 => tile_i8_rows::<6>(t),
-            5 => tile_i8_rows::<5>(t),
-            4 => tile_i8_rows::<4>(t),
-            3 => tile_i8_rows::<3>(t),
-            2 => tile_i8_rows::<2>(t),
-            1 => tile_i8_rows::<1>(t),
-            _ => unreachable!("an int8 tile has 1 to 12 rows"),
-        }
-    }
+    unsafe { by_rows!(tile_i8_rows, rows, t, "an int8 tile has 1 to 12 rows") }
 }
 
 #[target_feature(enable = "avx512f,avx512vnni")]

@@ -9,7 +9,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::{Isa, Weights};
+use super::{Block, Isa, Weights, for_each_tile};
 
 /// Columns in one packed bf16 panel (two AVX-512 registers of f32 sums).
 pub const PANEL_BF16: usize = 32;
@@ -149,37 +149,35 @@ impl Weights for PackedBf16 {
         ROWS.with_borrow_mut(|rows_bf16| {
             // SAFETY: forwarded from the caller.
             unsafe { round_rows(isa, a, lda, m, self.k, rows_bf16) };
-            for p in panels {
-                let panel = self.panel(p);
-                let col0 = p * PANEL_BF16;
-                let cols = PANEL_BF16.min(self.n - col0);
-                let bias = bias.map(|bias| &bias[col0..col0 + cols]);
-                let mut row = 0;
-                while row < m {
-                    let rows = TILE_ROWS_BF16.min(m - row);
-                    // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
-                    let c_tile = unsafe { c.add(row * ldc + col0) };
+            for_each_tile(
+                m,
+                self.n,
+                PANEL_BF16,
+                TILE_ROWS_BF16,
+                panels,
+                |Block { panel, rows, col0, cols }| {
+                    // SAFETY: rows end at m and col0 + cols <= n, within the caller's promise.
+                    let c_tile = unsafe { c.add(rows.start * ldc + col0) };
                     let tile = TileBf16 {
-                        a: rows_bf16[row * pairs..].as_ptr(),
+                        a: rows_bf16[rows.start * pairs..].as_ptr(),
                         lda: pairs,
-                        b: panel,
+                        b: self.panel(panel),
                         pairs,
                         c: c_tile,
                         ldc,
                         cols,
-                        bias,
+                        bias: bias.map(|bias| &bias[col0..col0 + cols]),
                     };
                     // SAFETY: as above; the AVX-512 set is only chosen when the CPU has it.
                     unsafe {
                         match isa {
                             #[cfg(target_arch = "x86_64")]
-                            Isa::Avx512 => super::avx512::tile_bf16(rows, &tile),
-                            _ => tile_bf16(rows, &tile),
+                            Isa::Avx512 => super::avx512::tile_bf16(rows.len(), &tile),
+                            _ => tile_bf16(rows.len(), &tile),
                         }
                     }
-                    row += rows;
-                }
-            }
+                },
+            );
         });
     }
 }

@@ -15,7 +15,7 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-use super::{Isa, Weights};
+use super::{Block, Isa, Weights, for_each_tile};
 
 /// Columns in one packed int8 panel (two AVX-512 registers of i32 sums).
 pub const PANEL_I8: usize = 32;
@@ -153,21 +153,21 @@ impl Weights for PackedI8 {
         ROWS.with_borrow_mut(|rows_i8| {
             // SAFETY: forwarded from the caller.
             unsafe { quantize_rows(isa, a, lda, m, self.k, rows_i8) };
-            for p in panels {
-                let panel = self.panel(p);
-                let col0 = p * PANEL_I8;
-                let cols = PANEL_I8.min(self.n - col0);
-                let mut row = 0;
-                while row < m {
-                    let rows = TILE_ROWS_I8.min(m - row);
-                    // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
-                    let c_tile = unsafe { c.add(row * ldc + col0) };
+            for_each_tile(
+                m,
+                self.n,
+                PANEL_I8,
+                TILE_ROWS_I8,
+                panels,
+                |Block { panel, rows, col0, cols }| {
+                    // SAFETY: rows end at m and col0 + cols <= n, within the caller's promise.
+                    let c_tile = unsafe { c.add(rows.start * ldc + col0) };
                     let tile = TileI8 {
-                        a: rows_i8.bytes[row * quads..].as_ptr(),
+                        a: rows_i8.bytes[rows.start * quads..].as_ptr(),
                         lda: quads,
-                        row_scales: &rows_i8.scales[row..row + rows],
-                        row_zeros: &rows_i8.zeros[row..row + rows],
-                        b: panel,
+                        row_scales: &rows_i8.scales[rows.clone()],
+                        row_zeros: &rows_i8.zeros[rows.clone()],
+                        b: self.panel(panel),
                         quads,
                         scales: &self.scales[col0..col0 + PANEL_I8],
                         sums: &self.sums[col0..col0 + PANEL_I8],
@@ -180,13 +180,12 @@ impl Weights for PackedI8 {
                     unsafe {
                         match isa {
                             #[cfg(target_arch = "x86_64")]
-                            Isa::Avx512 => super::avx512::tile_i8(rows, &tile),
-                            _ => tile_i8(rows, &tile),
+                            Isa::Avx512 => super::avx512::tile_i8(rows.len(), &tile),
+                            _ => tile_i8(rows.len(), &tile),
                         }
                     }
-                    row += rows;
-                }
-            }
+                },
+            );
         });
     }
 }

@@ -217,28 +217,51 @@ pub(crate) unsafe fn gemm_raw(
         Isa::Avx512 => avx512::TILE_ROWS_F32,
         _ => TILE_ROWS,
     };
-    for p in panels {
-        let panel = b.panel(p);
-        let col0 = p * PANEL;
-        let cols = PANEL.min(b.n - col0);
+    for_each_tile(m, b.n, PANEL, tile_rows, panels, |Block { panel, rows, col0, cols }| {
         let bias = bias.map(|bias| &bias[col0..col0 + cols]);
+        // SAFETY: rows end at m and col0 + cols <= n, within the caller's promise.
+        let (a_tile, c_tile) = unsafe { (a.add(rows.start * lda), c.add(rows.start * ldc + col0)) };
+        let tile = Tile { a: a_tile, lda, b: b.panel(panel), k, c: c_tile, ldc, cols, bias };
+        // SAFETY: as above; the AVX2 and AVX-512 sets are only chosen when the CPU has them.
+        unsafe {
+            match isa {
+                Isa::Portable => portable::tile(rows.len(), &tile),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx2 => avx2::tile(rows.len(), &tile),
+                #[cfg(target_arch = "x86_64")]
+                Isa::Avx512 => avx512::tile(rows.len(), &tile),
+            }
+        }
+    });
+}
+
+/// One tile of a GEMM's output: rows `rows` of panel `panel`, whose columns start at `col0` and
+/// of which `cols` are inside the matrix.
+pub(crate) struct Block {
+    pub(crate) panel: usize,
+    pub(crate) rows: Range<usize>,
+    pub(crate) col0: usize,
+    pub(crate) cols: usize,
+}
+
+/// Calls `tile` for every tile of rows `0..m` and the given panels (`width` columns each, the
+/// matrix `n` wide), panel by panel, up to `tile_rows` rows a tile.
+pub(crate) fn for_each_tile(
+    m: usize,
+    n: usize,
+    width: usize,
+    tile_rows: usize,
+    panels: Range<usize>,
+    mut tile: impl FnMut(Block),
+) {
+    for panel in panels {
+        let col0 = panel * width;
+        let cols = width.min(n - col0);
         let mut row = 0;
         while row < m {
-            let rows = tile_rows.min(m - row);
-            // SAFETY: row < m and col0 + cols <= n, within the caller's promise.
-            let (a_tile, c_tile) = unsafe { (a.add(row * lda), c.add(row * ldc + col0)) };
-            let tile = Tile { a: a_tile, lda, b: panel, k, c: c_tile, ldc, cols, bias };
-            // SAFETY: as above; the AVX2 set is only chosen when the CPU has it.
-            unsafe {
-                match isa {
-                    Isa::Portable => portable::tile(rows, &tile),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx2 => avx2::tile(rows, &tile),
-                    #[cfg(target_arch = "x86_64")]
-                    Isa::Avx512 => avx512::tile(rows, &tile),
-                }
-            }
-            row += rows;
+            let end = m.min(row + tile_rows);
+            tile(Block { panel, rows: row..end, col0, cols });
+            row = end;
         }
     }
 }

@@ -47,6 +47,20 @@ fn bf16_sets() -> Vec<Isa> {
     sets
 }
 
+/// (m, n, k) around the 12 × 32 tiles of the bf16 and int8 GEMMs: one row, one column, odd
+/// depths, exact tiles, one past them, the MiniLM FFN, many row blocks.
+const WIDE_TILE_SHAPES: [(usize, usize, usize); 9] = [
+    (1, 1, 1),
+    (1, 384, 1),
+    (5, 7, 3),
+    (12, 32, 384),
+    (13, 33, 33),
+    (13, 1, 384),
+    (25, 1536, 384),
+    (97, 40, 101),
+    (250, 48, 32),
+];
+
 /// erf in f64 by its Taylor series (exact to ~1e-12 for |x| < 5; ±1 beyond to 2e-12).
 fn erf64(x: f64) -> f64 {
     if x.abs() > 5.0 {
@@ -257,19 +271,8 @@ fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
     use bf16::{PackedBf16, from_bf16, to_bf16};
     let round = |v: f32| from_bf16(to_bf16(v)) as f64;
     let mut values = Values(19);
-    let shapes = [
-        (1, 1, 1),
-        (1, 384, 1),
-        (5, 7, 3),
-        (12, 32, 384),
-        (13, 33, 33),
-        (13, 1, 384),
-        (25, 1536, 384),
-        (97, 40, 101),
-        (250, 48, 32),
-    ];
     for isa in bf16_sets() {
-        for &(m, n, k) in &shapes {
+        for &(m, n, k) in &WIDE_TILE_SHAPES {
             let a = values.take(m * k);
             let w = values.take(n * k);
             let bias = values.take(n);
@@ -358,19 +361,8 @@ fn quantized_row(row: &[f32]) -> (f64, i32, Vec<i32>) {
 fn int8_gemm_matches_f64_of_the_quantized_operands_on_every_shape_and_tail() {
     use int8::PackedI8;
     let mut values = Values(29);
-    let shapes = [
-        (1, 1, 1),
-        (1, 384, 1),
-        (5, 7, 3),
-        (12, 32, 384),
-        (13, 33, 33),
-        (13, 1, 384),
-        (25, 1536, 384),
-        (97, 40, 101),
-        (250, 48, 32),
-    ];
     for isa in bf16_sets() {
-        for &(m, n, k) in &shapes {
+        for &(m, n, k) in &WIDE_TILE_SHAPES {
             let mut a = values.take(m * k);
             // A zero row (scale 0), a row with one large outlier, a row of positives only (as
             // after GELU, mostly).
