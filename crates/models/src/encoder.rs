@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use rayon::prelude::*;
 
 use crate::checkpoint::{Architecture, Checkpoint, Pooling};
-use crate::kernels::bf16::PackedBf16;
+use crate::kernels::bf16::{self, PackedBf16};
 use crate::kernels::int8::PackedI8;
 use crate::kernels::{self, Activation, Isa, Packed, ROW_BLOCK, Shared, Weights, gemm, par_gemm};
 use crate::model::Precision;
@@ -159,6 +159,35 @@ impl Linear {
     }
 }
 
+/// From this size in f32, a bf16 or int8 model keeps its word embeddings in bf16: XLM-R's
+/// 250,002 × 1024 table is 1 GB in f32 (MiniLM's 30,522 × 384, 47 MB, stays f32).
+const BF16_TABLE_BYTES: usize = 256 << 20;
+
+/// An embedding table, one row per id.
+enum Table {
+    F32(Vec<f32>),
+    /// bf16 bits (rounded to nearest even, as `model.to(torch.bfloat16)`).
+    Bf16(Vec<u16>),
+}
+
+impl Table {
+    fn bf16(values: &[f32]) -> Table {
+        Table::Bf16(values.iter().map(|&v| bf16::to_bf16(v)).collect())
+    }
+
+    /// Row `id` into `out` (as wide as a row).
+    fn read(&self, id: usize, out: &mut [f32]) {
+        let width = out.len();
+        match self {
+            Table::F32(table) => out.copy_from_slice(&table[id * width..(id + 1) * width]),
+            Table::Bf16(table) => {
+                let row = &table[id * width..(id + 1) * width];
+                out.iter_mut().zip(row).for_each(|(o, &v)| *o = bf16::from_bf16(v));
+            }
+        }
+    }
+}
+
 /// LayerNorm's scale and shift.
 struct Norm {
     gamma: Vec<f32>,
@@ -299,7 +328,8 @@ pub(crate) struct Encoder {
     types: usize,
     /// First position id (XLM-R counts from `pad_token_id + 1`).
     position_offset: usize,
-    word_embeddings: Vec<f32>,
+    /// The vocabulary's embeddings: f32, or bf16 for a large table of a bf16 or int8 model.
+    word_embeddings: Table,
     position_embeddings: Vec<f32>,
     type_embeddings: Vec<f32>,
     embedding_norm: Norm,
@@ -406,7 +436,13 @@ impl Encoder {
             vb.clone()
         };
         let embeddings = body.pp("embeddings");
-        let word_embeddings = read(&embeddings.pp("word_embeddings"), &[vocab, hidden], "weight")?;
+        let words = read(&embeddings.pp("word_embeddings"), &[vocab, hidden], "weight")?;
+        let word_embeddings = match precision {
+            Precision::Bf16 | Precision::Int8 if words.len() * 4 >= BF16_TABLE_BYTES => {
+                Table::bf16(&words)
+            }
+            _ => Table::F32(words),
+        };
         let position_embeddings =
             read(&embeddings.pp("position_embeddings"), &[positions, hidden], "weight")?;
         let type_embeddings =
@@ -615,12 +651,12 @@ impl Encoder {
         states.par_chunks_mut(hidden).enumerate().for_each(|(t, row)| {
             let s = starts.partition_point(|&start| start <= t) - 1;
             let (encoded, i) = (batch[s], t - starts[s]);
-            let word = row_of(&self.word_embeddings, hidden, encoded.ids[i] as usize);
+            self.word_embeddings.read(encoded.ids[i] as usize, row);
             let position = row_of(&self.position_embeddings, hidden, self.position_offset + i);
             let kind_id = encoded.type_ids.get(i).copied().unwrap_or(0) as usize;
             let kind = row_of(&self.type_embeddings, hidden, kind_id);
             for (j, value) in row.iter_mut().enumerate() {
-                *value = word[j] + position[j] + kind[j];
+                *value += position[j] + kind[j];
             }
             kernels::add_layer_norm(isa, row, &[], &norm.gamma, &norm.beta, self.eps);
         });
@@ -817,5 +853,26 @@ fn row_of(table: &[f32], width: usize, i: usize) -> &[f32] {
 fn grow(buffer: &mut Vec<f32>, len: usize) {
     if buffer.len() < len {
         buffer.resize(len, 0.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bf16_table_reads_each_row_rounded_to_bf16() {
+        let values: Vec<f32> = (0..24).map(|i| (i as f32 - 11.3) * 0.37).collect();
+        let (f32_table, bf16_table) = (Table::F32(values.clone()), Table::bf16(&values));
+        for id in 0..3 {
+            let (mut exact, mut rounded) = ([0f32; 8], [0f32; 8]);
+            f32_table.read(id, &mut exact);
+            bf16_table.read(id, &mut rounded);
+            assert_eq!(exact, values[id * 8..(id + 1) * 8]);
+            for (r, e) in rounded.iter().zip(exact) {
+                assert_eq!(*r, bf16::from_bf16(bf16::to_bf16(e)));
+                assert!((r - e).abs() <= e.abs() / 256.0, "{r} vs {e}");
+            }
+        }
     }
 }
