@@ -100,19 +100,20 @@ async fn concurrent_calls_share_batches_and_get_their_own_scores() {
 async fn a_caller_that_leaves_frees_its_entries() {
     let dir = shared().join("models/sieve--sieve-ce-minilm-l6-scifact");
     let model = Model::load("scifact-ce", &dir, None, Precision::F32).unwrap();
-    // Two pairs per forward pass: 40 long pairs take seconds, the caller leaves after 300 ms.
+    // Two pairs per forward pass: 200 long pairs take seconds even on the fastest kernels (~60
+    // pairs/s in f32 on AVX-512), the caller leaves after 300 ms.
     let policy =
         BatchPolicy { max_batch_tokens: 4096, max_batch_requests: 2, queue_capacity: 1000 };
     let batched = cross_encoder(model, policy);
     let long =
         "Prion protein accumulates in lymphoid tissue during the incubation period. ".repeat(30);
-    let passages = vec![long; 40];
+    let passages = vec![long; 200];
     let outcome = tokio::time::timeout(
         Duration::from_millis(300),
         batched.score("abnormal prion", passages, false),
     )
     .await;
-    assert!(outcome.is_err(), "the call cannot finish 40 long pairs in 300 ms");
+    assert!(outcome.is_err(), "the call cannot finish 200 long pairs in 300 ms");
     let stats = batched.local().expect("loaded here").stats();
     for _ in 0..200 {
         if stats.queued.load(Ordering::Acquire) == 0 {
@@ -123,8 +124,8 @@ async fn a_caller_that_leaves_frees_its_entries() {
     assert_eq!(stats.queued.load(Ordering::Acquire), 0, "nothing left waiting");
     let (ran, cancelled) =
         (stats.inputs.load(Ordering::Relaxed), stats.cancelled.load(Ordering::Relaxed));
-    assert_eq!(ran + cancelled, 40);
-    assert!(cancelled >= 30, "most entries were dropped unrun: {ran} ran, {cancelled} cancelled");
+    assert_eq!(ran + cancelled, 200);
+    assert!(cancelled >= 100, "most entries were dropped unrun: {ran} ran, {cancelled} cancelled");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
