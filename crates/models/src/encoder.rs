@@ -6,7 +6,6 @@
 //! keys and values are computed for every token and the rest for one row per sequence (exact).
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::DType;
 use candle_nn::VarBuilder;
@@ -42,16 +41,20 @@ enum Weight {
 struct Calibrating {
     bf16: PackedBf16,
     int8: PackedI8,
-    /// What [`Linear::apply`] runs: [`MEASURE`], [`BF16`] or [`INT8`].
-    mode: AtomicU8,
+    /// What [`Linear::apply`] runs (set between passes, through `&mut`).
+    mode: Mode,
     /// Σ (int8 − bf16)² and Σ (bf16 − bias)² over the outputs measured.
     error: Mutex<(f64, f64)>,
 }
 
-/// Calibration modes: bf16 with int8 measured beside it, bf16 alone, int8 alone.
-const MEASURE: u8 = 0;
-const BF16: u8 = 1;
-const INT8: u8 = 2;
+/// What a calibrating layer runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// bf16, with int8 measured beside it.
+    Measure,
+    Bf16,
+    Int8,
+}
 
 impl Calibrating {
     /// `c = a · Wᵀ + bias` by the current mode, on this thread or over the pool.
@@ -66,14 +69,13 @@ impl Calibrating {
         ldc: usize,
         par: bool,
     ) {
-        let mode = self.mode.load(Ordering::Relaxed);
-        match (mode, par) {
-            (INT8, true) => par_gemm(isa, a, m, &self.int8, Some(bias), c),
-            (INT8, false) => gemm(isa, a, m, &self.int8, Some(bias), c, ldc),
+        match (self.mode, par) {
+            (Mode::Int8, true) => par_gemm(isa, a, m, &self.int8, Some(bias), c),
+            (Mode::Int8, false) => gemm(isa, a, m, &self.int8, Some(bias), c, ldc),
             (_, true) => par_gemm(isa, a, m, &self.bf16, Some(bias), c),
             (_, false) => gemm(isa, a, m, &self.bf16, Some(bias), c, ldc),
         }
-        if mode == MEASURE {
+        if self.mode == Mode::Measure {
             self.measure(isa, a, m, bias, c, ldc);
         }
     }
@@ -140,10 +142,10 @@ impl Linear {
         Some(if norm > 0.0 { (error / norm).sqrt() } else { 0.0 })
     }
 
-    /// Sets what a calibrating layer runs next.
-    fn set_mode(&self, mode: u8) {
-        if let Weight::Calibrating(calibrating) = &self.weight {
-            calibrating.mode.store(mode, Ordering::Relaxed);
+    /// Sets what a calibrating layer runs next: int8 or bf16.
+    fn set_int8(&mut self, int8: bool) {
+        if let Weight::Calibrating(calibrating) = &mut self.weight {
+            calibrating.mode = if int8 { Mode::Int8 } else { Mode::Bf16 };
         }
     }
 
@@ -385,7 +387,7 @@ fn stacked(
         Precision::Int8 => Weight::Calibrating(Box::new(Calibrating {
             bf16: PackedBf16::from_rows(&weight, n, k),
             int8: PackedI8::from_rows(&weight, n, k),
-            mode: AtomicU8::new(MEASURE),
+            mode: Mode::Measure,
             error: Mutex::new((0.0, 0.0)),
         })),
         Precision::F32 | Precision::F16 | Precision::Auto => {
@@ -529,8 +531,8 @@ impl Encoder {
     /// Calibrates an int8 model on `batch`: one pass in bf16 measures each linear layer's int8
     /// error beside it (relative RMS of the outputs); then the layers go to int8 in order of
     /// that error, as many as keep the outputs `accept`able against the bf16 ones (all of them
-    /// if they pass, else a binary search over how many, a pass each), the rest staying bf16. Returns each layer's (name,
-    /// error, kept in int8).
+    /// if they pass, else a binary search over how many, a pass each), the rest staying bf16.
+    /// Returns each layer's (name, error, kept in int8).
     pub(crate) fn calibrate(
         &mut self,
         batch: &[&Encoded],
@@ -543,14 +545,18 @@ impl Encoder {
             .collect();
         let mut order: Vec<usize> = (0..errors.len()).collect();
         order.sort_by(|&a, &b| errors[a].1.total_cmp(&errors[b].1));
+        // Which layers are int8 when the `count` smallest errors are.
+        let int8_for = |count: usize| {
+            let mut int8 = vec![false; order.len()];
+            order[..count].iter().for_each(|&i| int8[i] = true);
+            int8
+        };
         // All of them first (one pass when the model takes int8 everywhere), then halving.
         let (mut low, mut high) = (0, order.len());
         let mut count = high;
         while low < high {
-            let mut int8 = vec![false; order.len()];
-            order[..count].iter().for_each(|&i| int8[i] = true);
-            for ((_, linear), int8) in self.linear_layers().zip(&int8) {
-                linear.set_mode(if *int8 { INT8 } else { BF16 });
+            for ((_, linear), int8) in self.linear_layers().zip(int8_for(count)) {
+                linear.set_int8(int8);
             }
             if accept(&reference, &self.forward(batch)?) {
                 low = count;
@@ -559,10 +565,9 @@ impl Encoder {
             }
             count = (low + high).div_ceil(2);
         }
-        let mut int8 = vec![false; order.len()];
-        order[..low].iter().for_each(|&i| int8[i] = true);
-        for ((_, linear), int8) in self.linear_layers().zip(&int8) {
-            linear.settle(*int8);
+        let int8 = int8_for(low);
+        for ((_, linear), &int8) in self.linear_layers().zip(&int8) {
+            linear.settle(int8);
         }
         Ok(errors.into_iter().zip(int8).map(|((name, error), int8)| (name, error, int8)).collect())
     }

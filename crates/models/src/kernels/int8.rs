@@ -193,7 +193,7 @@ impl Weights for PackedI8 {
 /// One int8 GEMM tile: up to [`TILE_ROWS_I8`] rows of quantized activations against one
 /// packed panel.
 pub(crate) struct TileI8<'a> {
-    /// Rows of `quads` words of unsigned (offset) bytes.
+    /// Rows of `quads` words of unsigned bytes (steps plus the row's zero point).
     pub(crate) a: *const u32,
     pub(crate) lda: usize,
     /// The scale and zero point of each of the tile's rows.

@@ -47,6 +47,39 @@ fn bf16_sets() -> Vec<Isa> {
     sets
 }
 
+/// Runs `a · Wᵀ (+ bias)` for `m` rows by `gemm` (into rows wider than `n`, whose extra
+/// columns must stay untouched) and by `par_gemm`, checks every value of both against
+/// `expected(i, j)` = (value, tolerance), and returns the `gemm` output, `m` rows of `n`.
+fn check_gemm<W: Weights>(
+    isa: Isa,
+    a: &[f32],
+    m: usize,
+    packed: &W,
+    bias: Option<&[f32]>,
+    expected: impl Fn(usize, usize) -> (f64, f64),
+) -> Vec<f32> {
+    let (n, k) = (packed.n(), packed.k());
+    let ldc = n + 3;
+    let mut c = vec![9.0f32; m * ldc];
+    gemm(isa, a, m, packed, bias, &mut c, ldc);
+    let mut parallel = vec![0f32; m * n];
+    par_gemm(isa, a, m, packed, bias, &mut parallel);
+    for i in 0..m {
+        for j in 0..n {
+            let (want, tolerance) = expected(i, j);
+            for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
+                assert!(
+                    (got as f64 - want).abs() <= tolerance,
+                    "{isa:?} {how} m={m} n={n} k={k} bias={} at ({i},{j}): {got} vs {want}",
+                    bias.is_some()
+                );
+            }
+        }
+        assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
+    }
+    c.chunks_exact(ldc).flat_map(|row| &row[..n]).copied().collect()
+}
+
 /// (m, n, k) around the 12 × 32 tiles of the bf16 and int8 GEMMs: one row, one column, odd
 /// depths, exact tiles, one past them, the MiniLM FFN, many row blocks.
 const WIDE_TILE_SHAPES: [(usize, usize, usize); 9] = [
@@ -96,28 +129,11 @@ fn gemm_matches_f64_on_every_shape_and_tail() {
             let packed = Packed::from_rows(&w, n, k);
             for with_bias in [false, true] {
                 let bias = with_bias.then_some(bias.as_slice());
-                // A wider output row than n: columns past n must stay untouched.
-                let ldc = n + 3;
-                let mut c = vec![9.0f32; m * ldc];
-                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
-                let mut parallel = vec![0f32; m * n];
-                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
-                for i in 0..m {
-                    for j in 0..n {
-                        let mut expected: f64 =
-                            (0..k).map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64).sum();
-                        expected += bias.map_or(0.0, |b| b[j] as f64);
-                        let tolerance = 1e-5 * (k as f64).sqrt() + 1e-6;
-                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
-                            assert!(
-                                (got as f64 - expected).abs() <= tolerance,
-                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
-                                 {got} vs {expected}"
-                            );
-                        }
-                    }
-                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
-                }
+                check_gemm(isa, &a, m, &packed, bias, |i, j| {
+                    let products = (0..k).map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64);
+                    let expected = products.sum::<f64>() + bias.map_or(0.0, |b| b[j] as f64);
+                    (expected, 1e-5 * (k as f64).sqrt() + 1e-6)
+                });
             }
         }
     }
@@ -280,28 +296,13 @@ fn bf16_gemm_matches_f64_of_the_rounded_operands_on_every_shape_and_tail() {
             assert_eq!((packed.n(), packed.k()), (n, k));
             for with_bias in [false, true] {
                 let bias = with_bias.then_some(bias.as_slice());
-                let ldc = n + 3;
-                let mut c = vec![9.0f32; m * ldc];
-                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
-                let mut parallel = vec![0f32; m * n];
-                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
-                for i in 0..m {
-                    for j in 0..n {
-                        let products = (0..k).map(|kk| round(a[i * k + kk]) * round(w[j * k + kk]));
-                        let magnitude: f64 = products.clone().map(f64::abs).sum();
-                        let expected = products.sum::<f64>() + bias.map_or(0.0, |b| b[j] as f64);
-                        // f32 sums of exact bf16 products: error ~ depth · 2^-24 · Σ|products|.
-                        let tolerance = 1e-6 * (k as f64) * magnitude.max(1.0) * 0.1 + 1e-6;
-                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
-                            assert!(
-                                (got as f64 - expected).abs() <= tolerance,
-                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
-                                 {got} vs {expected}"
-                            );
-                        }
-                    }
-                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
-                }
+                check_gemm(isa, &a, m, &packed, bias, |i, j| {
+                    let products = (0..k).map(|kk| round(a[i * k + kk]) * round(w[j * k + kk]));
+                    let magnitude: f64 = products.clone().map(f64::abs).sum();
+                    let expected = products.sum::<f64>() + bias.map_or(0.0, |b| b[j] as f64);
+                    // f32 sums of exact bf16 products: error ~ depth · 2^-24 · Σ|products|.
+                    (expected, 1e-6 * (k as f64) * magnitude.max(1.0) * 0.1 + 1e-6)
+                });
             }
         }
     }
@@ -391,27 +392,17 @@ fn int8_gemm_matches_f64_of_the_quantized_operands_on_every_shape_and_tail() {
             }
             for with_bias in [false, true] {
                 let bias = with_bias.then_some(bias.as_slice());
-                let ldc = n + 3;
-                let mut c = vec![9.0f32; m * ldc];
-                gemm(isa, &a, m, &packed, bias, &mut c, ldc);
-                let mut parallel = vec![0f32; m * n];
-                par_gemm(isa, &a, m, &packed, bias, &mut parallel);
-                for (i, (row_scale, _, p)) in rows.iter().enumerate() {
-                    for (j, (column_scale, q)) in columns.iter().enumerate() {
-                        let sum: f64 = p.iter().zip(q).map(|(&p, q)| p as f64 * q).sum();
-                        let expected =
-                            sum * row_scale * column_scale + bias.map_or(0.0, |b| b[j] as f64);
-                        // Exact integer sums; the f32 epilogue rounds a few times.
-                        let magnitude = sum.abs() * row_scale * column_scale;
-                        let tolerance = 4e-7 * magnitude + 1e-6;
-                        for (got, how) in [(c[i * ldc + j], "gemm"), (parallel[i * n + j], "par")] {
-                            assert!(
-                                (got as f64 - expected).abs() <= tolerance,
-                                "{isa:?} {how} m={m} n={n} k={k} bias={with_bias} at ({i},{j}): \
-                                 {got} vs {expected}"
-                            );
-                        }
-                        // And the quantization itself stays within half a step of each operand.
+                let c = check_gemm(isa, &a, m, &packed, bias, |i, j| {
+                    let ((row_scale, _, p), (column_scale, q)) = (&rows[i], &columns[j]);
+                    let sum: f64 = p.iter().zip(q).map(|(&p, q)| p as f64 * q).sum();
+                    let expected =
+                        sum * row_scale * column_scale + bias.map_or(0.0, |b| b[j] as f64);
+                    // Exact integer sums; the f32 epilogue rounds a few times.
+                    (expected, 4e-7 * sum.abs() * row_scale * column_scale + 1e-6)
+                });
+                // And the quantization itself stays within half a step of each operand.
+                for (i, (row_scale, _, _)) in rows.iter().enumerate() {
+                    for (j, (column_scale, _)) in columns.iter().enumerate() {
                         let exact: f64 = (0..k)
                             .map(|kk| a[i * k + kk] as f64 * w[j * k + kk] as f64)
                             .sum::<f64>()
@@ -420,10 +411,9 @@ fn int8_gemm_matches_f64_of_the_quantized_operands_on_every_shape_and_tail() {
                         let step = (k as f64)
                             * (range * column_scale + column_scale * 127.0 * row_scale)
                             / 2.0;
-                        let error = (c[i * ldc + j] as f64 - exact).abs();
+                        let error = (c[i * n + j] as f64 - exact).abs();
                         assert!(error <= step + 1e-5 * exact.abs() + 1e-6, "{error} > {step}");
                     }
-                    assert!(c[i * ldc + n..(i + 1) * ldc].iter().all(|&v| v == 9.0), "{isa:?}");
                 }
                 // The zero row is the bias alone.
                 for j in 0..n {
