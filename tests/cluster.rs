@@ -1266,3 +1266,251 @@ async fn a_router_embeds_and_reranks_through_the_model_tier() {
     let keyword = api::SearchRequest::new("papers", "cholesterol").with_mode(api::Mode::Bm25);
     assert_eq!(ranked(&routed, keyword.clone()).await, ranked(&reference, keyword).await);
 }
+
+/// SCALE.md, "Moving a partition": through the router's `AssignPartition`, the new owner
+/// replays the partition's stream and serves it once caught up, then the old owner lets go
+/// of it and deletes its store; a search loop meanwhile gets the standalone server's answer
+/// every time. A restarted shard holds what the assignment says, not its settings, and bad
+/// changes get precise statuses with the assignment left as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_moves_between_shards_without_a_failed_or_different_search() {
+    let mut cluster = start_routed();
+    let router = cluster.router.client().await;
+    let standalone = cluster.standalone.client().await;
+    let config = common::dense_config(8, api::Distance::Cosine);
+    for client in [&router, &standalone] {
+        client.create_collection("papers", config.clone()).await.unwrap();
+    }
+    let docs = scifact_docs(300);
+    let requests =
+        || docs.chunks(100).map(|b| batch("papers", b.to_vec(), api::AckLevel::Visible)).collect();
+    for acks in [ingest(&router, requests()).await, ingest(&standalone, requests()).await] {
+        assert_eq!(acks.iter().map(|a| a.accepted.len()).collect::<Vec<_>>(), [100, 100, 100]);
+    }
+    let assigned = |info: &api::ClusterInfo| -> BTreeMap<String, (Vec<u32>, Vec<u32>)> {
+        info.shards
+            .iter()
+            .map(|s| (s.name.clone(), (s.assigned.clone(), s.partitions.clone())))
+            .collect()
+    };
+    let shape = router.info().await.unwrap().cluster.unwrap();
+    assert_eq!(
+        assigned(&shape),
+        BTreeMap::from([
+            ("a".to_string(), (vec![0, 1], vec![0, 1])),
+            ("b".to_string(), (vec![2, 3], vec![2, 3])),
+            ("c".to_string(), (vec![0, 1, 2, 3], vec![0, 1, 2, 3])),
+        ]),
+        "each shard joined the assignment with its settings"
+    );
+    let joined = shape.assignment_epoch;
+    assert_eq!(joined, 3, "one write per shard joining");
+
+    // Bad changes: precise statuses, the assignment untouched.
+    for (partition, add, remove, wait_ms, code, message) in [
+        (
+            4,
+            "b",
+            "",
+            0,
+            tonic::Code::InvalidArgument,
+            "partition: 4 does not exist (the cluster has 4 partitions)",
+        ),
+        (
+            0,
+            "",
+            "",
+            0,
+            tonic::Code::InvalidArgument,
+            "add, remove: name the shard to take the partition on, the one to give it up, or both",
+        ),
+        (0, "a", "a", 0, tonic::Code::InvalidArgument, "add, remove: both name shard 'a'"),
+        (
+            0,
+            "b",
+            "a",
+            600_001,
+            tonic::Code::InvalidArgument,
+            "wait_ms: 600001 is above the limit of 600000",
+        ),
+        (
+            0,
+            "nobody",
+            "a",
+            0,
+            tonic::Code::NotFound,
+            "shard 'nobody' has never joined the cluster (a shard joins when it first starts: sieve-server --role shard --shard-name nobody)",
+        ),
+        (2, "", "b", 0, tonic::Code::FailedPrecondition, ""),
+    ] {
+        if code == tonic::Code::FailedPrecondition {
+            // Partition 2 is held by b and c: first take it from c, then b may not let go.
+            let left = router.assign_partition(2, "", "c", 0).await.unwrap();
+            assert_eq!(left.shards, ["b"]);
+        }
+        let refused =
+            common::status_of(router.assign_partition(partition, add, remove, wait_ms).await);
+        let message = if message.is_empty() {
+            "partition 2 would have no replica: assign it to another shard first (add)"
+        } else {
+            message
+        };
+        assert_eq!((refused.code(), refused.message()), (code, message));
+    }
+    let back = router.assign_partition(2, "c", "", 0).await.unwrap();
+    assert_eq!((back.shards, back.epoch), (vec!["b".to_string(), "c".into()], joined + 2));
+
+    // The answers every search must give, from the standalone server.
+    let queries = ["cholesterol", "stem cells", "tumour suppressor", "vitamin D"];
+    let mut expected = Vec::new();
+    for (i, query) in queries.iter().enumerate() {
+        for mode in [api::Mode::Bm25, api::Mode::Hybrid] {
+            let request = api::SearchRequest::new("papers", *query)
+                .with_vector(docs[i * 30].vector.clone())
+                .with_mode(mode)
+                .with_top_k(10);
+            expected.push((request.clone(), ranked(&standalone, request).await));
+        }
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let searcher = {
+        let (router, stop, expected) =
+            (router.clone(), std::sync::Arc::clone(&stop), expected.clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let (mut answered, mut wrong) = (0usize, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed)
+                && answered + wrong.len() < 20_000
+                && started.elapsed() < Duration::from_secs(120)
+            {
+                let (request, answer) = &expected[(answered + wrong.len()) % expected.len()];
+                match router.search(request.clone()).await {
+                    Ok(response) => {
+                        let got: Vec<(String, f32)> =
+                            response.hits().iter().map(|h| (h.id.clone(), h.score)).collect();
+                        if &got == answer {
+                            answered += 1;
+                        } else {
+                            wrong.push(format!("{:?}: {got:?}", request.query));
+                        }
+                    }
+                    Err(e) => wrong.push(e.to_string()),
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (answered, wrong)
+        })
+    };
+
+    // Move partition 0 from a to b: b replays the stream and serves it, then a lets go.
+    let moved = router.assign_partition(0, "b", "a", 60_000).await.unwrap();
+    assert_eq!((moved.shards, moved.epoch), (vec!["b".to_string(), "c".into()], joined + 4));
+    let a_dir = cluster._dirs[0].path().to_path_buf();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let held: Vec<u32> = status(&cluster.shards[0], false).await.into_keys().collect();
+        if held == [1] && !a_dir.join("p0").exists() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a still holds {held:?} or its store of partition 0");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (b, c) = (status(&cluster.shards[1], true).await, status(&cluster.shards[2], true).await);
+    assert!(b[&0].serving && b[&0].error.is_empty(), "{:?}", b[&0]);
+    assert_eq!(b[&0].contents, c[&0].contents, "the new replica holds what the other holds");
+    assert!(b[&0].contents.unwrap().sled > 50, "{:?}", b[&0].contents);
+    // a refuses partition 0 with the precise status routers act on.
+    let mut a_client = ShardClient::connect(cluster.shards[0].url.clone()).await.unwrap();
+    let refused = a_client
+        .fetch(proto::FetchRequest {
+            collection: "papers".into(),
+            ids: vec![
+                docs.iter()
+                    .find(|d| Partitioner::new(4).unwrap().partition_of(&d.id) == 0)
+                    .unwrap()
+                    .id
+                    .clone(),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(refused.message(), "shard 'a' does not hold partition 0 (it holds [1])");
+
+    // A restarted shard holds what the assignment gives it, not its settings ("0,1").
+    cluster.shards[0].terminate();
+    let urls = cluster.nats.urls().join(",");
+    let mut flags = shard_flags("a", "0,1", &urls);
+    *flags.last_mut().unwrap() = "4";
+    cluster.shards[0] = TestServer::start(&a_dir, &flags);
+    ready(&cluster.shards[0]).await;
+    let held: Vec<u32> = status(&cluster.shards[0], false).await.into_keys().collect();
+    assert_eq!(held, [1]);
+    assert!(!a_dir.join("p0").exists());
+
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answered, wrong) = searcher.await.unwrap();
+    assert!(
+        wrong.is_empty(),
+        "{} of {} searches failed or differed: {:?}",
+        wrong.len(),
+        answered + wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert!(answered >= 50, "only {answered} searches ran through the move");
+    cluster.router.terminate();
+    cluster.router = TestServer::start(cluster._dirs[3].path(), &router_flags(&urls, &[]));
+    let router = cluster.router.client().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shape = router.info().await.unwrap().cluster.unwrap();
+        let now = assigned(&shape);
+        if now.len() == 3 && now.values().all(|(assigned, held)| assigned == held) {
+            assert_eq!(
+                now,
+                BTreeMap::from([
+                    ("a".to_string(), (vec![1], vec![1])),
+                    ("b".to_string(), (vec![0, 2, 3], vec![0, 2, 3])),
+                    ("c".to_string(), (vec![0, 1, 2, 3], vec![0, 1, 2, 3])),
+                ])
+            );
+            assert_eq!(shape.assignment_epoch, joined + 4, "a's restart changed nothing");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the router never saw the moved shape: {now:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (request, answer) in &expected {
+        assert_eq!(&ranked(&router, request.clone()).await, answer, "{:?}", request.query);
+    }
+
+    // The CLI: the cluster's shape, and a partition given to a shard that serves it once it
+    // has replayed the partition's stream.
+    let sieve = |addr: &str, args: &[&str]| {
+        let argv: Vec<String> =
+            ["sieve", "--addr", addr].iter().chain(args).map(|a| a.to_string()).collect();
+        sieve_client::cli::run(<sieve_client::cli::Cli as clap::Parser>::parse_from(argv))
+    };
+    let routed = cluster.router.url.clone();
+    assert_eq!(
+        sieve(&routed, &["cluster", "shards"]).await.unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    let standalone_url = cluster.standalone.url.clone();
+    let refused = sieve(&standalone_url, &["cluster", "shards"]).await.unwrap_err();
+    assert_eq!(refused.to_string(), "the server is a standalone server, not a cluster router");
+    let code = sieve(&routed, &["cluster", "assign", "3", "--add", "a"]).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let states = status(&cluster.shards[0], true).await;
+        if states.get(&3).is_some_and(|p| p.serving) {
+            let c = status(&cluster.shards[2], true).await;
+            assert_eq!(states[&3].contents, c[&3].contents, "replayed from the stream");
+            break;
+        }
+        assert!(Instant::now() < deadline, "a never served partition 3: {states:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use sieve_cluster::{
-    ANNOUNCE_EVERY, JetStreamLog, Partitioner, Roster, Shard, ShardRecord, ShardService,
-    StreamSettings,
+    ANNOUNCE_EVERY, Assignments, JetStreamLog, Partition, Partitioner, Roster, Shard, ShardRecord,
+    ShardService, StreamSettings,
 };
 use sieve_storage::StoreOptions;
 use tonic::transport::Server;
@@ -56,7 +56,8 @@ pub async fn serve(
         anyhow::bail!("shard_name: a shard needs a name unique in its cluster");
     }
     let partitioner = Partitioner::new(config.partitions).map_err(anyhow::Error::msg)?;
-    let owned = config.shard_partitions.resolve(config.partitions).map_err(anyhow::Error::msg)?;
+    let configured =
+        config.shard_partitions.resolve(config.partitions).map_err(anyhow::Error::msg)?;
     if !config.advertise.is_empty() {
         check_address(&config.advertise).context("advertise")?;
     }
@@ -64,6 +65,17 @@ pub async fn serve(
     let roster = Roster::open(&log, config.stream_replicas)
         .await
         .context("opening the cluster's shard status bucket")?;
+    let assignments = Assignments::open(&log, config.stream_replicas)
+        .await
+        .context("opening the cluster's assignment bucket")?;
+    let (owned, epoch) =
+        join(&assignments, &config.shard_name, &configured).await.with_context(|| {
+            format!("joining the cluster's assignment as shard '{}'", config.shard_name)
+        })?;
+    let owned: Vec<Partition> = owned.into_iter().collect();
+    if owned != configured {
+        tracing::info!(epoch, assigned = ?owned, configured = ?configured, "the cluster's assignment, not shard_partitions, says what this shard holds");
+    }
     let shard = {
         let (name, dir) = (config.shard_name.clone(), config.data_dir.clone());
         let owned = owned.clone();
@@ -89,6 +101,7 @@ pub async fn serve(
     health.set_service_status(READINESS, ServingStatus::NotServing).await;
     let readiness = tokio::spawn(report_readiness(Arc::clone(&shard), health.clone()));
     let announcing = tokio::spawn(announce(Arc::clone(&shard), roster.clone(), advertised.clone()));
+    let following = tokio::spawn(follow_assignment(Arc::clone(&shard), assignments, epoch));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = {
         let shard = Arc::clone(&shard);
@@ -120,6 +133,7 @@ pub async fn serve(
     }
     readiness.abort();
     announcing.abort();
+    following.abort();
     // Routers stop sending reads here at their next refresh, not when the record ages out.
     match tokio::time::timeout(WITHDRAW_WITHIN, roster.withdraw(shard.id())).await {
         Ok(Ok(())) => {}
@@ -190,6 +204,128 @@ async fn announce(shard: Arc<Shard>, roster: Roster, address: String) {
             Err(_) => {}
         }
         tokio::time::sleep(ANNOUNCE_EVERY).await;
+    }
+}
+
+/// Joins the cluster's assignment (see [`Assignments::join`]), trying again while its bucket
+/// cannot be reached yet (a bucket just created elects its leader first), for [`LOG_WAIT`].
+async fn join(
+    assignments: &Assignments,
+    shard: &str,
+    configured: &[Partition],
+) -> Result<(std::collections::BTreeSet<Partition>, u64), sieve_cluster::AssignError> {
+    let deadline = tokio::time::Instant::now() + LOG_WAIT;
+    loop {
+        match assignments.join(shard, configured).await {
+            Err(sieve_cluster::AssignError::Log(sieve_cluster::LogError::Unavailable(why)))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::debug!(why, "the assignment bucket cannot be reached yet; retrying");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            joined => return joined,
+        }
+    }
+}
+
+/// How often a shard reads the cluster's assignment.
+const ASSIGNMENT_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a partition taken from this shard keeps answering reads after it stops being
+/// reported: past the routers' refresh (2 s), so that no read sent here before they learnt
+/// of the move fails.
+const RELEASE_GRACE: Duration = Duration::from_secs(6);
+
+/// Follows the cluster's assignment: takes on the partitions it gives this shard, releases
+/// those it takes away and drops them after [`RELEASE_GRACE`]. Reads it every
+/// [`ASSIGNMENT_EVERY`]; while it cannot be read, the shard holds what it holds.
+async fn follow_assignment(shard: Arc<Shard>, assignments: Assignments, mut epoch: u64) {
+    // Released partitions, with when they were released.
+    let mut released: std::collections::BTreeMap<Partition, tokio::time::Instant> =
+        std::collections::BTreeMap::new();
+    let mut failing = false;
+    loop {
+        tokio::time::sleep(ASSIGNMENT_EVERY).await;
+        let assignment = match assignments.read().await {
+            Ok(assignment) => {
+                if failing {
+                    tracing::info!("reading the cluster's assignment again");
+                    failing = false;
+                }
+                assignment
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read the cluster's assignment; holding what this shard holds");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        let Some(wanted) = assignment.held_by(shard.id()).cloned() else {
+            // The assignment was reset: join it again with what this shard holds.
+            let held = shard.partitions();
+            match assignments.join(shard.id(), &held).await {
+                Ok((_, joined)) => {
+                    tracing::warn!(epoch = joined, partitions = ?held, "this shard was not in the cluster's assignment; joined it again")
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot join the cluster's assignment"),
+            }
+            continue;
+        };
+        if assignment.epoch != epoch {
+            tracing::info!(epoch = assignment.epoch, partitions = ?wanted, "the cluster's assignment changed");
+            epoch = assignment.epoch;
+        }
+        for &partition in &wanted {
+            let held = shard.partitions().contains(&partition);
+            if held {
+                continue;
+            }
+            released.remove(&partition);
+            let (taking, runtime) = (Arc::clone(&shard), tokio::runtime::Handle::current());
+            let took = tokio::task::spawn_blocking(move || {
+                // Taking a partition on starts its follower task.
+                let _entered = runtime.enter();
+                taking.hold(partition)
+            });
+            match took.await {
+                Ok(Ok(_)) => tracing::info!(partition, epoch, "took the partition on"),
+                Ok(Err(e)) => {
+                    tracing::error!(partition, error = %e, "cannot take the partition on")
+                }
+                Err(e) => {
+                    tracing::error!(partition, error = %e, "taking the partition on panicked")
+                }
+            }
+        }
+        for partition in shard.partitions() {
+            if !wanted.contains(&partition) && shard.release(partition) {
+                tracing::info!(
+                    partition,
+                    epoch,
+                    "released the partition; dropping it after the grace period"
+                );
+                released.insert(partition, tokio::time::Instant::now());
+            }
+        }
+        let due: Vec<Partition> = released
+            .iter()
+            .filter(|(_, at)| at.elapsed() >= RELEASE_GRACE)
+            .map(|(&partition, _)| partition)
+            .collect();
+        for partition in due {
+            released.remove(&partition);
+            let dropping = Arc::clone(&shard);
+            match tokio::task::spawn_blocking(move || dropping.drop_released(partition)).await {
+                Ok(Ok(true)) => tracing::info!(partition, "dropped the released partition"),
+                Ok(Ok(false)) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(partition, error = %e, "cannot drop the released partition")
+                }
+                Err(e) => tracing::error!(partition, error = %e, "dropping the partition panicked"),
+            }
+        }
     }
 }
 

@@ -59,6 +59,9 @@ pub fn cluster(error: sieve_cluster::ClusterError) -> Status {
         ClusterError::InvalidArgument(msg) => Status::invalid_argument(msg),
         ClusterError::Unavailable(msg) => Status::unavailable(msg),
         ClusterError::Full(msg) => Status::resource_exhausted(msg),
+        ClusterError::Missing(msg) => Status::not_found(msg),
+        ClusterError::Precondition(msg) => Status::failed_precondition(msg),
+        ClusterError::TimedOut(msg) => Status::deadline_exceeded(msg),
         ClusterError::Internal(msg) => {
             tracing::error!(%msg, "cluster call failed");
             Status::internal(msg)

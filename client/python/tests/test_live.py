@@ -155,6 +155,13 @@ def test_partition_snapshots_are_for_a_cluster_router(admin):
     assert "SnapshotPartitions is for a cluster router" in str(refused.value)
 
 
+def test_partition_assignment_is_for_a_cluster_router(admin):
+    with pytest.raises(sieve.SieveError) as refused:
+        admin.assign_partition(0, add="shard-4", remove="shard-1")
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "AssignPartition is for a cluster router" in str(refused.value)
+
+
 def test_a_snapshot_round_trips(admin, demo):
     snapshot = admin.create_snapshot(demo)
     assert snapshot.collection == demo and snapshot.documents == 42

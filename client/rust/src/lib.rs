@@ -213,6 +213,26 @@ impl Client {
         Ok(self.admin.clone().snapshot_partitions(request).await?.into_inner().snapshots)
     }
 
+    /// Cluster routers: gives `partition` to shard `add` and/or takes it from shard `remove`
+    /// (empty: none), the latter only once another replica serves it caught up, waiting up to
+    /// `wait_ms` (0: the server's default). Returns the assignment's epoch and the shards the
+    /// partition is assigned to after.
+    pub async fn assign_partition(
+        &self,
+        partition: u32,
+        add: impl Into<String>,
+        remove: impl Into<String>,
+        wait_ms: u32,
+    ) -> Result<proto::AssignPartitionResponse, Error> {
+        let request = proto::AssignPartitionRequest {
+            partition,
+            add: add.into(),
+            remove: remove.into(),
+            wait_ms,
+        };
+        Ok(self.admin.clone().assign_partition(request).await?.into_inner())
+    }
+
     /// Deletes a snapshot file on the server.
     pub async fn delete_snapshot(&self, snapshot: impl Into<String>) -> Result<(), Error> {
         let request = proto::DeleteSnapshotRequest { snapshot: snapshot.into() };

@@ -12,6 +12,8 @@ import * as grpc from "@grpc/grpc-js";
 
 import {
   AdminClient,
+  AssignPartitionRequest,
+  AssignPartitionResponse,
   CreateSnapshotRequest,
   DeleteSnapshotRequest,
   ListSnapshotsRequest,
@@ -54,7 +56,7 @@ import {
 
 import { toValue } from "./filters";
 export { filters } from "./filters";
-export type { Collection, GetInfoResponse, IngestAck, PartitionSnapshot, Snapshot };
+export type { AssignPartitionResponse, Collection, GetInfoResponse, IngestAck, PartitionSnapshot, Snapshot };
 
 export type MetadataValue = string | number | boolean;
 
@@ -584,5 +586,25 @@ export class Client {
     const request = SnapshotPartitionsRequest.fromPartial({ partitions, purge });
     const response = await this.unary(this.admin, this.admin.snapshotPartitions, request, timeoutMs);
     return response.snapshots;
+  }
+
+  /**
+   * Cluster mode (a router): gives `partition` to shard `add` and/or takes it from shard
+   * `remove`, the latter only once another replica serves it caught up (waiting up to `waitMs`;
+   * 0: the server's 60 s). Both move it. Resolves to the assignment's epoch and the partition's
+   * shards after. A standalone server answers FAILED_PRECONDITION.
+   */
+  async assignPartition(
+    partition: number,
+    change: { add?: string; remove?: string; waitMs?: number },
+    timeoutMs?: number,
+  ): Promise<AssignPartitionResponse> {
+    const request = AssignPartitionRequest.fromPartial({
+      partition,
+      add: change.add ?? "",
+      remove: change.remove ?? "",
+      waitMs: change.waitMs ?? 0,
+    });
+    return this.unary(this.admin, this.admin.assignPartition, request, timeoutMs);
   }
 }

@@ -185,6 +185,14 @@ describe("sieve client against the live server", () => {
     );
   });
 
+  test("partition assignment is for a cluster router", async () => {
+    await assert.rejects(
+      admin.assignPartition(0, { add: "shard-4", remove: "shard-1" }),
+      (e: SieveError) =>
+        e.codeName === "FAILED_PRECONDITION" && e.message.includes("AssignPartition is for a cluster router"),
+    );
+  });
+
   test("a snapshot round-trips", async () => {
     const snapshot = await admin.createSnapshot("ts-demo");
     assert.equal(snapshot.collection, "ts-demo");

@@ -14,6 +14,7 @@ use parking_lot::{Mutex, RwLock};
 use sieve_storage::{CollectionConfig, Document};
 use tonic::transport::Channel;
 
+use crate::assignment::{AssignError, Assignment, Assignments};
 use crate::catalog::{Catalog, CatalogEntry, CatalogError};
 use crate::jetstream::JetStreamLog;
 use crate::log::{Log, LogError, append_retrying};
@@ -75,9 +76,27 @@ pub enum ClusterError {
     /// A partition's stream is full: nothing was lost, nothing more is taken.
     #[error("{0}")]
     Full(String),
+    /// Something else the request names (a shard) does not exist; the message says what.
+    #[error("{0}")]
+    Missing(String),
+    /// The cluster's state does not allow the request; the message says why.
+    #[error("{0}")]
+    Precondition(String),
+    /// The request did not finish within its wait; the message says what stands.
+    #[error("{0}")]
+    TimedOut(String),
     /// Anything else.
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<AssignError> for ClusterError {
+    fn from(e: AssignError) -> Self {
+        match e {
+            AssignError::Refused(why) => ClusterError::Precondition(why),
+            AssignError::Log(e) => e.into(),
+        }
+    }
 }
 
 impl From<CatalogError> for ClusterError {
@@ -129,6 +148,9 @@ pub struct Counts {
 /// How long a topology refresh waits for the shard status bucket.
 const ROSTER_WITHIN: Duration = Duration::from_secs(1);
 
+/// How often a partition move looks whether its new replica serves yet.
+const ASSIGN_POLL: Duration = Duration::from_millis(250);
+
 /// A router's cluster.
 pub struct Cluster {
     settings: RouterSettings,
@@ -136,6 +158,7 @@ pub struct Cluster {
     catalog: Catalog,
     partitioner: Partitioner,
     roster: Roster,
+    assignments: Assignments,
     /// A client per shard address: those of the settings, then those the shard status bucket
     /// recorded at the last refresh.
     clients: Mutex<BTreeMap<String, ShardClient<Channel>>>,
@@ -167,6 +190,7 @@ impl Cluster {
         let partitioner = Partitioner::new(partitions).map_err(ClusterError::InvalidArgument)?;
         let catalog = Catalog::open(&log, replicas).await?;
         let roster = Roster::open(&log, replicas).await?;
+        let assignments = Assignments::open(&log, replicas).await?;
         let clients = shard_clients(&settings.shards).map_err(ClusterError::InvalidArgument)?;
         let cluster = Arc::new(Cluster {
             settings,
@@ -174,6 +198,7 @@ impl Cluster {
             catalog,
             partitioner,
             roster,
+            assignments,
             clients: Mutex::new(clients.into_iter().collect()),
             recorded: Mutex::new(BTreeMap::new()),
             topology: RwLock::new(Arc::new(Topology::discover(&[], partitioner).await)),
@@ -241,6 +266,113 @@ impl Cluster {
     /// record.
     pub fn recorded(&self, address: &str) -> Option<(String, ShardRecord)> {
         self.recorded.lock().get(address).cloned()
+    }
+
+    /// The cluster's assignment: which shards are to hold which partitions.
+    pub async fn assignment(&self) -> Result<Assignment, ClusterError> {
+        Ok(self.assignments.read().await?)
+    }
+
+    /// Changes which shards hold `partition` (`AssignPartition` in admin.proto): shard `add`
+    /// takes it on; shard `remove` gives it up, only once another shard it is assigned to
+    /// serves it caught up, waiting up to `wait` for that. A change the assignment already
+    /// holds is no change, so a move that timed out can be asked for again. Returns the
+    /// assignment as it stands after.
+    pub async fn assign(
+        &self,
+        partition: Partition,
+        add: &str,
+        remove: &str,
+        wait: Duration,
+    ) -> Result<Assignment, ClusterError> {
+        let count = self.partitioner.count();
+        if partition >= count {
+            return Err(ClusterError::InvalidArgument(format!(
+                "partition: {partition} does not exist (the cluster has {count} partitions)"
+            )));
+        }
+        if add.is_empty() && remove.is_empty() {
+            return Err(ClusterError::InvalidArgument(
+                "add, remove: name the shard to take the partition on, the one to give it up, \
+                 or both"
+                    .to_string(),
+            ));
+        }
+        if add == remove {
+            return Err(ClusterError::InvalidArgument(format!(
+                "add, remove: both name shard '{add}'"
+            )));
+        }
+        let mut assignment = self.assignments.read().await?;
+        for name in [add, remove] {
+            if !name.is_empty() && assignment.held_by(name).is_none() {
+                return Err(ClusterError::Missing(format!(
+                    "shard '{name}' has never joined the cluster (a shard joins when it first \
+                     starts: sieve-server --role shard --shard-name {name})"
+                )));
+            }
+        }
+        if !add.is_empty() {
+            assignment = self
+                .assignments
+                .change(|a| {
+                    a.shards.entry(add.to_string()).or_default().insert(partition);
+                    Ok(())
+                })
+                .await?;
+            tracing::info!(partition, shard = add, epoch = assignment.epoch, "partition assigned");
+        }
+        if remove.is_empty() || !assignment.owners(partition).contains(&remove) {
+            return Ok(assignment);
+        }
+        let others = |a: &Assignment| -> Vec<String> {
+            a.owners(partition).into_iter().filter(|s| *s != remove).map(String::from).collect()
+        };
+        if others(&assignment).is_empty() {
+            return Err(ClusterError::Precondition(format!(
+                "partition {partition} would have no replica: assign it to another shard first \
+                 (add)"
+            )));
+        }
+        // Another replica must serve it, caught up, before this one lets go.
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.refresh().await;
+            let topology = self.topology();
+            let serving = topology.caught_up_owners(partition);
+            if others(&assignment).iter().any(|s| serving.contains(&s.as_str())) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ClusterError::TimedOut(format!(
+                    "no other replica of partition {partition} (assigned to {:?}) served it \
+                     caught up within {} ms; '{remove}' keeps it: ask again to finish the move \
+                     (a new replica replays the partition's stream, or bootstraps from its \
+                     newest snapshot when the stream was purged)",
+                    others(&assignment),
+                    wait.as_millis()
+                )));
+            }
+            tokio::time::sleep(ASSIGN_POLL).await;
+            assignment = self.assignments.read().await?;
+        }
+        let assignment = self
+            .assignments
+            .change(|a| {
+                if others(a).is_empty() {
+                    return Err(format!(
+                        "partition {partition} would have no replica: assign it to another \
+                         shard first (add)"
+                    ));
+                }
+                if let Some(held) = a.shards.get_mut(remove) {
+                    held.remove(&partition);
+                }
+                Ok(())
+            })
+            .await?;
+        tracing::info!(partition, shard = remove, epoch = assignment.epoch, "partition unassigned");
+        Ok(assignment)
     }
 
     /// A number for a new ingest stream, unique in this router: part of its message ids.

@@ -12,6 +12,7 @@
 //! ```
 
 mod apply;
+mod assignment;
 mod catalog;
 mod cluster;
 mod jetstream;
@@ -26,6 +27,7 @@ mod shard;
 mod token;
 
 pub use apply::{Applied, Applier, ApplyError};
+pub use assignment::{AssignError, Assignment, Assignments};
 pub use catalog::{Catalog, CatalogEntry, CatalogError};
 pub use cluster::{Cluster, ClusterError, Counts, ReadAt, RouterSettings};
 pub use jetstream::{JetStreamLog, StreamSettings};

@@ -185,7 +185,9 @@ impl Topology {
                 if let (true, Some(owners)) =
                     (p.error.is_empty(), owners.get_mut(p.partition as usize))
                 {
-                    owners.push((behind, index));
+                    // A replica that has not read its stream's end yet (one just taken on)
+                    // does not count as caught up.
+                    owners.push((if p.stream_last.is_some() { behind } else { u64::MAX }, index));
                 }
             }
             handles.push(ShardHandle {
@@ -259,6 +261,15 @@ impl Topology {
     /// The cluster's partitioner.
     pub fn partitioner(&self) -> Partitioner {
         self.partitioner
+    }
+
+    /// Names of the shards holding `partition` caught up.
+    pub fn caught_up_owners(&self, partition: Partition) -> Vec<&str> {
+        let Some(owners) = self.owners.get(partition as usize) else { return Vec::new() };
+        owners[..self.caught_up[partition as usize]]
+            .iter()
+            .map(|&s| self.shards[s].name.as_str())
+            .collect()
     }
 
     /// Names of the shards holding `partition`.

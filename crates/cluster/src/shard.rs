@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
@@ -114,9 +115,54 @@ struct Replica {
     gate: Arc<Mutex<()>>,
     /// Its stream's last message when last read (`None` until the log first answered).
     stream_last: Mutex<Option<u64>>,
+    /// The task following its stream.
+    follower: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Released by the assignment: no longer reported as held (routers stop sending reads at
+    /// their next refresh), still answering reads in flight until it is dropped.
+    leaving: AtomicBool,
+    /// Taken on while the shard runs: the stream position it must reach before it serves
+    /// (`Some(0)` until its stream's end is first read; `None` once it got there).
+    joining: Mutex<Option<u64>>,
 }
 
 impl Replica {
+    fn open(store: Store, applied: u64) -> Replica {
+        Replica {
+            store: RwLock::new(Arc::new(store)),
+            standing: Mutex::new(Standing::Following),
+            progress: watch::Sender::new(applied),
+            gate: Arc::new(Mutex::new(())),
+            stream_last: Mutex::new(None),
+            follower: Mutex::new(None),
+            leaving: AtomicBool::new(false),
+            joining: Mutex::new(None),
+        }
+    }
+
+    /// Why a replica taken on while the shard runs does not serve yet: it has not applied its
+    /// stream up to where the stream ended when it was taken on.
+    fn joining(&self) -> Option<String> {
+        let mut joining = self.joining.lock();
+        let target = (*joining)?;
+        let applied = *self.progress.borrow();
+        match *self.stream_last.lock() {
+            Some(last) if target == 0 && applied >= last => *joining = None,
+            Some(last) if target == 0 => *joining = Some(last),
+            Some(_) if applied >= target => *joining = None,
+            _ => {}
+        }
+        let target = (*joining)?;
+        Some(if target == 0 {
+            "taking the partition on: its stream's end not read yet".to_string()
+        } else {
+            format!("taking the partition on: applied {applied} of {target} messages")
+        })
+    }
+
+    fn leaving(&self) -> bool {
+        self.leaving.load(Ordering::Acquire)
+    }
+
     fn store(&self) -> Arc<Store> {
         Arc::clone(&self.store.read())
     }
@@ -206,6 +252,18 @@ fn remove_stale(root: &Path, partition: Partition, keep: &Path) {
             }
         }
     }
+}
+
+/// Removes every store directory of `partition` and its pointer, best effort: the partition
+/// was dropped from this shard.
+fn remove_partition(root: &Path, partition: Partition) {
+    remove_stale(root, partition, Path::new(""));
+    match std::fs::remove_file(pointer(root, partition)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => tracing::warn!(partition, error = %e, "removing a dropped partition's pointer"),
+    }
+    tracing::info!(partition, "dropped the partition's stores");
 }
 
 /// A partition's state as the shard reports it.
@@ -308,13 +366,24 @@ pub struct Retrieved {
     pub documents: Vec<Document>,
 }
 
+/// The partitions a shard holds, shared with its background tasks.
+type Replicas = Arc<RwLock<BTreeMap<Partition, Arc<Replica>>>>;
+
+/// Starts the task following one partition's stream into its replica (the log's type hidden,
+/// so that partitions can be taken on after opening).
+type StartFollowing =
+    Box<dyn Fn(Partition, Arc<Replica>) -> tokio::task::JoinHandle<()> + Send + Sync>;
+
 /// A cluster shard.
 pub struct Shard {
     id: String,
     dir: PathBuf,
     partitioner: Partitioner,
-    replicas: BTreeMap<Partition, Arc<Replica>>,
-    followers: Vec<tokio::task::JoinHandle<()>>,
+    options: StoreOptions,
+    replicas: Replicas,
+    start_following: StartFollowing,
+    /// The stream watcher and the idle compactor.
+    background: Vec<tokio::task::JoinHandle<()>>,
     log: Arc<dyn ShardLog>,
 }
 
@@ -383,12 +452,14 @@ async fn follow<L: Log>(
 /// [`COMPACT_AFTER_IDLE`], once per position: applying commits the index once per message,
 /// which leaves several small segments per partition, and every search opens each of them
 /// (16 partitions of 6 segments where one standalone index has 6; docs/BENCHMARKS.md).
-async fn compact_idle(replicas: BTreeMap<Partition, Arc<Replica>>) {
+async fn compact_idle(replicas: Replicas) {
     // Per partition: the applied position last seen, and the one last compacted at.
     let mut seen: BTreeMap<Partition, (Option<u64>, Option<u64>)> = BTreeMap::new();
     loop {
         tokio::time::sleep(COMPACT_AFTER_IDLE).await;
-        for (&partition, replica) in &replicas {
+        let held = replicas.read().clone();
+        seen.retain(|partition, _| held.contains_key(partition));
+        for (&partition, replica) in &held {
             let applied = *replica.progress.borrow();
             let (last, compacted) = seen.entry(partition).or_default();
             let idle = *last == Some(applied);
@@ -424,11 +495,15 @@ async fn compact_idle(replicas: BTreeMap<Partition, Arc<Replica>>) {
 }
 
 /// Reads each partition's stream's last position every [`WATCH_EVERY`], until aborted.
-async fn watch_streams(replicas: BTreeMap<Partition, Arc<Replica>>, log: Arc<dyn ShardLog>) {
+async fn watch_streams(replicas: Replicas, log: Arc<dyn ShardLog>) {
     loop {
-        for (&partition, replica) in &replicas {
+        let held = replicas.read().clone();
+        for (&partition, replica) in &held {
             match tokio::time::timeout(WATCH_EVERY, log.last(partition)).await {
-                Ok(Ok(last)) => *replica.stream_last.lock() = Some(last),
+                Ok(Ok(last)) => {
+                    *replica.stream_last.lock() = Some(last);
+                    let _ = replica.joining();
+                }
                 Ok(Err(e)) => tracing::debug!(partition, error = %e, "stream position unread"),
                 Err(_) => tracing::debug!(partition, "stream position timed out"),
             }
@@ -515,53 +590,109 @@ impl Shard {
         log: Arc<L>,
         options: StoreOptions,
     ) -> Result<Shard, ShardError> {
-        let mut replicas = BTreeMap::new();
-        for &partition in owned {
-            if partition >= partitioner.count() {
-                return Err(ShardError::InvalidArgument(format!(
-                    "partition {partition}: the cluster has {} partitions",
-                    partitioner.count()
-                )));
-            }
-            let current = current_dir(dir, partition)?;
-            remove_stale(dir, partition, &current);
-            let store = Arc::new(Store::open(&current, options.clone())?);
-            let applied = store.log_position(partition)?;
-            replicas.insert(
-                partition,
-                Arc::new(Replica {
-                    store: RwLock::new(store),
-                    standing: Mutex::new(Standing::Following),
-                    progress: watch::Sender::new(applied),
-                    gate: Arc::new(Mutex::new(())),
-                    stream_last: Mutex::new(None),
-                }),
-            );
-        }
-        let mut followers: Vec<_> = replicas
-            .iter()
-            .map(|(&partition, replica)| {
+        let start_following: StartFollowing = {
+            let (id, dir, options, log) =
+                (id.to_string(), dir.to_path_buf(), options.clone(), Arc::clone(&log));
+            Box::new(move |partition, replica| {
                 tokio::spawn(follow(
-                    id.to_string(),
-                    dir.to_path_buf(),
+                    id.clone(),
+                    dir.clone(),
                     options.clone(),
                     partition,
-                    Arc::clone(replica),
+                    replica,
                     Arc::clone(&log),
                 ))
             })
-            .collect();
-        let watched: Arc<dyn ShardLog> = log.clone();
-        followers.push(tokio::spawn(watch_streams(replicas.clone(), watched)));
-        followers.push(tokio::spawn(compact_idle(replicas.clone())));
-        Ok(Shard {
+        };
+        let watched: Arc<dyn ShardLog> = log;
+        let mut shard = Shard {
             id: id.to_string(),
             dir: dir.to_path_buf(),
             partitioner,
-            replicas,
-            followers,
-            log,
-        })
+            options,
+            replicas: Arc::default(),
+            start_following,
+            background: Vec::new(),
+            log: Arc::clone(&watched),
+        };
+        for &partition in owned {
+            shard.take_on(partition, false)?;
+        }
+        shard.background.push(tokio::spawn(watch_streams(Arc::clone(&shard.replicas), watched)));
+        shard.background.push(tokio::spawn(compact_idle(Arc::clone(&shard.replicas))));
+        Ok(shard)
+    }
+
+    /// Takes `partition` on: opens (or creates) its store under the shard's directory and
+    /// follows its stream from the store's position — from the stream's first message for a
+    /// new replica, or from the partition's newest snapshot when the stream was purged past
+    /// it. A partition being released is kept instead. Returns whether anything changed.
+    /// Blocking (opens a store); call inside a tokio runtime.
+    pub fn hold(&self, partition: Partition) -> Result<bool, ShardError> {
+        self.take_on(partition, true)
+    }
+
+    /// [`Shard::hold`]; a replica `joining` a running shard serves only once it has applied
+    /// its stream up to where the stream ended when it was taken on.
+    fn take_on(&self, partition: Partition, joining: bool) -> Result<bool, ShardError> {
+        if partition >= self.partitioner.count() {
+            return Err(ShardError::InvalidArgument(format!(
+                "partition {partition}: the cluster has {} partitions",
+                self.partitioner.count()
+            )));
+        }
+        if let Some(replica) = self.replicas.read().get(&partition) {
+            return Ok(replica.leaving.swap(false, Ordering::AcqRel));
+        }
+        let current = current_dir(&self.dir, partition)?;
+        remove_stale(&self.dir, partition, &current);
+        let store = Store::open(&current, self.options.clone())?;
+        let applied = store.log_position(partition)?;
+        let replica = Arc::new(Replica::open(store, applied));
+        if joining {
+            *replica.joining.lock() = Some(0);
+        }
+        *replica.follower.lock() = Some((self.start_following)(partition, Arc::clone(&replica)));
+        self.replicas.write().insert(partition, replica);
+        Ok(true)
+    }
+
+    /// Stops reporting `partition` as held, so that routers send its reads to its other
+    /// replicas from their next refresh on, while reads already sent here are still
+    /// answered; [`Shard::drop_released`] then removes it. Returns whether it was held.
+    pub fn release(&self, partition: Partition) -> bool {
+        match self.replicas.read().get(&partition) {
+            Some(replica) => {
+                replica.leaving.store(true, Ordering::Release);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes a released partition (one taken on again since is kept): stops its applier,
+    /// closes its store and deletes its directories. Returns whether it was removed.
+    /// Blocking.
+    pub fn drop_released(&self, partition: Partition) -> Result<bool, ShardError> {
+        let replica = {
+            let mut replicas = self.replicas.write();
+            match replicas.get(&partition) {
+                Some(replica) if replica.leaving() => replicas.remove(&partition),
+                _ => None,
+            }
+        };
+        let Some(replica) = replica else { return Ok(false) };
+        if let Some(follower) = replica.follower.lock().take() {
+            follower.abort();
+        }
+        {
+            // The gate waits out a message being applied.
+            let _held = replica.gate.lock();
+            replica.store().close()?;
+        }
+        drop(replica);
+        remove_partition(&self.dir, partition);
+        Ok(true)
     }
 
     /// This shard's name.
@@ -574,19 +705,38 @@ impl Shard {
         self.partitioner
     }
 
-    /// The partitions this shard holds.
+    /// The partitions this shard holds (not those being released).
     pub fn partitions(&self) -> Vec<Partition> {
-        self.replicas.keys().copied().collect()
+        self.held().into_iter().map(|(partition, _)| partition).collect()
+    }
+
+    /// The held partitions' replicas, those being released left out.
+    fn held(&self) -> Vec<(Partition, Arc<Replica>)> {
+        self.replicas
+            .read()
+            .iter()
+            .filter(|(_, replica)| !replica.leaving())
+            .map(|(&partition, replica)| (partition, Arc::clone(replica)))
+            .collect()
+    }
+
+    /// The replica of `partition`, one being released included (it answers reads sent
+    /// before routers learnt of its release).
+    fn replica(&self, partition: Partition) -> Result<Arc<Replica>, ShardError> {
+        self.replicas.read().get(&partition).cloned().ok_or_else(|| self.not_owned(partition))
     }
 
     /// Every held partition's state; with `detail`, what each holds (reads every document).
     pub fn status(&self, detail: bool) -> Result<Vec<PartitionState>, ShardError> {
-        self.replicas
-            .iter()
-            .map(|(&partition, replica)| {
+        self.held()
+            .into_iter()
+            .map(|(partition, replica)| {
                 let store = replica.store();
                 let (serving, stopped) = match replica.standing.lock().clone() {
-                    Standing::Following => (true, None),
+                    Standing::Following => match replica.joining() {
+                        None => (true, None),
+                        Some(why) => (false, Some(why)),
+                    },
                     Standing::Stopped(why) => (true, Some(why)),
                     Standing::Refusing(why) => (false, Some(why)),
                 };
@@ -607,7 +757,7 @@ impl Shard {
     /// the last positions read stand (a shard keeps serving what it has through a lost
     /// quorum); before the log first answered, a shard is not ready. `Err` says why not.
     pub fn ready(&self) -> Result<(), String> {
-        for (&partition, replica) in &self.replicas {
+        for (partition, replica) in self.held() {
             match &*replica.standing.lock() {
                 Standing::Following => {}
                 Standing::Stopped(why) => {
@@ -616,6 +766,9 @@ impl Shard {
                 Standing::Refusing(why) => {
                     return Err(format!("partition {partition} is not serving: {why}"));
                 }
+            }
+            if let Some(why) = replica.joining() {
+                return Err(format!("partition {partition} is not serving: {why}"));
             }
             let applied = *replica.progress.borrow();
             match *replica.stream_last.lock() {
@@ -640,7 +793,7 @@ impl Shard {
     ) -> Result<(), ShardError> {
         let started = tokio::time::Instant::now();
         for &(partition, required) in positions {
-            let replica = self.replicas.get(&partition).ok_or_else(|| self.not_owned(partition))?;
+            let replica = self.replica(partition)?;
             // The applier's published position, not the store's: sled records a position
             // before the indexes have taken the write in, and a read must find it there.
             let mut progress = replica.progress.subscribe();
@@ -678,22 +831,18 @@ impl Shard {
     }
 
     fn not_owned(&self, partition: Partition) -> ShardError {
-        ShardError::NotOwned {
-            shard: self.id.clone(),
-            partition,
-            held: self.replicas.keys().copied().collect(),
-        }
+        ShardError::NotOwned { shard: self.id.clone(), partition, held: self.partitions() }
     }
 
     /// The store of a held partition that serves reads.
     pub fn store(&self, partition: Partition) -> Result<Arc<Store>, ShardError> {
-        let replica = self.replicas.get(&partition).ok_or_else(|| self.not_owned(partition))?;
-        if let Standing::Refusing(reason) = &*replica.standing.lock() {
-            return Err(ShardError::NotServing {
-                shard: self.id.clone(),
-                partition,
-                reason: reason.clone(),
-            });
+        let replica = self.replica(partition)?;
+        let refusing = match &*replica.standing.lock() {
+            Standing::Refusing(reason) => Some(reason.clone()),
+            _ => None,
+        };
+        if let Some(reason) = refusing.or_else(|| replica.joining()) {
+            return Err(ShardError::NotServing { shard: self.id.clone(), partition, reason });
         }
         Ok(replica.store())
     }
@@ -710,7 +859,7 @@ impl Shard {
         let mut done = Vec::with_capacity(partitions.len());
         for &partition in partitions {
             let store = self.store(partition)?;
-            let replica = Arc::clone(&self.replicas[&partition]);
+            let replica = self.replica(partition)?;
             let path = self.dir.join(format!("p{partition}.partition-snapshot"));
             let written = {
                 let path = path.clone();
@@ -857,10 +1006,16 @@ impl Shard {
 
     /// Stops the appliers and closes every partition's store.
     pub fn close(&self) -> Result<(), ShardError> {
-        for follower in &self.followers {
-            follower.abort();
+        for task in &self.background {
+            task.abort();
         }
-        for replica in self.replicas.values() {
+        let replicas = self.replicas.read().clone();
+        for replica in replicas.values() {
+            if let Some(follower) = replica.follower.lock().take() {
+                follower.abort();
+            }
+        }
+        for replica in replicas.values() {
             // The gate waits out a message being applied.
             let _held = replica.gate.lock();
             replica.store().close()?;

@@ -1,14 +1,16 @@
 //! `sieve.v1.Admin`: snapshots of collections (create, restore into a new collection, list,
-//! delete) and, on a cluster router, of log partitions. The file work runs off the async
-//! runtime; every method needs an admin key.
+//! delete) and, on a cluster router, of log partitions and their assignment to shards. The
+//! file work runs off the async runtime; every method needs an admin key.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sieve_proto::v1::admin_server::Admin;
 use sieve_proto::v1::{
-    Collection, CreateSnapshotRequest, DeleteSnapshotRequest, DeleteSnapshotResponse,
-    ListSnapshotsRequest, ListSnapshotsResponse, PartitionSnapshot, RestoreSnapshotRequest,
-    Snapshot, SnapshotPartitionsRequest, SnapshotPartitionsResponse,
+    AssignPartitionRequest, AssignPartitionResponse, Collection, CreateSnapshotRequest,
+    DeleteSnapshotRequest, DeleteSnapshotResponse, ListSnapshotsRequest, ListSnapshotsResponse,
+    PartitionSnapshot, RestoreSnapshotRequest, Snapshot, SnapshotPartitionsRequest,
+    SnapshotPartitionsResponse,
 };
 use sieve_storage::snapshot;
 use tonic::{Request, Response, Status};
@@ -114,4 +116,42 @@ impl Admin for AdminService {
             .collect();
         Ok(Response::new(SnapshotPartitionsResponse { snapshots }))
     }
+
+    async fn assign_partition(
+        &self,
+        request: Request<AssignPartitionRequest>,
+    ) -> Result<Response<AssignPartitionResponse>, Status> {
+        let request = request.into_inner();
+        if let Backend::Models = &self.0.backend {
+            return Err(super::no_collections());
+        }
+        let Backend::Cluster(cluster) = &self.0.backend else {
+            return Err(Status::failed_precondition(
+                "AssignPartition is for a cluster router (--role router): a standalone server \
+                 has no log partitions or shards",
+            ));
+        };
+        let wait = match request.wait_ms {
+            0 => ASSIGN_WAIT_DEFAULT,
+            ms if ms > ASSIGN_WAIT_MAX.as_millis() as u32 => {
+                return Err(Status::invalid_argument(format!(
+                    "wait_ms: {ms} is above the limit of {}",
+                    ASSIGN_WAIT_MAX.as_millis()
+                )));
+            }
+            ms => Duration::from_millis(u64::from(ms)),
+        };
+        let assignment = cluster
+            .assign(request.partition, request.add.trim(), request.remove.trim(), wait)
+            .await
+            .map_err(status::cluster)?;
+        Ok(Response::new(AssignPartitionResponse {
+            epoch: assignment.epoch,
+            shards: assignment.owners(request.partition).into_iter().map(String::from).collect(),
+        }))
+    }
 }
+
+/// How long `AssignPartition`'s `remove` waits for another replica by default, and at most.
+const ASSIGN_WAIT_DEFAULT: Duration = Duration::from_secs(60);
+const ASSIGN_WAIT_MAX: Duration = Duration::from_secs(600);

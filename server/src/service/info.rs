@@ -78,6 +78,20 @@ impl Info for InfoService {
             Backend::Cluster(cluster) => {
                 let names = cluster.list().await.map_err(crate::status::cluster)?;
                 let topology = cluster.topology();
+                // Info answers without it when the assignment bucket cannot be read.
+                let assignment = match cluster.assignment().await {
+                    Ok(assignment) => assignment,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "assignment unread for Info");
+                        sieve_cluster::Assignment::default()
+                    }
+                };
+                let assigned = |name: &str| -> Vec<u32> {
+                    assignment
+                        .held_by(name)
+                        .map(|held| held.iter().copied().collect())
+                        .unwrap_or_default()
+                };
                 let shards = topology
                     .shards()
                     .into_iter()
@@ -87,6 +101,7 @@ impl Info for InfoService {
                         behind: shard.behind,
                         not_ready: shard.not_ready.to_string(),
                         address: shard.address.to_string(),
+                        assigned: assigned(shard.name),
                     })
                     .collect();
                 let silent = topology
@@ -94,8 +109,10 @@ impl Info for InfoService {
                     .iter()
                     .map(|(address, why)| {
                         let (name, record) = cluster.recorded(address).unzip();
+                        let name = name.unwrap_or_default();
                         ShardInfo {
-                            name: name.unwrap_or_default(),
+                            assigned: assigned(&name),
+                            name,
                             partitions: record.map(|r| r.partitions).unwrap_or_default(),
                             not_ready: format!("does not answer: {why}"),
                             address: address.clone(),
@@ -108,6 +125,7 @@ impl Info for InfoService {
                     shards,
                     unserved: topology.unserved(),
                     silent,
+                    assignment_epoch: assignment.epoch,
                 };
                 ("router", names.len() as u64, Some(shape))
             }

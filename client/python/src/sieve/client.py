@@ -224,6 +224,24 @@ class Client:
         request = admin_pb2.SnapshotPartitionsRequest(partitions=list(partitions), purge=purge)
         return list(self._call(self._admin.SnapshotPartitions, request, timeout).snapshots)
 
+    def assign_partition(
+        self,
+        partition: int,
+        *,
+        add: str = "",
+        remove: str = "",
+        wait_ms: int = 0,
+        timeout: Optional[float] = None,
+    ) -> admin_pb2.AssignPartitionResponse:
+        """Cluster mode (a router): gives `partition` to shard `add` and/or takes it from shard
+        `remove`, the latter only once another replica serves it caught up (waiting up to
+        `wait_ms`; 0: the server's 60 s). Both move it. Returns the assignment's epoch and the
+        partition's shards after. A standalone server answers FAILED_PRECONDITION."""
+        request = admin_pb2.AssignPartitionRequest(
+            partition=partition, add=add, remove=remove, wait_ms=wait_ms
+        )
+        return self._call(self._admin.AssignPartition, request, timeout)
+
     # --- documents -----------------------------------------------------------------------
 
     def ingest_stream(

@@ -103,6 +103,30 @@ enum Command {
     /// Measure ingest or search throughput and latency against a running server.
     #[command(subcommand)]
     Bench(bench::Command),
+    /// Through a cluster router: the cluster's partitions and shards.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// The cluster's shape: partitions, each shard's held and assigned partitions, its lag.
+    Shards,
+    /// Give a partition to a shard (`--add`), take it from one (`--remove`: only once another
+    /// replica serves it caught up), or both to move it. Prints the partition's shards after.
+    Assign {
+        /// The partition.
+        partition: u32,
+        /// The shard to take it on.
+        #[arg(long, default_value = "")]
+        add: String,
+        /// The shard to give it up.
+        #[arg(long, default_value = "")]
+        remove: String,
+        /// How long `--remove` waits for another replica to catch up, in seconds (at most 600).
+        #[arg(long, default_value_t = 60)]
+        wait_secs: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -188,6 +212,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         },
+        Command::Cluster(ClusterCommand::Shards) => {
+            let info = client.info().await?;
+            let Some(cluster) = info.cluster.as_ref() else {
+                anyhow::bail!("the server is a {} server, not a cluster router", info.role);
+            };
+            println!("{}", serde_json::to_string_pretty(&output::info(&info)["cluster"])?);
+            if !cluster.unserved.is_empty() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Cluster(ClusterCommand::Assign { partition, add, remove, wait_secs }) => {
+            let wait_ms = wait_secs.saturating_mul(1000);
+            let assigned = client.assign_partition(partition, add, remove, wait_ms).await?;
+            let shown = serde_json::json!({
+                "partition": partition, "epoch": assigned.epoch, "shards": assigned.shards,
+            });
+            println!("{}", serde_json::to_string(&shown)?);
+        }
         Command::Info => {
             let info = client.info().await?;
             println!("{}", serde_json::to_string_pretty(&output::info(&info))?);

@@ -105,9 +105,10 @@ pub fn info(info: &proto::GetInfoResponse) -> Json {
         "role": info.role,
         "cluster": info.cluster.as_ref().map(|c| json!({
             "partitions": c.partitions,
-            "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "behind": s.behind, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
+            "assignment_epoch": c.assignment_epoch,
+            "shards": c.shards.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "assigned": s.assigned, "behind": s.behind, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
             "unserved": c.unserved,
-            "silent": c.silent.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
+            "silent": c.silent.iter().map(|s| json!({"name": s.name, "partitions": s.partitions, "assigned": s.assigned, "not_ready": s.not_ready, "address": s.address})).collect::<Vec<_>>(),
         })),
         "models": info.models.iter().map(|m| json!({
             "name": m.name, "architecture": m.architecture, "precision": m.precision, "kernels": m.kernels,

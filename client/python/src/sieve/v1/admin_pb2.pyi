@@ -92,3 +92,23 @@ class SnapshotPartitionsResponse(_message.Message):
     SNAPSHOTS_FIELD_NUMBER: _ClassVar[int]
     snapshots: _containers.RepeatedCompositeFieldContainer[PartitionSnapshot]
     def __init__(self, snapshots: _Optional[_Iterable[_Union[PartitionSnapshot, _Mapping]]] = ...) -> None: ...
+
+class AssignPartitionRequest(_message.Message):
+    __slots__ = ("partition", "add", "remove", "wait_ms")
+    PARTITION_FIELD_NUMBER: _ClassVar[int]
+    ADD_FIELD_NUMBER: _ClassVar[int]
+    REMOVE_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    partition: int
+    add: str
+    remove: str
+    wait_ms: int
+    def __init__(self, partition: _Optional[int] = ..., add: _Optional[str] = ..., remove: _Optional[str] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+
+class AssignPartitionResponse(_message.Message):
+    __slots__ = ("epoch", "shards")
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    shards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, epoch: _Optional[int] = ..., shards: _Optional[_Iterable[str]] = ...) -> None: ...

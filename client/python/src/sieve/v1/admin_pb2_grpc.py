@@ -62,6 +62,11 @@ class AdminStub(object):
                 request_serializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.SerializeToString,
                 response_deserializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.FromString,
                 _registered_method=True)
+        self.AssignPartition = channel.unary_unary(
+                '/sieve.v1.Admin/AssignPartition',
+                request_serializer=sieve_dot_v1_dot_admin__pb2.AssignPartitionRequest.SerializeToString,
+                response_deserializer=sieve_dot_v1_dot_admin__pb2.AssignPartitionResponse.FromString,
+                _registered_method=True)
 
 
 class AdminServicer(object):
@@ -109,6 +114,21 @@ class AdminServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignPartition(self, request, context):
+        """Cluster routers only: changes which shards hold a partition, through the cluster's
+        versioned assignment (a replicated JetStream KV bucket every shard follows). `add` gives
+        the partition to a shard: it replays the partition's stream, or bootstraps from the
+        partition's newest snapshot when the stream was purged, then serves it. `remove` takes it
+        from a shard, only once another shard it is assigned to serves it caught up (waiting up
+        to `wait_ms` for that; DEADLINE_EXCEEDED leaves the partition on both, and asking again
+        finishes the move). Both together move it. A change the assignment already holds is no
+        change. Removing a partition's last replica is FAILED_PRECONDITION; a shard that never
+        started is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +156,11 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.SnapshotPartitions,
                     request_deserializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.FromString,
                     response_serializer=sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.SerializeToString,
+            ),
+            'AssignPartition': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignPartition,
+                    request_deserializer=sieve_dot_v1_dot_admin__pb2.AssignPartitionRequest.FromString,
+                    response_serializer=sieve_dot_v1_dot_admin__pb2.AssignPartitionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -275,6 +300,33 @@ class Admin(object):
             '/sieve.v1.Admin/SnapshotPartitions',
             sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsRequest.SerializeToString,
             sieve_dot_v1_dot_admin__pb2.SnapshotPartitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignPartition(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/sieve.v1.Admin/AssignPartition',
+            sieve_dot_v1_dot_admin__pb2.AssignPartitionRequest.SerializeToString,
+            sieve_dot_v1_dot_admin__pb2.AssignPartitionResponse.FromString,
             options,
             channel_credentials,
             insecure,

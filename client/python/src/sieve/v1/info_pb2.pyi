@@ -107,30 +107,34 @@ class GetInfoResponse(_message.Message):
     def __init__(self, version: _Optional[str] = ..., build: _Optional[str] = ..., collections: _Optional[int] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., default_cascade: _Optional[_Iterable[_Union[RerankStageInfo, _Mapping]]] = ..., default_embedder: _Optional[str] = ..., api_keys_required: bool = ..., tls: bool = ..., role: _Optional[str] = ..., cluster: _Optional[_Union[ClusterInfo, _Mapping]] = ...) -> None: ...
 
 class ClusterInfo(_message.Message):
-    __slots__ = ("partitions", "shards", "unserved", "silent")
+    __slots__ = ("partitions", "shards", "unserved", "silent", "assignment_epoch")
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     UNSERVED_FIELD_NUMBER: _ClassVar[int]
     SILENT_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENT_EPOCH_FIELD_NUMBER: _ClassVar[int]
     partitions: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     unserved: _containers.RepeatedScalarFieldContainer[int]
     silent: _containers.RepeatedCompositeFieldContainer[ShardInfo]
-    def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ..., silent: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ...) -> None: ...
+    assignment_epoch: int
+    def __init__(self, partitions: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., unserved: _Optional[_Iterable[int]] = ..., silent: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., assignment_epoch: _Optional[int] = ...) -> None: ...
 
 class ShardInfo(_message.Message):
-    __slots__ = ("name", "partitions", "behind", "not_ready", "address")
+    __slots__ = ("name", "partitions", "behind", "not_ready", "address", "assigned")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PARTITIONS_FIELD_NUMBER: _ClassVar[int]
     BEHIND_FIELD_NUMBER: _ClassVar[int]
     NOT_READY_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
     name: str
     partitions: _containers.RepeatedScalarFieldContainer[int]
     behind: int
     not_ready: str
     address: str
-    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ..., behind: _Optional[int] = ..., not_ready: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    assigned: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., partitions: _Optional[_Iterable[int]] = ..., behind: _Optional[int] = ..., not_ready: _Optional[str] = ..., address: _Optional[str] = ..., assigned: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class RerankStageInfo(_message.Message):
     __slots__ = ("model", "keep")

@@ -93,6 +93,27 @@ export interface SnapshotPartitionsResponse {
   snapshots: PartitionSnapshot[];
 }
 
+export interface AssignPartitionRequest {
+  /** The partition, below the cluster's partition count. */
+  partition: number;
+  /** The shard (by name) to take the partition on; empty: none. */
+  add: string;
+  /** The shard (by name) to give the partition up; empty: none. */
+  remove: string;
+  /**
+   * How long `remove` waits for another replica to serve the partition caught up (0: 60 000;
+   * at most 600 000).
+   */
+  waitMs: number;
+}
+
+export interface AssignPartitionResponse {
+  /** The assignment's version after the change (its KV revision). */
+  epoch: number;
+  /** The shards the partition is assigned to now, by name. */
+  shards: string[];
+}
+
 function createBaseSnapshot(): Snapshot {
   return { name: "", collection: "", sequence: 0, documents: 0, sizeBytes: 0, createdUnixMs: 0, config: undefined };
 }
@@ -1022,6 +1043,212 @@ export const SnapshotPartitionsResponse: MessageFns<SnapshotPartitionsResponse> 
   },
 };
 
+function createBaseAssignPartitionRequest(): AssignPartitionRequest {
+  return { partition: 0, add: "", remove: "", waitMs: 0 };
+}
+
+export const AssignPartitionRequest: MessageFns<AssignPartitionRequest> = {
+  encode(message: AssignPartitionRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.partition !== 0) {
+      writer.uint32(8).uint32(message.partition);
+    }
+    if (message.add !== "") {
+      writer.uint32(18).string(message.add);
+    }
+    if (message.remove !== "") {
+      writer.uint32(26).string(message.remove);
+    }
+    if (message.waitMs !== 0) {
+      writer.uint32(32).uint32(message.waitMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignPartitionRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignPartitionRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.partition = reader.uint32();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.add = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.remove = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.waitMs = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignPartitionRequest {
+    return {
+      partition: isSet(object.partition) ? globalThis.Number(object.partition) : 0,
+      add: isSet(object.add) ? globalThis.String(object.add) : "",
+      remove: isSet(object.remove) ? globalThis.String(object.remove) : "",
+      waitMs: isSet(object.waitMs)
+        ? globalThis.Number(object.waitMs)
+        : isSet(object.wait_ms)
+        ? globalThis.Number(object.wait_ms)
+        : 0,
+    };
+  },
+
+  toJSON(message: AssignPartitionRequest): unknown {
+    const obj: any = {};
+    if (message.partition !== 0) {
+      obj.partition = Math.round(message.partition);
+    }
+    if (message.add !== "") {
+      obj.add = message.add;
+    }
+    if (message.remove !== "") {
+      obj.remove = message.remove;
+    }
+    if (message.waitMs !== 0) {
+      obj.waitMs = Math.round(message.waitMs);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignPartitionRequest>, I>>(base?: I): AssignPartitionRequest {
+    return AssignPartitionRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignPartitionRequest>, I>>(object: I): AssignPartitionRequest {
+    const message = createBaseAssignPartitionRequest();
+    message.partition = object.partition ?? 0;
+    message.add = object.add ?? "";
+    message.remove = object.remove ?? "";
+    message.waitMs = object.waitMs ?? 0;
+    return message;
+  },
+};
+
+function createBaseAssignPartitionResponse(): AssignPartitionResponse {
+  return { epoch: 0, shards: [] };
+}
+
+export const AssignPartitionResponse: MessageFns<AssignPartitionResponse> = {
+  encode(message: AssignPartitionResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.epoch !== 0) {
+      writer.uint32(8).uint64(message.epoch);
+    }
+    for (const v of message.shards) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssignPartitionResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssignPartitionResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.epoch = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.shards.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssignPartitionResponse {
+    return {
+      epoch: isSet(object.epoch) ? globalThis.Number(object.epoch) : 0,
+      shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => globalThis.String(e)) : [],
+    };
+  },
+
+  toJSON(message: AssignPartitionResponse): unknown {
+    const obj: any = {};
+    if (message.epoch !== 0) {
+      obj.epoch = Math.round(message.epoch);
+    }
+    if (message.shards?.length) {
+      obj.shards = message.shards;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssignPartitionResponse>, I>>(base?: I): AssignPartitionResponse {
+    return AssignPartitionResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssignPartitionResponse>, I>>(object: I): AssignPartitionResponse {
+    const message = createBaseAssignPartitionResponse();
+    message.epoch = object.epoch ?? 0;
+    message.shards = object.shards?.map((e) => e) || [];
+    return message;
+  },
+};
+
 /**
  * Operations on the server's data as a whole: snapshots of collections. Every method needs an
  * admin key.
@@ -1096,6 +1323,28 @@ export const AdminService = {
       Buffer.from(SnapshotPartitionsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SnapshotPartitionsResponse => SnapshotPartitionsResponse.decode(value),
   },
+  /**
+   * Cluster routers only: changes which shards hold a partition, through the cluster's
+   * versioned assignment (a replicated JetStream KV bucket every shard follows). `add` gives
+   * the partition to a shard: it replays the partition's stream, or bootstraps from the
+   * partition's newest snapshot when the stream was purged, then serves it. `remove` takes it
+   * from a shard, only once another shard it is assigned to serves it caught up (waiting up
+   * to `wait_ms` for that; DEADLINE_EXCEEDED leaves the partition on both, and asking again
+   * finishes the move). Both together move it. A change the assignment already holds is no
+   * change. Removing a partition's last replica is FAILED_PRECONDITION; a shard that never
+   * started is NOT_FOUND.
+   */
+  assignPartition: {
+    path: "/sieve.v1.Admin/AssignPartition" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AssignPartitionRequest): Buffer =>
+      Buffer.from(AssignPartitionRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AssignPartitionRequest => AssignPartitionRequest.decode(value),
+    responseSerialize: (value: AssignPartitionResponse): Buffer =>
+      Buffer.from(AssignPartitionResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AssignPartitionResponse => AssignPartitionResponse.decode(value),
+  },
 } as const;
 
 export interface AdminServer extends UntypedServiceImplementation {
@@ -1120,6 +1369,18 @@ export interface AdminServer extends UntypedServiceImplementation {
    * while its stream was purged) bootstraps from the partition's newest snapshot.
    */
   snapshotPartitions: handleUnaryCall<SnapshotPartitionsRequest, SnapshotPartitionsResponse>;
+  /**
+   * Cluster routers only: changes which shards hold a partition, through the cluster's
+   * versioned assignment (a replicated JetStream KV bucket every shard follows). `add` gives
+   * the partition to a shard: it replays the partition's stream, or bootstraps from the
+   * partition's newest snapshot when the stream was purged, then serves it. `remove` takes it
+   * from a shard, only once another shard it is assigned to serves it caught up (waiting up
+   * to `wait_ms` for that; DEADLINE_EXCEEDED leaves the partition on both, and asking again
+   * finishes the move). Both together move it. A change the assignment already holds is no
+   * change. Removing a partition's last replica is FAILED_PRECONDITION; a shard that never
+   * started is NOT_FOUND.
+   */
+  assignPartition: handleUnaryCall<AssignPartitionRequest, AssignPartitionResponse>;
 }
 
 export interface AdminClient extends Client {
@@ -1213,6 +1474,32 @@ export interface AdminClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SnapshotPartitionsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Cluster routers only: changes which shards hold a partition, through the cluster's
+   * versioned assignment (a replicated JetStream KV bucket every shard follows). `add` gives
+   * the partition to a shard: it replays the partition's stream, or bootstraps from the
+   * partition's newest snapshot when the stream was purged, then serves it. `remove` takes it
+   * from a shard, only once another shard it is assigned to serves it caught up (waiting up
+   * to `wait_ms` for that; DEADLINE_EXCEEDED leaves the partition on both, and asking again
+   * finishes the move). Both together move it. A change the assignment already holds is no
+   * change. Removing a partition's last replica is FAILED_PRECONDITION; a shard that never
+   * started is NOT_FOUND.
+   */
+  assignPartition(
+    request: AssignPartitionRequest,
+    callback: (error: ServiceError | null, response: AssignPartitionResponse) => void,
+  ): ClientUnaryCall;
+  assignPartition(
+    request: AssignPartitionRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AssignPartitionResponse) => void,
+  ): ClientUnaryCall;
+  assignPartition(
+    request: AssignPartitionRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AssignPartitionResponse) => void,
   ): ClientUnaryCall;
 }
 

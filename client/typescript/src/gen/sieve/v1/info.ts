@@ -113,6 +113,11 @@ export interface ClusterInfo {
    * bucket, or named by --shards): partitions as last recorded, `not_ready` says why.
    */
   silent: ShardInfo[];
+  /**
+   * The version of the cluster's assignment (which shards are to hold which partitions; 0
+   * when it could not be read). Shards follow it within about a second.
+   */
+  assignmentEpoch: number;
 }
 
 export interface ShardInfo {
@@ -130,6 +135,11 @@ export interface ShardInfo {
    * cluster's shard status bucket or the router's --shards named it.
    */
   address: string;
+  /**
+   * The partitions the cluster's assignment gives it. They differ from `partitions` while it
+   * takes partitions on (replaying or bootstrapping) or gives them up.
+   */
+  assigned: number[];
 }
 
 export interface RerankStageInfo {
@@ -1170,7 +1180,7 @@ export const GetInfoResponse: MessageFns<GetInfoResponse> = {
 };
 
 function createBaseClusterInfo(): ClusterInfo {
-  return { partitions: 0, shards: [], unserved: [], silent: [] };
+  return { partitions: 0, shards: [], unserved: [], silent: [], assignmentEpoch: 0 };
 }
 
 export const ClusterInfo: MessageFns<ClusterInfo> = {
@@ -1190,6 +1200,9 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
     }
     for (const v of message.silent) {
       ShardInfo.encode(v!, writer.uint32(34).fork()).join();
+    }
+    if (message.assignmentEpoch !== 0) {
+      writer.uint32(40).uint64(message.assignmentEpoch);
     }
     return writer;
   },
@@ -1249,6 +1262,14 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
             message.silent.push(ShardInfo.decode(reader, reader.uint32()));
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.assignmentEpoch = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1267,6 +1288,11 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
       shards: globalThis.Array.isArray(object?.shards) ? object.shards.map((e: any) => ShardInfo.fromJSON(e)) : [],
       unserved: globalThis.Array.isArray(object?.unserved) ? object.unserved.map((e: any) => globalThis.Number(e)) : [],
       silent: globalThis.Array.isArray(object?.silent) ? object.silent.map((e: any) => ShardInfo.fromJSON(e)) : [],
+      assignmentEpoch: isSet(object.assignmentEpoch)
+        ? globalThis.Number(object.assignmentEpoch)
+        : isSet(object.assignment_epoch)
+        ? globalThis.Number(object.assignment_epoch)
+        : 0,
     };
   },
 
@@ -1284,6 +1310,9 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
     if (message.silent?.length) {
       obj.silent = message.silent.map((e) => ShardInfo.toJSON(e));
     }
+    if (message.assignmentEpoch !== 0) {
+      obj.assignmentEpoch = Math.round(message.assignmentEpoch);
+    }
     return obj;
   },
 
@@ -1296,12 +1325,13 @@ export const ClusterInfo: MessageFns<ClusterInfo> = {
     message.shards = object.shards?.map((e) => ShardInfo.fromPartial(e)) || [];
     message.unserved = object.unserved?.map((e) => e) || [];
     message.silent = object.silent?.map((e) => ShardInfo.fromPartial(e)) || [];
+    message.assignmentEpoch = object.assignmentEpoch ?? 0;
     return message;
   },
 };
 
 function createBaseShardInfo(): ShardInfo {
-  return { name: "", partitions: [], behind: 0, notReady: "", address: "" };
+  return { name: "", partitions: [], behind: 0, notReady: "", address: "", assigned: [] };
 }
 
 export const ShardInfo: MessageFns<ShardInfo> = {
@@ -1324,6 +1354,13 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     }
     if (message.address !== "") {
       writer.uint32(42).string(message.address);
+    }
+    if (message.assigned.length !== 0) {
+      writer.uint32(50).fork();
+      for (const v of message.assigned) {
+        writer.uint32(v);
+      }
+      writer.join();
     }
     return writer;
   },
@@ -1391,6 +1428,24 @@ export const ShardInfo: MessageFns<ShardInfo> = {
             message.address = reader.string();
             continue;
           }
+          case 6: {
+            if (tag === 48) {
+              message.assigned.push(reader.uint32());
+
+              continue;
+            }
+
+            if (tag === 50) {
+              const end2 = reader.uint32() + reader.pos;
+              while (reader.pos < end2) {
+                message.assigned.push(reader.uint32());
+              }
+
+              continue;
+            }
+
+            break;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1416,6 +1471,7 @@ export const ShardInfo: MessageFns<ShardInfo> = {
         ? globalThis.String(object.not_ready)
         : "",
       address: isSet(object.address) ? globalThis.String(object.address) : "",
+      assigned: globalThis.Array.isArray(object?.assigned) ? object.assigned.map((e: any) => globalThis.Number(e)) : [],
     };
   },
 
@@ -1436,6 +1492,9 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     if (message.address !== "") {
       obj.address = message.address;
     }
+    if (message.assigned?.length) {
+      obj.assigned = message.assigned.map((e) => Math.round(e));
+    }
     return obj;
   },
 
@@ -1449,6 +1508,7 @@ export const ShardInfo: MessageFns<ShardInfo> = {
     message.behind = object.behind ?? 0;
     message.notReady = object.notReady ?? "";
     message.address = object.address ?? "";
+    message.assigned = object.assigned?.map((e) => e) || [];
     return message;
   },
 };
