@@ -1123,7 +1123,10 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
 
     // A shard added later: the router finds it without a restart; `down` stops it too.
     let (_, log) = run(&["add-shard", "shard-4", "3"]);
-    assert!(log.contains("shard-4 on 127.0.0.1:") && log.contains("holds partitions 3"), "{log}");
+    assert!(
+        log.contains("shard-4 on 127.0.0.1:") && log.contains("joins with partitions 3 ("),
+        "{log}"
+    );
     pids.push(std::fs::read_to_string(state.path().join("pids/shard-4")).unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

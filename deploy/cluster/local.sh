@@ -121,7 +121,7 @@ add_shard() {
   bin="$(server_bin)"
   spawn_shard "$bin" "$name" "$held"
   addr="$(await_listening "$state/pids/$name" "$state/logs/$name.log" 120)"
-  log "$name on $addr holds partitions $held"
+  log "$name on $addr joins with partitions $held (the cluster's assignment decides after: sieve cluster shards)"
 }
 
 # Every process's name, in the order they stop: the router first (no new writes), then the
@@ -175,7 +175,7 @@ EOF
   for i in 0 1 2; do
     local name="shard-$((i + 1))" addr
     addr="$(await_listening "$state/pids/$name" "$state/logs/$name.log" 120)"
-    log "$name on $addr holds partitions $(held_by "$i")"
+    log "$name on $addr joins with partitions $(held_by "$i")"
   done
   local tier=()
   if [[ -n "${SIEVE_MODEL_TIER:-}" ]]; then

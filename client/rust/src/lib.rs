@@ -214,7 +214,7 @@ impl Client {
     }
 
     /// Cluster routers: gives `partition` to shard `add` and/or takes it from shard `remove`
-    /// (empty: none), the latter only once another replica serves it caught up, waiting up to
+    /// (empty: none), the latter only once another replica (`add`'s, in a move) serves it caught up, waiting up to
     /// `wait_ms` (0: the server's default). Returns the assignment's epoch and the shards the
     /// partition is assigned to after.
     pub async fn assign_partition(

@@ -590,7 +590,7 @@ export class Client {
 
   /**
    * Cluster mode (a router): gives `partition` to shard `add` and/or takes it from shard
-   * `remove`, the latter only once another replica serves it caught up (waiting up to `waitMs`;
+   * `remove`, the latter only once another replica (`add`'s, in a move) serves it caught up (waiting up to `waitMs`;
    * 0: the server's 60 s). Both move it. Resolves to the assignment's epoch and the partition's
    * shards after. A standalone server answers FAILED_PRECONDITION.
    */

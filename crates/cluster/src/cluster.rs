@@ -274,8 +274,8 @@ impl Cluster {
     }
 
     /// Changes which shards hold `partition` (`AssignPartition` in admin.proto): shard `add`
-    /// takes it on; shard `remove` gives it up, only once another shard it is assigned to
-    /// serves it caught up, waiting up to `wait` for that. A change the assignment already
+    /// takes it on; shard `remove` gives it up, only once `add` (in a move), else another
+    /// shard it is assigned to, serves it caught up, waiting up to `wait` for that. A change the assignment already
     /// holds is no change, so a move that timed out can be asked for again. Returns the
     /// assignment as it stands after.
     pub async fn assign(
@@ -334,22 +334,27 @@ impl Cluster {
                  (add)"
             )));
         }
-        // Another replica must serve it, caught up, before this one lets go.
+        // Before this replica lets go, the one taking it on (in a move), else any other,
+        // must serve it caught up.
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             self.refresh().await;
             let topology = self.topology();
             let serving = topology.caught_up_owners(partition);
-            if others(&assignment).iter().any(|s| serving.contains(&s.as_str())) {
+            let awaited = if add.is_empty() { others(&assignment) } else { vec![add.to_string()] };
+            if awaited.iter().any(|s| serving.contains(&s.as_str())) {
                 break;
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(ClusterError::TimedOut(format!(
-                    "no other replica of partition {partition} (assigned to {:?}) served it \
-                     caught up within {} ms; '{remove}' keeps it: ask again to finish the move \
-                     (a new replica replays the partition's stream, or bootstraps from its \
-                     newest snapshot when the stream was purged)",
-                    others(&assignment),
+                    "{} did not serve partition {partition} caught up within {} ms; '{remove}' \
+                     keeps it: ask again to finish (a new replica replays the partition's \
+                     stream, or bootstraps from its newest snapshot when the stream was purged)",
+                    if add.is_empty() {
+                        format!("no other shard it is assigned to ({awaited:?})")
+                    } else {
+                        format!("shard '{add}'")
+                    },
                     wait.as_millis()
                 )));
             }

@@ -234,7 +234,7 @@ class Client:
         timeout: Optional[float] = None,
     ) -> admin_pb2.AssignPartitionResponse:
         """Cluster mode (a router): gives `partition` to shard `add` and/or takes it from shard
-        `remove`, the latter only once another replica serves it caught up (waiting up to
+        `remove`, the latter only once another replica (`add`'s, in a move) serves it caught up (waiting up to
         `wait_ms`; 0: the server's 60 s). Both move it. Returns the assignment's epoch and the
         partition's shards after. A standalone server answers FAILED_PRECONDITION."""
         request = admin_pb2.AssignPartitionRequest(

@@ -113,7 +113,7 @@ enum ClusterCommand {
     /// The cluster's shape: partitions, each shard's held and assigned partitions, its lag.
     Shards,
     /// Give a partition to a shard (`--add`), take it from one (`--remove`: only once another
-    /// replica serves it caught up), or both to move it. Prints the partition's shards after.
+    /// replica, `--add`'s in a move, serves it caught up), or both to move it. Prints the partition's shards after.
     Assign {
         /// The partition.
         partition: u32,

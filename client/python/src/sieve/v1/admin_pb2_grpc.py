@@ -119,9 +119,9 @@ class AdminServicer(object):
         versioned assignment (a replicated JetStream KV bucket every shard follows). `add` gives
         the partition to a shard: it replays the partition's stream, or bootstraps from the
         partition's newest snapshot when the stream was purged, then serves it. `remove` takes it
-        from a shard, only once another shard it is assigned to serves it caught up (waiting up
-        to `wait_ms` for that; DEADLINE_EXCEEDED leaves the partition on both, and asking again
-        finishes the move). Both together move it. A change the assignment already holds is no
+        from a shard, only once another shard it is assigned to serves it caught up: the `add`
+        shard when both are given (a move), any other otherwise (waiting up to `wait_ms` for
+        that; DEADLINE_EXCEEDED leaves the partition on both, and asking again finishes). A change the assignment already holds is no
         change. Removing a partition's last replica is FAILED_PRECONDITION; a shard that never
         started is NOT_FOUND.
         """
