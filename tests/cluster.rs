@@ -376,6 +376,52 @@ async fn a_snapshot_bootstraps_a_replica_behind_a_purged_stream_and_a_new_shard(
     }
 }
 
+/// The snapshot policy keeps the streams bounded: the partitions' first replica in name order
+/// snapshots each once its stream holds `--snapshot-every-messages` applied messages and
+/// purges what the snapshot covers; a shard added afterwards bootstraps from it and holds
+/// what the first holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_policy_bounds_the_streams_and_new_replicas_bootstrap_from_it() {
+    let nats = NatsCluster::start(3);
+    let urls = nats.urls().join(",");
+    let log = connect(&nats).await;
+    let dirs = [(); 2].map(|()| tempfile::tempdir().unwrap());
+    let mut flags = shard_flags("keeper", "", &urls);
+    flags.extend(["--snapshot-every-messages", "10"]);
+    let keeper = TestServer::start(dirs[0].path(), &flags);
+    let create = LogOp::Create { collection: "notes".into(), config: config() };
+    for p in 0..PARTITIONS {
+        log.append(p, &format!("create/{p}"), create.encode()).await.unwrap();
+    }
+    let mut rng = StdRng::seed_from_u64(9);
+    append_batches(&log, 0..30, &mut rng).await;
+    // The creation and 30 writes per partition: past 10, so each stream is snapshotted and
+    // purged, once (nothing is appended after).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for p in 0..PARTITIONS {
+        loop {
+            let bounds = log.bounds(p).await.unwrap();
+            if (bounds.first, bounds.last) == (32, 31) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "partition {p}'s stream kept {bounds:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let held = status(&keeper, true).await;
+    let mut late = shard_flags("late", "", &urls);
+    late.extend(["--snapshot-every-messages", "0"]);
+    let late = TestServer::start(dirs[1].path(), &late);
+    serving(&late).await;
+    ready(&late).await;
+    let states = status(&late, true).await;
+    for p in 0..PARTITIONS {
+        assert_eq!((states[&p].applied, held[&p].applied), (31, 31), "partition {p}");
+        assert_eq!(states[&p].contents, held[&p].contents, "partition {p}");
+        assert!(held[&p].contents.unwrap().sled > 100, "{:?}", held[&p].contents);
+    }
+}
+
 /// Segments of every BM25 index under `dir` (each index's `meta.json`).
 fn bm25_segments(dir: &std::path::Path) -> Vec<usize> {
     let mut found = Vec::new();
@@ -1057,6 +1103,18 @@ async fn the_local_cluster_script_starts_a_working_cluster_and_stops_it() {
     let nats_port = 21000 + (std::process::id() % 2000) as u16 * 3 % 6000;
     let tiny = common::shared().join("fixtures/tiny-bert-ce");
     let tier = format!("--models tiny-bert-ce={}", tiny.display());
+    /// Stops by PID whatever the script started when the test ends, failed or not.
+    struct Down<'a>(&'a std::path::Path, &'a std::path::Path);
+    impl Drop for Down<'_> {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("bash")
+                .arg(self.0)
+                .arg("down")
+                .env("SIEVE_CLUSTER_DIR", self.1)
+                .output();
+        }
+    }
+    let _down = Down(&script, state.path());
     let run = |command: &[&str]| {
         let output = std::process::Command::new("bash")
             .arg(&script)

@@ -171,6 +171,11 @@ settings! {
     shard_name: String = String::new(), "SIEVE_SHARD_NAME";
     /// Shard role: the partitions it holds, comma-separated ("" = all).
     shard_partitions: PartitionList = PartitionList::default(), "SIEVE_SHARD_PARTITIONS";
+    /// Shard role: snapshot a partition into the cluster's snapshot store and purge the
+    /// stream messages the snapshot covers once its stream holds this many applied messages
+    /// (0 = never; then only `sieve snapshots partitions` does). Of a partition's replicas,
+    /// the first in name order that the assignment gives it takes the snapshots.
+    snapshot_every_messages: u64 = 20000, "SIEVE_SNAPSHOT_EVERY_MESSAGES";
     /// Shard role: the address routers reach it at (http://host:port), recorded in the
     /// cluster's shard status bucket ("" = the listen address with the port bound, this
     /// host's name in place of an unspecified IP).

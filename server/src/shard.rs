@@ -101,7 +101,12 @@ pub async fn serve(
     health.set_service_status(READINESS, ServingStatus::NotServing).await;
     let readiness = tokio::spawn(report_readiness(Arc::clone(&shard), health.clone()));
     let announcing = tokio::spawn(announce(Arc::clone(&shard), roster.clone(), advertised.clone()));
-    let following = tokio::spawn(follow_assignment(Arc::clone(&shard), assignments, epoch));
+    let following = tokio::spawn(follow_assignment(Arc::clone(&shard), assignments.clone(), epoch));
+    let snapshotting = tokio::spawn(snapshot_policy(
+        Arc::clone(&shard),
+        assignments,
+        config.snapshot_every_messages,
+    ));
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let metrics_server = {
         let shard = Arc::clone(&shard);
@@ -134,6 +139,7 @@ pub async fn serve(
     readiness.abort();
     announcing.abort();
     following.abort();
+    snapshotting.abort();
     // Routers stop sending reads here at their next refresh, not when the record ages out.
     match tokio::time::timeout(WITHDRAW_WITHIN, roster.withdraw(shard.id())).await {
         Ok(Ok(())) => {}
@@ -324,6 +330,46 @@ async fn follow_assignment(shard: Arc<Shard>, assignments: Assignments, mut epoc
                     tracing::error!(partition, error = %e, "cannot drop the released partition")
                 }
                 Err(e) => tracing::error!(partition, error = %e, "dropping the partition panicked"),
+            }
+        }
+    }
+}
+
+/// How often a shard looks whether a partition is due for a snapshot.
+const SNAPSHOT_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// Keeps the partitions' streams bounded: snapshots each partition this shard leads (it is
+/// the first in name order of the shards the assignment gives it to) once the stream holds
+/// `every` messages applied here, and purges the messages the snapshot covers. A replica
+/// behind the stream's new first message bootstraps from the snapshot. `every` 0: never.
+async fn snapshot_policy(shard: Arc<Shard>, assignments: Assignments, every: u64) {
+    if every == 0 {
+        return;
+    }
+    loop {
+        tokio::time::sleep(SNAPSHOT_CHECK_EVERY).await;
+        let Ok(assignment) = assignments.read().await else { continue };
+        for partition in shard.partitions() {
+            if assignment.owners(partition).first() != Some(&shard.id()) {
+                continue;
+            }
+            match shard.unsnapshotted(partition).await {
+                Some(held) if held >= every => {}
+                _ => continue,
+            }
+            match shard.snapshot(&[partition], true).await {
+                Ok(done) => {
+                    let stream_seq = done.first().map_or(0, |d| d.info.stream_seq);
+                    tracing::info!(
+                        partition,
+                        stream_seq,
+                        every,
+                        "snapshot policy: snapshot taken, stream purged up to it"
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(partition, error = %e, "snapshot policy: snapshot failed; trying again later")
+                }
             }
         }
     }

@@ -178,9 +178,13 @@ trait ShardLog: Send + Sync {
     fn put(&self, partition: Partition, file: PathBuf) -> BoxFuture<'_, Result<(), LogError>>;
     fn purge(&self, partition: Partition, before: u64) -> BoxFuture<'_, Result<(), LogError>>;
     fn last(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>>;
+    fn first(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>>;
 }
 
 impl<L: Log> ShardLog for L {
+    fn first(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>> {
+        Box::pin(async move { Ok(self.bounds(partition).await?.first) })
+    }
     fn last(&self, partition: Partition) -> BoxFuture<'_, Result<u64, LogError>> {
         Box::pin(async move { Ok(self.bounds(partition).await?.last) })
     }
@@ -845,6 +849,15 @@ impl Shard {
             return Err(ShardError::NotServing { shard: self.id.clone(), partition, reason });
         }
         Ok(replica.store())
+    }
+
+    /// Messages of `partition`'s stream that a snapshot would let go: those applied here
+    /// that the stream still holds (`None` when it is not held here, or while the log cannot
+    /// be read).
+    pub async fn unsnapshotted(&self, partition: Partition) -> Option<u64> {
+        let applied = *self.replica(partition).ok()?.progress.borrow();
+        let first = self.log.first(partition).await.ok()?;
+        Some((applied + 1).saturating_sub(first))
     }
 
     /// Writes a snapshot of each of `partitions` (held here and serving) at its current
