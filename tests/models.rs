@@ -183,7 +183,7 @@ async fn embedded_collection_and_a_two_stage_cascade() {
     let got = client.get("scifact", ids.clone(), false).await.unwrap();
     let passage = |id: &str| {
         let doc = got.documents.iter().find(|d| d.id == id).unwrap();
-        format!("{} {}", doc.title, doc.text).trim().to_string()
+        sieve_rerank::passage(&doc.title, &doc.text)
     };
     let mut entering = ids;
     for (stage, model) in [(1, SCIFACT_CE), (2, XLMR)] {

@@ -97,7 +97,7 @@ fn download(name: &str) -> Result<PathBuf> {
 }
 
 /// Cross-encoder scores of one call, with where the time went.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scored {
     /// One logit per passage (the best window's when windowed).
     pub scores: Vec<f32>,

@@ -34,8 +34,9 @@ mod search;
 
 pub use corpus::{Both, Corpus, Hybrid, Ranked};
 pub use fusion::{Fused, Ranking, linear_fusion, reciprocal_rank_fusion};
-pub use query::{Fusion, Mode, Plan, Query, StageSpec};
-pub use search::{Hit, ModelStep, Placement, Planner, StageList, StagePlacement, Summary, Timings};
+pub use query::{Fusion, Mode, Plan, Query};
+pub use search::{Hit, ModelStep, Placement, Planner, StageList, Summary, Timings};
+pub use sieve_rerank::{StagePlacement, StageSpec};
 
 /// Candidates each retriever returns when the plan does not say.
 pub const DEFAULT_CANDIDATES: usize = 100;
@@ -70,9 +71,8 @@ pub enum SearchError {
 impl From<sieve_rerank::RerankError> for SearchError {
     fn from(error: sieve_rerank::RerankError) -> Self {
         match error {
-            sieve_rerank::RerankError::InvalidCascade(why) => {
-                SearchError::InvalidArgument(format!("plan.{why}"))
-            }
+            // The cascade's messages name the request field (plan.rerank[i]...).
+            sieve_rerank::RerankError::InvalidCascade(why) => SearchError::InvalidArgument(why),
             sieve_rerank::RerankError::Model(e) => SearchError::Model(e),
         }
     }

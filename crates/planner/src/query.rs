@@ -1,5 +1,6 @@
 //! What a search asks for: the query, the retrievers to run, fusion, and the rerank cascade.
 
+use sieve_rerank::StageSpec;
 use sieve_storage::Filter;
 
 use crate::SearchError;
@@ -35,15 +36,6 @@ pub enum Fusion {
     Rrf,
     /// Min-max normalised scores, weighted and summed.
     Linear,
-}
-
-/// A rerank stage as a request names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StageSpec {
-    /// A loaded cross-encoder.
-    pub model: String,
-    /// How many of its best it keeps.
-    pub keep: usize,
 }
 
 /// How to run one search; `None` fields take the defaults.

@@ -4,15 +4,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sieve_models::Registry;
-use sieve_rerank::{Cascade, Stage, StageOutcome};
+use sieve_rerank::{Candidate, Cascade, CrossEncoder, Run, StagePlacement};
 use sieve_storage::Metadata;
 
 use crate::corpus::{Corpus, Hybrid, Ranked};
 use crate::fusion::{Ranking, linear_fusion, reciprocal_rank_fusion};
-use crate::query::{Fusion, Mode, Query, StageSpec};
+use crate::query::{Fusion, Mode, Query};
 use crate::{
     DEFAULT_CANDIDATES, DEFAULT_RERANK_CANDIDATES, DEFAULT_RRF_K, DEFAULT_TOP_K, SearchError,
 };
+use sieve_rerank::StageSpec;
 
 /// Where a retriever or the fusion placed a hit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -20,19 +21,6 @@ pub struct Placement {
     /// From 1.
     pub rank: u32,
     /// The retriever's own score (or the fused score).
-    pub score: f32,
-}
-
-/// Where a rerank stage placed a hit.
-#[derive(Clone, Debug, PartialEq)]
-pub struct StagePlacement {
-    /// Cascade position, from 1.
-    pub stage: usize,
-    /// The stage's model.
-    pub model: String,
-    /// From 1, within the stage's list.
-    pub rank: u32,
-    /// The cross-encoder's logit.
     pub score: f32,
 }
 
@@ -134,8 +122,8 @@ pub struct Planner {
 /// The first stage's output: candidates with payloads, and counts.
 struct FirstStage {
     hits: Vec<Hit>,
-    /// `title + " " + text` of each hit, for the cross-encoders.
-    passages: Vec<String>,
+    /// Each hit as the cross-encoders read it.
+    candidates: Vec<Candidate>,
     bm25_candidates: usize,
     dense_candidates: usize,
     fused_candidates: usize,
@@ -170,17 +158,11 @@ impl Planner {
 
     /// The cascade a plan asks for, checked against the loaded models and `candidates`.
     pub fn cascade(&self, specs: &[StageSpec], candidates: usize) -> Result<Cascade, SearchError> {
-        let stages = specs
-            .iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                let model = self.models.cross_encoder(&spec.model).map_err(|e| {
-                    SearchError::InvalidArgument(format!("plan.rerank[{i}].model: {e}"))
-                })?;
-                Ok(Stage { model, keep: spec.keep })
-            })
-            .collect::<Result<Vec<_>, SearchError>>()?;
-        Ok(Cascade::new(stages, candidates)?)
+        let find = |name: &str| -> Result<Arc<dyn CrossEncoder>, String> {
+            let model = self.models.cross_encoder(name).map_err(|e| e.to_string())?;
+            Ok(Arc::new(model))
+        };
+        Ok(Cascade::from_specs(specs, candidates, find)?)
     }
 
     /// Runs one search; `on_list` receives the fused list, then each rerank stage's list, as
@@ -192,7 +174,10 @@ impl Planner {
         mut on_list: impl FnMut(StageList),
     ) -> Result<Summary, SearchError> {
         let started = Instant::now();
+        // Every check before any model or retrieval work.
         let mode = query.resolve_mode(&*collection)?;
+        check_weight("bm25_weight", query.plan.bm25_weight)?;
+        check_weight("dense_weight", query.plan.dense_weight)?;
         let top_k = query.top_k.unwrap_or(DEFAULT_TOP_K);
         let specs = query.plan.rerank.as_deref().unwrap_or(&self.default_cascade);
         let cascade = if specs.is_empty() {
@@ -202,7 +187,8 @@ impl Planner {
             Some((self.cascade(specs, candidates)?, candidates))
         };
         let first_n = cascade.as_ref().map_or(top_k, |(_, candidates)| *candidates);
-        let (text, windows) = (query.text.clone(), query.plan.rerank_windows);
+        let text = query.text.clone();
+        let windows = query.plan.rerank_windows;
 
         let mut models = Vec::new();
         let mut embed_time = Duration::ZERO;
@@ -230,11 +216,11 @@ impl Planner {
             query.vector = embedded.vectors.into_iter().next();
         }
 
-        let want_passages = cascade.is_some();
+        let want_candidates = cascade.is_some();
         let span = tracing::info_span!("first_stage", mode = ?mode, candidates = first_n);
         let first = tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
-            first_stage(&*collection, &query, mode, first_n, want_passages)
+            first_stage(&*collection, &query, mode, first_n, want_candidates)
         })
         .await
         .map_err(|e| SearchError::Internal(format!("first stage: {e}")))??;
@@ -248,7 +234,7 @@ impl Planner {
             timings,
             models,
         };
-        let FirstStage { hits: fused, passages, .. } = first;
+        let FirstStage { hits: fused, candidates, .. } = first;
         let fused_list = if cascade.is_some() {
             fused.clone()
         } else {
@@ -259,29 +245,15 @@ impl Planner {
         if let Some((cascade, _)) = cascade {
             let rerank_started = Instant::now();
             let rerank_span = tracing::info_span!("rerank", stages = cascade.stages().len());
-            let last = cascade.stages().len();
-            // Each candidate's placements so far, so a hit shows every stage it went through.
-            let mut placements: Vec<Vec<StagePlacement>> = vec![Vec::new(); fused.len()];
             let returned = &mut summary.returned;
-            let outcomes = cascade.run(&text, &passages, windows, |outcome: &StageOutcome| {
-                let limit = if outcome.stage == last { top_k } else { usize::MAX };
-                let hits: Vec<Hit> = outcome
-                    .kept
-                    .iter()
-                    .take(limit)
-                    .enumerate()
-                    .map(|(rank, &(index, score))| {
-                        placements[index].push(StagePlacement {
-                            stage: outcome.stage,
-                            model: outcome.model.clone(),
-                            rank: rank as u32 + 1,
-                            score,
-                        });
-                        Hit {
-                            score: f64::from(score),
-                            stages: placements[index].clone(),
-                            ..fused[index].clone()
-                        }
+            let run = Run { query: &text, top_k, windows };
+            let outcomes = cascade.run(&run, &candidates, |outcome, list| {
+                let hits: Vec<Hit> = list
+                    .into_iter()
+                    .map(|ranked| Hit {
+                        score: f64::from(ranked.score),
+                        stages: ranked.placements,
+                        ..fused[ranked.index].clone()
                     })
                     .collect();
                 *returned = hits.len();
@@ -319,7 +291,7 @@ fn first_stage(
     query: &Query,
     mode: Mode,
     first_n: usize,
-    want_passages: bool,
+    want_candidates: bool,
 ) -> Result<FirstStage, SearchError> {
     let plan = &query.plan;
     let bm25_weight = check_weight("bm25_weight", plan.bm25_weight)?;
@@ -383,7 +355,7 @@ fn first_stage(
         rank.map(|rank| Placement { rank, score: list[rank as usize - 1].1 })
     };
     let mut hits = Vec::with_capacity(first_n.min(fused.len()));
-    let mut passages = Vec::new();
+    let mut candidates = Vec::new();
     let mut next = fused.iter().enumerate();
     // Fetched in batches of what is still missing: a document deleted since retrieval is
     // skipped, and the next one takes its place.
@@ -395,8 +367,9 @@ fn first_stage(
         let ids: Vec<Arc<str>> = batch.iter().map(|(_, entry)| Arc::clone(&entry.id)).collect();
         for ((position, entry), doc) in batch.into_iter().zip(collection.fetch(&ids)?) {
             let Some(doc) = doc else { continue };
-            if want_passages {
-                passages.push(format!("{} {}", doc.title, doc.text).trim().to_string());
+            if want_candidates {
+                candidates
+                    .push(Candidate { passage: sieve_rerank::passage(&doc.title, &doc.text) });
             }
             hits.push(Hit {
                 id: Arc::clone(&entry.id),
@@ -417,7 +390,7 @@ fn first_stage(
         dense_candidates: dense.len(),
         fused_candidates: fused.len(),
         hits,
-        passages,
+        candidates,
         timings: Timings {
             bm25: bm25_time,
             dense: dense_time,

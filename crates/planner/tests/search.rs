@@ -152,3 +152,33 @@ async fn modes_resolve_and_refuse_what_cannot_run() {
         "plan.dense_weight: must be a finite number >= 0, got -1"
     );
 }
+
+/// Every check runs before any model is asked: a bad weight on a collection whose embedder is
+/// not loaded is the weight's error, not the model's.
+#[tokio::test]
+async fn requests_are_checked_before_the_query_is_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let dense = DenseConfig {
+        dimension: 3,
+        distance: Distance::Cosine,
+        embedder: Some("org/not-loaded".into()),
+        hnsw: HnswParams::default(),
+    };
+    let c = store
+        .create_collection("e", CollectionConfig { dense: Some(dense), ..Default::default() })
+        .unwrap();
+    let mut query = Query {
+        text: "zebra".into(),
+        plan: Plan { bm25_weight: Some(f32::NAN), ..Plan::default() },
+        ..Query::default()
+    };
+    assert_eq!(
+        search(&c, &query).await.unwrap_err().to_string(),
+        "plan.bm25_weight: must be a finite number >= 0, got NaN"
+    );
+    // With the weight fixed, the missing model is what stops it.
+    query.plan.bm25_weight = None;
+    let err = search(&c, &query).await.unwrap_err();
+    assert!(matches!(err, SearchError::Model(_)), "{err:?}");
+}

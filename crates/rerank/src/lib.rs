@@ -1,26 +1,50 @@
 //! The reranking cascade: stages of cross-encoders, each scoring the survivors of the one
-//! before and keeping its best `keep`, so cheap models prune for expensive ones.
+//! before and keeping its best `keep`, so cheap models prune for expensive ones. Everything a
+//! cascade decides lives here — stage specs turned into stages, what each stage scores and
+//! keeps, where it placed each candidate, the final `top_k` cut — behind the [`CrossEncoder`]
+//! trait, so its rules are tested with fake scorers (the models crate's cross-encoder is the
+//! real one).
 //!
-//! ```no_run
-//! # async fn demo(model: sieve_models::CrossEncoder) -> Result<(), sieve_rerank::RerankError> {
-//! use sieve_rerank::{Cascade, Stage};
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), sieve_rerank::RerankError> {
+//! use std::sync::Arc;
+//! use sieve_rerank::{Candidate, Cascade, CrossEncoder, Run, Stage, passage};
 //!
+//! // Any CrossEncoder: here, one that scores a passage by how many words it shares with the query.
+//! struct Overlap;
+//! impl CrossEncoder for Overlap {
+//!     fn name(&self) -> &str { "overlap" }
+//!     fn score<'a>(&'a self, query: &'a str, passages: Vec<String>, _windows: bool)
+//!         -> sieve_rerank::ScoreFuture<'a> {
+//!         let scores = passages.iter()
+//!             .map(|p| p.split(' ').filter(|w| query.contains(*w)).count() as f32)
+//!             .collect();
+//!         Box::pin(async move { Ok(sieve_rerank::Scored { scores, ..Default::default() }) })
+//!     }
+//! }
+//! let model: Arc<dyn CrossEncoder> = Arc::new(Overlap);
 //! let cascade = Cascade::new(vec![Stage { model, keep: 2 }], 3)?;
-//! let texts = vec!["Berlin has 3.5 million people.".to_string(), "Paris is in France.".into(), "Bees dance.".into()];
-//! let stages = cascade.run("how many people live in berlin", &texts, false, |_| {}).await?;
-//! assert_eq!(stages[0].kept.len(), 2);
+//! let candidates: Vec<Candidate> = ["Berlin has 3.5 million people.", "Paris is in France.", "Bees dance."]
+//!     .iter().map(|text| Candidate { passage: passage("", text) }).collect();
+//! let run = Run { query: "how many people live in Berlin", top_k: 10, windows: false };
+//! let stages = cascade.run(&run, &candidates, |_, _| {}).await?;
+//! assert_eq!(stages[0].kept[0].0, 0);
 //! # Ok(())
 //! # }
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
-use sieve_models::{CrossEncoder, ModelError};
+pub use sieve_models::{ModelError, Scored};
 
 /// Why a cascade cannot run.
 #[derive(Debug, thiserror::Error)]
 pub enum RerankError {
-    /// The cascade is malformed; the message names the stage.
+    /// The cascade is malformed; the message names the stage and field.
     #[error("{0}")]
     InvalidCascade(String),
     /// A model failed or refused.
@@ -28,13 +52,88 @@ pub enum RerankError {
     Model(#[from] ModelError),
 }
 
+/// What [`CrossEncoder::score`] returns.
+pub type ScoreFuture<'a> = Pin<Box<dyn Future<Output = Result<Scored, ModelError>> + Send + 'a>>;
+
+/// A model scoring (query, passage) pairs: one logit per passage, higher is more relevant.
+pub trait CrossEncoder: Send + Sync {
+    /// The model's name, as requests name it.
+    fn name(&self) -> &str;
+
+    /// Scores `passages` for `query`, in order. Passages longer than the model's window are
+    /// cut, or with `windows` scored as overlapping windows and given the best window's score.
+    fn score<'a>(&'a self, query: &'a str, passages: Vec<String>, windows: bool)
+    -> ScoreFuture<'a>;
+}
+
+impl CrossEncoder for sieve_models::CrossEncoder {
+    fn name(&self) -> &str {
+        sieve_models::CrossEncoder::name(self)
+    }
+
+    fn score<'a>(
+        &'a self,
+        query: &'a str,
+        passages: Vec<String>,
+        windows: bool,
+    ) -> ScoreFuture<'a> {
+        Box::pin(sieve_models::CrossEncoder::score(self, query, passages, windows))
+    }
+}
+
+/// The text a cross-encoder reads for a document: its title, a space, its text (either may
+/// be empty). The one place a passage is built, so every caller scores the same text.
+pub fn passage(title: &str, text: &str) -> String {
+    format!("{title} {text}").trim().to_string()
+}
+
+/// A rerank stage as a request names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageSpec {
+    /// A loaded cross-encoder.
+    pub model: String,
+    /// How many of its best it keeps.
+    pub keep: usize,
+}
+
 /// One stage: a cross-encoder and how many of its best it passes on.
 #[derive(Clone)]
 pub struct Stage {
-    /// A loaded cross-encoder.
-    pub model: CrossEncoder,
+    /// The cross-encoder.
+    pub model: Arc<dyn CrossEncoder>,
     /// Candidates this stage keeps.
     pub keep: usize,
+}
+
+/// One candidate entering the cascade, in first-stage order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    /// The text the cross-encoders read (see [`passage`]).
+    pub passage: String,
+}
+
+/// Where a rerank stage placed a candidate.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StagePlacement {
+    /// Cascade position, from 1.
+    pub stage: usize,
+    /// The stage's model.
+    pub model: String,
+    /// From 1, within the stage's list.
+    pub rank: u32,
+    /// The cross-encoder's logit.
+    pub score: f32,
+}
+
+/// A candidate in a stage's list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Ranked {
+    /// Its index among the cascade's candidates.
+    pub index: usize,
+    /// This stage's score.
+    pub score: f32,
+    /// Where each stage so far placed it, this one last.
+    pub placements: Vec<StagePlacement>,
 }
 
 /// What one stage did.
@@ -46,12 +145,24 @@ pub struct StageOutcome {
     pub model: String,
     /// Candidates scored.
     pub scored: usize,
-    /// Survivors as (index into the cascade's input, score), best first; ties keep input order.
+    /// Survivors as (index into the cascade's candidates, score), best first; equal scores
+    /// keep the order they entered the stage in.
     pub kept: Vec<(usize, f32)>,
     /// Waiting in the model's queue.
     pub queue_time: Duration,
     /// Computing.
     pub compute_time: Duration,
+}
+
+/// One run of a cascade.
+#[derive(Clone, Copy, Debug)]
+pub struct Run<'a> {
+    /// The query the passages are scored for.
+    pub query: &'a str,
+    /// The last stage's list is cut to this many (earlier stages' lists are whole).
+    pub top_k: usize,
+    /// Score long passages as overlapping windows instead of cutting them.
+    pub windows: bool,
 }
 
 /// Stages run in order, each on the survivors of the previous one.
@@ -62,7 +173,7 @@ pub struct Cascade {
 
 impl Cascade {
     /// Checks the stages for `candidates` inputs: each keeps at least one and no more than it
-    /// receives, and every model is a cross-encoder.
+    /// receives.
     pub fn new(stages: Vec<Stage>, candidates: usize) -> Result<Cascade, RerankError> {
         let mut receives = candidates;
         for (i, stage) in stages.iter().enumerate() {
@@ -86,25 +197,50 @@ impl Cascade {
         Ok(Cascade { stages })
     }
 
+    /// The cascade `specs` name, each model found by `find` (which says why a name is not a
+    /// loaded cross-encoder), checked for `candidates` inputs. Errors name the request field
+    /// (`plan.rerank[i].model`, `plan.rerank[i].keep`).
+    pub fn from_specs(
+        specs: &[StageSpec],
+        candidates: usize,
+        find: impl Fn(&str) -> Result<Arc<dyn CrossEncoder>, String>,
+    ) -> Result<Cascade, RerankError> {
+        let stages = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| {
+                let model = find(&spec.model).map_err(|why| {
+                    RerankError::InvalidCascade(format!("plan.rerank[{i}].model: {why}"))
+                })?;
+                Ok(Stage { model, keep: spec.keep })
+            })
+            .collect::<Result<Vec<_>, RerankError>>()?;
+        Cascade::new(stages, candidates).map_err(|e| match e {
+            RerankError::InvalidCascade(why) => RerankError::InvalidCascade(format!("plan.{why}")),
+            other => other,
+        })
+    }
+
     /// The stages.
     pub fn stages(&self) -> &[Stage] {
         &self.stages
     }
 
-    /// Runs every stage over `texts` for `query`; `on_stage` sees each outcome as it lands.
-    /// Passages longer than a model's window are cut, or with `windows` scored as
-    /// overlapping windows and given the best window's score.
+    /// Runs every stage over `candidates`; `on_stage` sees each stage's outcome and its list
+    /// (the last stage's cut to `run.top_k`) as it lands. Returns every stage's outcome.
     pub async fn run(
         &self,
-        query: &str,
-        texts: &[String],
-        windows: bool,
-        mut on_stage: impl FnMut(&StageOutcome),
+        run: &Run<'_>,
+        candidates: &[Candidate],
+        mut on_stage: impl FnMut(&StageOutcome, Vec<Ranked>),
     ) -> Result<Vec<StageOutcome>, RerankError> {
-        let mut survivors: Vec<usize> = (0..texts.len()).collect();
+        let mut survivors: Vec<usize> = (0..candidates.len()).collect();
+        let mut placements: Vec<Vec<StagePlacement>> = vec![Vec::new(); candidates.len()];
         let mut outcomes = Vec::with_capacity(self.stages.len());
+        let last = self.stages.len();
         for (i, stage) in self.stages.iter().enumerate() {
-            let batch: Vec<String> = survivors.iter().map(|&s| texts[s].clone()).collect();
+            let batch: Vec<String> =
+                survivors.iter().map(|&s| candidates[s].passage.clone()).collect();
             let span = tracing::info_span!(
                 "rerank_stage",
                 stage = i + 1,
@@ -112,11 +248,17 @@ impl Cascade {
                 candidates = batch.len(),
                 keep = stage.keep,
             );
-            let scored =
-                tracing::Instrument::instrument(stage.model.score(query, batch, windows), span)
-                    .await?;
+            let scoring = stage.model.score(run.query, batch, run.windows);
+            let scored = tracing::Instrument::instrument(scoring, span).await?;
+            if scored.scores.len() != survivors.len() {
+                return Err(RerankError::Model(ModelError::Inference(format!(
+                    "model '{}' returned {} scores for {} passages",
+                    stage.model.name(),
+                    scored.scores.len(),
+                    survivors.len()
+                ))));
+            }
             let kept = best(&survivors, &scored.scores, stage.keep);
-            survivors = kept.iter().map(|&(index, _)| index).collect();
             let outcome = StageOutcome {
                 stage: i + 1,
                 model: stage.model.name().to_string(),
@@ -125,7 +267,24 @@ impl Cascade {
                 queue_time: scored.queue_time,
                 compute_time: scored.compute_time,
             };
-            on_stage(&outcome);
+            let shown = if i + 1 == last { run.top_k } else { usize::MAX };
+            let list = outcome
+                .kept
+                .iter()
+                .take(shown)
+                .enumerate()
+                .map(|(rank, &(index, score))| {
+                    placements[index].push(StagePlacement {
+                        stage: outcome.stage,
+                        model: outcome.model.clone(),
+                        rank: rank as u32 + 1,
+                        score,
+                    });
+                    Ranked { index, score, placements: placements[index].clone() }
+                })
+                .collect();
+            survivors = outcome.kept.iter().map(|&(index, _)| index).collect();
+            on_stage(&outcome, list);
             outcomes.push(outcome);
         }
         Ok(outcomes)
@@ -142,13 +301,4 @@ pub fn best(indices: &[usize], scores: &[f32], keep: usize) -> Vec<(usize, f32)>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn best_keeps_the_top_scores_and_input_order_on_ties() {
-        let kept = best(&[7, 3, 9, 4, 1], &[0.5, 2.0, -1.0, 2.0, 0.5], 4);
-        assert_eq!(kept, vec![(3, 2.0), (4, 2.0), (7, 0.5), (1, 0.5)]);
-        assert_eq!(best(&[7, 3], &[1.0, 2.0], 5), vec![(3, 2.0), (7, 1.0)]);
-    }
-}
+mod tests;

@@ -1,0 +1,238 @@
+//! The cascade's rules with fake scorers: exact ranks, scores and placements, no checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::*;
+
+/// Scores each passage from a table (an unknown passage is an inference error) and records
+/// every call: (query, passages, windows).
+struct Table {
+    name: &'static str,
+    scores: HashMap<String, f32>,
+    calls: Mutex<Vec<(String, Vec<String>, bool)>>,
+}
+
+impl Table {
+    fn new(name: &'static str, scores: &[(&str, f32)]) -> Arc<Table> {
+        let scores = scores.iter().map(|&(p, s)| (p.to_string(), s)).collect();
+        Arc::new(Table { name, scores, calls: Mutex::new(Vec::new()) })
+    }
+
+    fn calls(&self) -> Vec<(String, Vec<String>, bool)> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+impl CrossEncoder for Table {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn score<'a>(
+        &'a self,
+        query: &'a str,
+        passages: Vec<String>,
+        windows: bool,
+    ) -> ScoreFuture<'a> {
+        self.calls.lock().unwrap().push((query.to_string(), passages.clone(), windows));
+        let scores: Result<Vec<f32>, ModelError> = passages
+            .iter()
+            .map(|p| {
+                self.scores.get(p).copied().ok_or_else(|| {
+                    ModelError::Inference(format!("{} cannot score '{p}'", self.name))
+                })
+            })
+            .collect();
+        Box::pin(async move {
+            Ok(Scored {
+                scores: scores?,
+                queue_time: Duration::from_millis(1),
+                compute_time: Duration::from_millis(2),
+            })
+        })
+    }
+}
+
+fn candidates(passages: &[&str]) -> Vec<Candidate> {
+    passages.iter().map(|p| Candidate { passage: p.to_string() }).collect()
+}
+
+fn stage(model: &Arc<Table>, keep: usize) -> Stage {
+    Stage { model: Arc::clone(model) as Arc<dyn CrossEncoder>, keep }
+}
+
+fn placed(stage: usize, model: &str, rank: u32, score: f32) -> StagePlacement {
+    StagePlacement { stage, model: model.to_string(), rank, score }
+}
+
+const PASSAGES: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
+
+#[tokio::test]
+async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to_top_k() {
+    let small = Table::new(
+        "small",
+        &[("a", 0.1), ("b", 3.0), ("c", 2.0), ("d", 3.0), ("e", -1.0), ("f", 2.5)],
+    );
+    let large = Table::new("large", &[("b", 1.0), ("c", 5.0), ("d", 4.0), ("f", -2.0)]);
+    let cascade = Cascade::new(vec![stage(&small, 4), stage(&large, 3)], 6).unwrap();
+    let run = Run { query: "q", top_k: 2, windows: true };
+    let mut lists = Vec::new();
+    let outcomes = cascade
+        .run(&run, &candidates(&PASSAGES), |outcome, list| lists.push((outcome.stage, list)))
+        .await
+        .unwrap();
+
+    // Stage 1 scores all six in first-stage order; b and d tie at 3.0 and keep that order.
+    assert_eq!(small.calls(), [("q".to_string(), PASSAGES.map(String::from).to_vec(), true)]);
+    assert_eq!(outcomes[0].kept, [(1, 3.0), (3, 3.0), (5, 2.5), (2, 2.0)]);
+    assert_eq!(
+        (outcomes[0].stage, outcomes[0].model.as_str(), outcomes[0].scored),
+        (1, "small", 6)
+    );
+    assert_eq!(
+        (outcomes[0].queue_time, outcomes[0].compute_time),
+        (Duration::from_millis(1), Duration::from_millis(2))
+    );
+    // Stage 2 scores only those four, in stage 1's order.
+    let second: Vec<String> = ["b", "d", "f", "c"].map(String::from).to_vec();
+    assert_eq!(large.calls(), [("q".to_string(), second, true)]);
+    assert_eq!(outcomes[1].kept, [(2, 5.0), (3, 4.0), (1, 1.0)]);
+    assert_eq!(outcomes[1].scored, 4);
+
+    // Stage 1's list is whole; the last is cut to top_k, each hit with every placement.
+    assert_eq!(lists.iter().map(|(s, l)| (*s, l.len())).collect::<Vec<_>>(), [(1, 4), (2, 2)]);
+    assert_eq!(
+        lists[0].1[1],
+        Ranked { index: 3, score: 3.0, placements: vec![placed(1, "small", 2, 3.0)] }
+    );
+    assert_eq!(
+        lists[1].1,
+        [
+            Ranked {
+                index: 2,
+                score: 5.0,
+                placements: vec![placed(1, "small", 4, 2.0), placed(2, "large", 1, 5.0)],
+            },
+            Ranked {
+                index: 3,
+                score: 4.0,
+                placements: vec![placed(1, "small", 2, 3.0), placed(2, "large", 2, 4.0)],
+            },
+        ]
+    );
+}
+
+#[tokio::test]
+async fn fewer_candidates_than_a_stage_keeps_are_all_kept() {
+    let small = Table::new("small", &[("a", 1.0), ("b", 2.0)]);
+    let cascade = Cascade::new(vec![stage(&small, 5)], 10).unwrap();
+    let run = Run { query: "q", top_k: 10, windows: false };
+    let outcomes = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap();
+    assert_eq!(outcomes[0].kept, [(1, 2.0), (0, 1.0)]);
+    // No candidates: each stage scores nothing and keeps nothing.
+    let outcomes = cascade.run(&run, &[], |_, _| {}).await.unwrap();
+    assert_eq!((outcomes[0].scored, outcomes[0].kept.len()), (0, 0));
+}
+
+#[tokio::test]
+async fn a_failing_model_stops_the_cascade_with_its_error() {
+    let small = Table::new("small", &[("a", 1.0), ("b", 2.0), ("c", 0.0)]);
+    let broken = Table::new("broken", &[("a", 1.0)]);
+    let after = Table::new("after", &[("b", 1.0)]);
+    let cascade =
+        Cascade::new(vec![stage(&small, 3), stage(&broken, 2), stage(&after, 1)], 3).unwrap();
+    let run = Run { query: "q", top_k: 1, windows: false };
+    let mut seen = Vec::new();
+    let err = cascade
+        .run(&run, &candidates(&["a", "b", "c"]), |o, _| seen.push(o.stage))
+        .await
+        .unwrap_err();
+    assert_eq!(err.to_string(), "broken cannot score 'b'");
+    assert!(matches!(err, RerankError::Model(ModelError::Inference(_))));
+    assert_eq!(seen, [1], "the failed stage and those after it report nothing");
+    assert!(after.calls().is_empty());
+}
+
+/// Returns one score fewer than it was given passages.
+struct Short;
+
+impl CrossEncoder for Short {
+    fn name(&self) -> &str {
+        "short"
+    }
+
+    fn score<'a>(&'a self, _: &'a str, passages: Vec<String>, _: bool) -> ScoreFuture<'a> {
+        let scores = vec![0.0; passages.len() - 1];
+        Box::pin(async move { Ok(Scored { scores, ..Scored::default() }) })
+    }
+}
+
+#[tokio::test]
+async fn a_model_returning_the_wrong_number_of_scores_is_an_error_not_a_misranking() {
+    let cascade = Cascade::new(vec![Stage { model: Arc::new(Short), keep: 1 }], 2).unwrap();
+    let run = Run { query: "q", top_k: 1, windows: false };
+    let err = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap_err();
+    assert_eq!(err.to_string(), "model 'short' returned 1 scores for 2 passages");
+}
+
+#[test]
+fn malformed_cascades_are_refused_with_the_field_named() {
+    let model = Table::new("m", &[]);
+    let err = |stages: Vec<Stage>| match Cascade::new(stages, 10) {
+        Err(RerankError::InvalidCascade(why)) => why,
+        _ => panic!("expected an invalid cascade"),
+    };
+    assert_eq!(err(vec![stage(&model, 0)]), "rerank[0].keep: must be at least 1");
+    assert_eq!(
+        err(vec![stage(&model, 11)]),
+        "rerank[0].keep: 11 is more than the 10 candidates entering the cascade"
+    );
+    assert_eq!(
+        err(vec![stage(&model, 5), stage(&model, 6)]),
+        "rerank[1].keep: 6 is more than the 5 the previous stage keeps"
+    );
+}
+
+#[test]
+fn stage_specs_become_stages_of_the_models_found() {
+    let small = Table::new("small", &[]);
+    let find = |name: &str| -> Result<Arc<dyn CrossEncoder>, String> {
+        match name {
+            "small" => Ok(Arc::clone(&small) as Arc<dyn CrossEncoder>),
+            other => Err(format!("no cross-encoder named '{other}' is loaded")),
+        }
+    };
+    let spec = |model: &str, keep| StageSpec { model: model.to_string(), keep };
+    let cascade = Cascade::from_specs(&[spec("small", 8), spec("small", 3)], 20, find).unwrap();
+    let shape: Vec<(&str, usize)> =
+        cascade.stages().iter().map(|s| (s.model.name(), s.keep)).collect();
+    assert_eq!(shape, [("small", 8), ("small", 3)]);
+    let refused = |specs: &[StageSpec]| match Cascade::from_specs(specs, 20, find) {
+        Err(RerankError::InvalidCascade(why)) => why,
+        _ => panic!("expected an invalid cascade"),
+    };
+    assert_eq!(
+        refused(&[spec("small", 8), spec("large", 3)]),
+        "plan.rerank[1].model: no cross-encoder named 'large' is loaded"
+    );
+    assert_eq!(
+        refused(&[spec("small", 21)]),
+        "plan.rerank[0].keep: 21 is more than the 20 candidates entering the cascade"
+    );
+}
+
+#[test]
+fn best_keeps_the_top_scores_and_input_order_on_ties() {
+    let kept = best(&[7, 3, 9, 4, 1], &[0.5, 2.0, -1.0, 2.0, 0.5], 4);
+    assert_eq!(kept, vec![(3, 2.0), (4, 2.0), (7, 0.5), (1, 0.5)]);
+    assert_eq!(best(&[7, 3], &[1.0, 2.0], 5), vec![(3, 2.0), (7, 1.0)]);
+}
+
+#[test]
+fn a_passage_is_the_title_then_the_text() {
+    assert_eq!(passage("Bees", "They dance."), "Bees They dance.");
+    assert_eq!(passage("", "They dance."), "They dance.");
+    assert_eq!(passage("Bees", ""), "Bees");
+    assert_eq!(passage("", ""), "");
+}
