@@ -206,6 +206,36 @@ async fn embedded_collection_and_a_two_stage_cascade() {
     }
     let final_hit = &stages[2].hits[0];
     assert!(final_hit.fused.is_some() && final_hit.stages[0].model == SCIFACT_CE);
+
+    // Keep few, backfill: the cross-encoder keeps 3 of the 30 (the same 3 as above, in the
+    // same order), then the other 27 follow in fused order up to top_k, with fused scores.
+    let request = proto::SearchRequest::new("scifact", &query)
+        .with_candidates(30)
+        .with_rerank([(SCIFACT_CE, 3)])
+        .with_top_k(10)
+        .with_backfill();
+    let response = client.search(request).await.unwrap();
+    let (fused, last) = (&response.stages[0].hits, &response.stages[1].hits);
+    assert_eq!(last.len(), 10);
+    let kept: Vec<&str> = last[..3].iter().map(|h| h.id.as_str()).collect();
+    let reranked: Vec<&str> = stages[1].hits[..3].iter().map(|h| h.id.as_str()).collect();
+    assert_eq!(kept, reranked);
+    assert!(last[..3].iter().all(|h| !h.backfilled && h.stages.len() == 1));
+    let rest: Vec<(&str, f32)> = fused
+        .iter()
+        .filter(|h| !kept.contains(&h.id.as_str()))
+        .take(7)
+        .map(|h| (h.id.as_str(), h.score))
+        .collect();
+    let backfilled: Vec<(&str, f32)> = last[3..].iter().map(|h| (h.id.as_str(), h.score)).collect();
+    assert_eq!(backfilled, rest, "the rest in fused order, with fused scores");
+    assert!(last[3..].iter().all(|h| h.backfilled && h.stages.is_empty()));
+    // Without backfill the same cascade answers only what it keeps.
+    let request = proto::SearchRequest::new("scifact", &query)
+        .with_candidates(30)
+        .with_rerank([(SCIFACT_CE, 3)])
+        .with_top_k(10);
+    assert_eq!(client.search(request).await.unwrap().hits().len(), 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -427,6 +427,7 @@ pub fn search_request(
             rerank,
             candidates: rerank_candidates,
             rerank_windows: plan.rerank_windows,
+            backfill: plan.backfill,
         },
         omit_text: request.include_text == Some(false),
     };
@@ -454,6 +455,7 @@ fn hit_to_proto(hit: Hit) -> v1::Hit {
                 score: s.score,
             })
             .collect(),
+        backfilled: hit.backfilled,
     }
 }
 

@@ -85,6 +85,17 @@ def test_search_stages_arrive_in_order(admin, demo):
     assert events[2].returned == 2
 
 
+def test_a_cascade_keeping_few_backfills_in_fused_order(admin, demo):
+    result = admin.search(demo, QUESTION, top_k=6, candidates=8, rerank=[(CROSS_ENCODER, 2)], backfill=True)
+    fused, last = result.stages[0].hits, result.hits
+    assert len(last) == 6
+    kept = [h.id for h in last[:2]]
+    assert not any(h.backfilled for h in last[:2]) and all(h.backfilled for h in last[2:])
+    rest = [(h.id, h.score) for h in fused if h.id not in kept][:4]
+    assert [(h.id, h.score) for h in last[2:]] == rest
+    assert all(h.stages == [] for h in last[2:])
+
+
 def test_rerank_scores_texts_best_first(admin):
     texts = ["Glaciers carve valleys.", "Vitamin D deficiency weakens bone.", "Bees dance."]
     results = admin.rerank("vitamin D and bones", texts, model=CROSS_ENCODER)

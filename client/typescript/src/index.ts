@@ -117,6 +117,8 @@ export interface Hit {
   dense?: RetrieverRank;
   fused?: RetrieverRank;
   stages: StageScore[];
+  /** Not kept by the stage whose list this is: it follows the kept hits in first-stage order (`backfill`), and `score` is its fused score. */
+  backfilled: boolean;
 }
 
 /** One stage's ranked list: "fused", then "rerank:1", "rerank:2", ... */
@@ -164,6 +166,8 @@ export interface SearchOptions {
   bm25Weight?: number;
   denseWeight?: number;
   rerankWindows?: boolean;
+  /** Each stage's list goes on, after the hits it keeps, with the other candidates in first-stage order. */
+  backfill?: boolean;
   includeText?: boolean;
   /** Deadline of this call in milliseconds (default: the client's). */
   timeoutMs?: number;
@@ -260,6 +264,7 @@ function hitFromProto(hit: HitMessage): Hit {
     dense: rank(hit.dense),
     fused: rank(hit.fused),
     stages: hit.stages.map((s) => ({ stage: s.stage, model: s.model, rank: s.rank, score: s.score })),
+    backfilled: hit.backfilled,
   };
 }
 
@@ -315,6 +320,7 @@ export function searchRequest(collection: string, query: string, options: Search
       noRerank: options.noRerank ?? false,
       candidates: options.candidates ?? 0,
       rerankWindows: options.rerankWindows ?? false,
+      backfill: options.backfill,
     },
   });
 }

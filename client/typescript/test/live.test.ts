@@ -185,6 +185,17 @@ describe("sieve client against the live server", () => {
     );
   });
 
+  test("a cascade keeping few backfills in fused order", async () => {
+    const result = await admin.search("ts-demo", QUESTION, { topK: 6, candidates: 8, rerank: [[CROSS_ENCODER, 2]], backfill: true });
+    const fused = result.stages[0].hits;
+    const last = result.hits;
+    assert.equal(last.length, 6);
+    const kept = last.slice(0, 2).map((h) => h.id);
+    assert.ok(last.slice(0, 2).every((h) => !h.backfilled) && last.slice(2).every((h) => h.backfilled && h.stages.length === 0));
+    const rest = fused.filter((h) => !kept.includes(h.id)).slice(0, 4).map((h) => [h.id, h.score]);
+    assert.deepEqual(last.slice(2).map((h) => [h.id, h.score]), rest);
+  });
+
   test("partition assignment is for a cluster router", async () => {
     await assert.rejects(
       admin.assignPartition(0, { add: "shard-4", remove: "shard-1" }),

@@ -62,6 +62,9 @@ pub struct Plan {
     pub candidates: Option<usize>,
     /// Score long passages as overlapping windows (best window wins) instead of cutting them.
     pub rerank_windows: bool,
+    /// Each rerank stage's list goes on, after what it keeps, with the other candidates in
+    /// first-stage order (`None`: the planner's default, off).
+    pub backfill: Option<bool>,
 }
 
 /// One search.

@@ -39,6 +39,9 @@ pub struct Hit {
     pub fused: Placement,
     /// Where each rerank stage it went through placed it.
     pub stages: Vec<StagePlacement>,
+    /// The stage whose list this is did not keep it (plan.backfill): it follows the kept hits
+    /// in first-stage order, and `score` is its fused score.
+    pub backfilled: bool,
     /// Title.
     pub title: String,
     /// Text (empty when the query omits texts).
@@ -189,6 +192,7 @@ impl Planner {
         let first_n = cascade.as_ref().map_or(top_k, |(_, candidates)| *candidates);
         let text = query.text.clone();
         let windows = query.plan.rerank_windows;
+        let backfill = query.plan.backfill.unwrap_or(false);
 
         let mut models = Vec::new();
         let mut embed_time = Duration::ZERO;
@@ -246,14 +250,18 @@ impl Planner {
             let rerank_started = Instant::now();
             let rerank_span = tracing::info_span!("rerank", stages = cascade.stages().len());
             let returned = &mut summary.returned;
-            let run = Run { query: &text, top_k, windows };
+            let run = Run { query: &text, top_k, windows, backfill };
             let outcomes = cascade.run(&run, &candidates, |outcome, list| {
                 let hits: Vec<Hit> = list
                     .into_iter()
-                    .map(|ranked| Hit {
-                        score: f64::from(ranked.score),
-                        stages: ranked.placements,
-                        ..fused[ranked.index].clone()
+                    .map(|ranked| {
+                        let fused = &fused[ranked.index];
+                        Hit {
+                            score: ranked.score.map_or(fused.score, f64::from),
+                            stages: ranked.placements,
+                            backfilled: ranked.score.is_none(),
+                            ..fused.clone()
+                        }
                     })
                     .collect();
                 *returned = hits.len();
@@ -378,6 +386,7 @@ fn first_stage(
                 dense: placement(&dense, entry.ranks[1]),
                 fused: Placement { rank: position as u32 + 1, score: entry.score as f32 },
                 stages: Vec::new(),
+                backfilled: false,
                 title: doc.title,
                 text: if query.omit_text { String::new() } else { doc.text },
                 metadata: doc.metadata,

@@ -133,6 +133,13 @@ impl v1::SearchRequest {
         self
     }
 
+    /// Keep few, backfill: each rerank stage's list goes on, after the hits it keeps, with
+    /// the other candidates in first-stage order (`Plan.backfill`).
+    pub fn with_backfill(mut self) -> Self {
+        self.plan.get_or_insert_with(Default::default).backfill = Some(true);
+        self
+    }
+
     /// Cluster mode: sees at least the writes behind `token` (an
     /// `IngestAck.consistency_token`): read-your-writes.
     pub fn after(mut self, token: impl Into<String>) -> Self {

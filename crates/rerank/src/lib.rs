@@ -27,7 +27,7 @@
 //! let cascade = Cascade::new(vec![Stage { model, keep: 2 }], 3)?;
 //! let candidates: Vec<Candidate> = ["Berlin has 3.5 million people.", "Paris is in France.", "Bees dance."]
 //!     .iter().map(|text| Candidate { passage: passage("", text) }).collect();
-//! let run = Run { query: "how many people live in Berlin", top_k: 10, windows: false };
+//! let run = Run { query: "how many people live in Berlin", top_k: 10, windows: false, backfill: false };
 //! let stages = cascade.run(&run, &candidates, |_, _| {}).await?;
 //! assert_eq!(stages[0].kept[0].0, 0);
 //! # Ok(())
@@ -130,9 +130,10 @@ pub struct StagePlacement {
 pub struct Ranked {
     /// Its index among the cascade's candidates.
     pub index: usize,
-    /// This stage's score.
-    pub score: f32,
-    /// Where each stage so far placed it, this one last.
+    /// This stage's score; `None` for a candidate the stage did not keep, backfilled after
+    /// those it kept (see [`Run::backfill`]).
+    pub score: Option<f32>,
+    /// Where each stage placed it, up to this one.
     pub placements: Vec<StagePlacement>,
 }
 
@@ -163,6 +164,9 @@ pub struct Run<'a> {
     pub top_k: usize,
     /// Score long passages as overlapping windows instead of cutting them.
     pub windows: bool,
+    /// Each stage's list goes on, after what the stage keeps, with the other candidates in
+    /// their first-stage order (the next stage still scores only what this one keeps).
+    pub backfill: bool,
 }
 
 /// Stages run in order, each on the survivors of the previous one.
@@ -268,7 +272,7 @@ impl Cascade {
                 compute_time: scored.compute_time,
             };
             let shown = if i + 1 == last { run.top_k } else { usize::MAX };
-            let list = outcome
+            let mut list: Vec<Ranked> = outcome
                 .kept
                 .iter()
                 .take(shown)
@@ -280,9 +284,21 @@ impl Cascade {
                         rank: rank as u32 + 1,
                         score,
                     });
-                    Ranked { index, score, placements: placements[index].clone() }
+                    Ranked { index, score: Some(score), placements: placements[index].clone() }
                 })
                 .collect();
+            if run.backfill && list.len() < shown {
+                let mut kept = vec![false; candidates.len()];
+                for &(index, _) in &outcome.kept {
+                    kept[index] = true;
+                }
+                let rest = (0..candidates.len()).filter(|&index| !kept[index]);
+                list.extend(rest.take(shown - list.len()).map(|index| Ranked {
+                    index,
+                    score: None,
+                    placements: placements[index].clone(),
+                }));
+            }
             survivors = outcome.kept.iter().map(|&(index, _)| index).collect();
             on_stage(&outcome, list);
             outcomes.push(outcome);

@@ -76,7 +76,7 @@ async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to
     );
     let large = Table::new("large", &[("b", 1.0), ("c", 5.0), ("d", 4.0), ("f", -2.0)]);
     let cascade = Cascade::new(vec![stage(&small, 4), stage(&large, 3)], 6).unwrap();
-    let run = Run { query: "q", top_k: 2, windows: true };
+    let run = Run { query: "q", top_k: 2, windows: true, backfill: false };
     let mut lists = Vec::new();
     let outcomes = cascade
         .run(&run, &candidates(&PASSAGES), |outcome, list| lists.push((outcome.stage, list)))
@@ -104,19 +104,19 @@ async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to
     assert_eq!(lists.iter().map(|(s, l)| (*s, l.len())).collect::<Vec<_>>(), [(1, 4), (2, 2)]);
     assert_eq!(
         lists[0].1[1],
-        Ranked { index: 3, score: 3.0, placements: vec![placed(1, "small", 2, 3.0)] }
+        Ranked { index: 3, score: Some(3.0), placements: vec![placed(1, "small", 2, 3.0)] }
     );
     assert_eq!(
         lists[1].1,
         [
             Ranked {
                 index: 2,
-                score: 5.0,
+                score: Some(5.0),
                 placements: vec![placed(1, "small", 4, 2.0), placed(2, "large", 1, 5.0)],
             },
             Ranked {
                 index: 3,
-                score: 4.0,
+                score: Some(4.0),
                 placements: vec![placed(1, "small", 2, 3.0), placed(2, "large", 2, 4.0)],
             },
         ]
@@ -127,7 +127,7 @@ async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to
 async fn fewer_candidates_than_a_stage_keeps_are_all_kept() {
     let small = Table::new("small", &[("a", 1.0), ("b", 2.0)]);
     let cascade = Cascade::new(vec![stage(&small, 5)], 10).unwrap();
-    let run = Run { query: "q", top_k: 10, windows: false };
+    let run = Run { query: "q", top_k: 10, windows: false, backfill: false };
     let outcomes = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap();
     assert_eq!(outcomes[0].kept, [(1, 2.0), (0, 1.0)]);
     // No candidates: each stage scores nothing and keeps nothing.
@@ -142,7 +142,7 @@ async fn a_failing_model_stops_the_cascade_with_its_error() {
     let after = Table::new("after", &[("b", 1.0)]);
     let cascade =
         Cascade::new(vec![stage(&small, 3), stage(&broken, 2), stage(&after, 1)], 3).unwrap();
-    let run = Run { query: "q", top_k: 1, windows: false };
+    let run = Run { query: "q", top_k: 1, windows: false, backfill: false };
     let mut seen = Vec::new();
     let err = cascade
         .run(&run, &candidates(&["a", "b", "c"]), |o, _| seen.push(o.stage))
@@ -171,7 +171,7 @@ impl CrossEncoder for Short {
 #[tokio::test]
 async fn a_model_returning_the_wrong_number_of_scores_is_an_error_not_a_misranking() {
     let cascade = Cascade::new(vec![Stage { model: Arc::new(Short), keep: 1 }], 2).unwrap();
-    let run = Run { query: "q", top_k: 1, windows: false };
+    let run = Run { query: "q", top_k: 1, windows: false, backfill: false };
     let err = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap_err();
     assert_eq!(err.to_string(), "model 'short' returned 1 scores for 2 passages");
 }
@@ -235,4 +235,31 @@ fn a_passage_is_the_title_then_the_text() {
     assert_eq!(passage("", "They dance."), "They dance.");
     assert_eq!(passage("Bees", ""), "Bees");
     assert_eq!(passage("", ""), "");
+}
+
+#[tokio::test]
+async fn backfilled_lists_go_on_with_the_other_candidates_in_first_stage_order() {
+    let small = Table::new(
+        "small",
+        &[("a", 0.1), ("b", 3.0), ("c", 2.0), ("d", 3.5), ("e", -1.0), ("f", 2.5)],
+    );
+    let large = Table::new("large", &[("b", 1.0), ("d", 4.0), ("f", -2.0)]);
+    let cascade = Cascade::new(vec![stage(&small, 3), stage(&large, 1)], 6).unwrap();
+    let run = Run { query: "q", top_k: 4, windows: false, backfill: true };
+    let mut lists = Vec::new();
+    cascade.run(&run, &candidates(&PASSAGES), |_, list| lists.push(list)).await.unwrap();
+    let shape = |list: &[Ranked]| -> Vec<(usize, Option<f32>)> {
+        list.iter().map(|r| (r.index, r.score)).collect()
+    };
+    // Stage 1 keeps d, b, f; then a, c, e in first-stage order (its list is whole).
+    assert_eq!(
+        shape(&lists[0]),
+        [(3, Some(3.5)), (1, Some(3.0)), (5, Some(2.5)), (0, None), (2, None), (4, None)]
+    );
+    // Stage 2 scores only d, b, f and keeps d; then the rest in first-stage order, to top_k.
+    assert_eq!(large.calls()[0].1, ["d", "b", "f"].map(String::from));
+    assert_eq!(shape(&lists[1]), [(3, Some(4.0)), (0, None), (1, None), (2, None)]);
+    // A backfilled hit keeps the placements of the stages that did keep it.
+    assert_eq!(lists[1][2].placements, [placed(1, "small", 2, 3.0)]);
+    assert!(lists[1][1].placements.is_empty());
 }

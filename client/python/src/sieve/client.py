@@ -350,6 +350,7 @@ class Client:
         bm25_weight: Optional[float] = None,
         dense_weight: Optional[float] = None,
         rerank_windows: bool = False,
+        backfill: Optional[bool] = None,
         include_text: Optional[bool] = None,
     ) -> search_pb2.SearchRequest:
         """The `SearchRequest` the search methods send (see `search` for the arguments)."""
@@ -373,6 +374,8 @@ class Client:
             plan.bm25_weight = bm25_weight
         if dense_weight is not None:
             plan.dense_weight = dense_weight
+        if backfill is not None:
+            plan.backfill = backfill
         request = search_pb2.SearchRequest(
             collection=collection, query=query, query_vector=list(vector or []), top_k=top_k, plan=plan
         )
@@ -407,7 +410,8 @@ class Client:
         `filter` (`sieve.filters`), `rerank` (stages as `("model", keep)` or `"model:keep"`;
         default: the server's cascade), `no_rerank`, `candidates` (fused candidates entering the
         cascade), `bm25_k`, `dense_k`, `fusion` ("rrf", "linear"), `rrf_k`, `bm25_weight`,
-        `dense_weight`, `rerank_windows`, `include_text`."""
+        `dense_weight`, `rerank_windows`, `backfill` (each stage's list goes on after the hits it
+        keeps with the other candidates in first-stage order), `include_text`."""
         stages: List[Stage] = []
         done = None
         for event in self.search_stages(collection, query, timeout=timeout, **options):

@@ -117,6 +117,9 @@ class Hit:
     dense: Optional[RetrieverRank]
     fused: Optional[RetrieverRank]
     stages: List[StageScore]
+    # Not kept by the stage whose list this is: it follows the kept hits in first-stage order
+    # (`backfill=True`), and `score` is its fused score.
+    backfilled: bool = False
 
     @classmethod
     def from_proto(cls, hit: search_pb2.Hit) -> "Hit":
@@ -136,6 +139,7 @@ class Hit:
             dense=rank("dense"),
             fused=rank("fused"),
             stages=[StageScore(s.stage, s.model, s.rank, s.score) for s in hit.stages],
+            backfilled=hit.backfilled,
         )
 
 

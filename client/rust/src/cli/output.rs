@@ -139,6 +139,7 @@ pub fn search(response: &proto::SearchResponse) -> Json {
                         "metadata": metadata(&h.metadata), "bm25": placement(&h.bm25), "dense": placement(&h.dense),
                         "fused": placement(&h.fused),
                         "stages": h.stages.iter().map(|s| json!({"stage": s.stage, "model": s.model, "rank": s.rank, "score": s.score})).collect::<Vec<_>>(),
+                        "backfilled": h.backfilled,
                     })
                 })
                 .collect();

@@ -50,6 +50,10 @@ pub struct Args {
     /// Score passages longer than a model's window as overlapping windows.
     #[arg(long)]
     windows: bool,
+    /// Keep few, backfill: each stage's list goes on, after the hits it keeps, with the other
+    /// candidates in first-stage order (so --top-k may exceed the last stage's keep).
+    #[arg(long)]
+    backfill: bool,
     /// Leave hit texts out.
     #[arg(long)]
     no_text: bool,
@@ -185,6 +189,7 @@ pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
         dense_weight: args.dense_weight,
         fusion: fusion as i32,
         rerank_windows: args.windows,
+        backfill: args.backfill.then_some(true),
         ..Default::default()
     };
     args.cascade.apply(&mut plan)?;

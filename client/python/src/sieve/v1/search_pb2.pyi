@@ -29,7 +29,7 @@ FUSION_RRF: Fusion
 FUSION_LINEAR: Fusion
 
 class Plan(_message.Message):
-    __slots__ = ("mode", "bm25_k", "dense_k", "rrf_k", "bm25_weight", "dense_weight", "fusion", "rerank", "no_rerank", "candidates", "rerank_windows")
+    __slots__ = ("mode", "bm25_k", "dense_k", "rrf_k", "bm25_weight", "dense_weight", "fusion", "rerank", "no_rerank", "candidates", "rerank_windows", "backfill")
     MODE_FIELD_NUMBER: _ClassVar[int]
     BM25_K_FIELD_NUMBER: _ClassVar[int]
     DENSE_K_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class Plan(_message.Message):
     NO_RERANK_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     RERANK_WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    BACKFILL_FIELD_NUMBER: _ClassVar[int]
     mode: Mode
     bm25_k: int
     dense_k: int
@@ -52,7 +53,8 @@ class Plan(_message.Message):
     no_rerank: bool
     candidates: int
     rerank_windows: bool
-    def __init__(self, mode: _Optional[_Union[Mode, str]] = ..., bm25_k: _Optional[int] = ..., dense_k: _Optional[int] = ..., rrf_k: _Optional[int] = ..., bm25_weight: _Optional[float] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank: _Optional[_Iterable[_Union[RerankStage, _Mapping]]] = ..., no_rerank: bool = ..., candidates: _Optional[int] = ..., rerank_windows: bool = ...) -> None: ...
+    backfill: bool
+    def __init__(self, mode: _Optional[_Union[Mode, str]] = ..., bm25_k: _Optional[int] = ..., dense_k: _Optional[int] = ..., rrf_k: _Optional[int] = ..., bm25_weight: _Optional[float] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank: _Optional[_Iterable[_Union[RerankStage, _Mapping]]] = ..., no_rerank: bool = ..., candidates: _Optional[int] = ..., rerank_windows: bool = ..., backfill: bool = ...) -> None: ...
 
 class RerankStage(_message.Message):
     __slots__ = ("model", "keep")
@@ -93,7 +95,7 @@ class RetrieverHit(_message.Message):
     def __init__(self, rank: _Optional[int] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Hit(_message.Message):
-    __slots__ = ("id", "score", "title", "text", "metadata", "bm25", "dense", "fused", "stages")
+    __slots__ = ("id", "score", "title", "text", "metadata", "bm25", "dense", "fused", "stages", "backfilled")
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +112,7 @@ class Hit(_message.Message):
     DENSE_FIELD_NUMBER: _ClassVar[int]
     FUSED_FIELD_NUMBER: _ClassVar[int]
     STAGES_FIELD_NUMBER: _ClassVar[int]
+    BACKFILLED_FIELD_NUMBER: _ClassVar[int]
     id: str
     score: float
     title: str
@@ -119,7 +122,8 @@ class Hit(_message.Message):
     dense: RetrieverHit
     fused: RetrieverHit
     stages: _containers.RepeatedCompositeFieldContainer[StageRank]
-    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, _common_pb2.Value]] = ..., bm25: _Optional[_Union[RetrieverHit, _Mapping]] = ..., dense: _Optional[_Union[RetrieverHit, _Mapping]] = ..., fused: _Optional[_Union[RetrieverHit, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageRank, _Mapping]]] = ...) -> None: ...
+    backfilled: bool
+    def __init__(self, id: _Optional[str] = ..., score: _Optional[float] = ..., title: _Optional[str] = ..., text: _Optional[str] = ..., metadata: _Optional[_Mapping[str, _common_pb2.Value]] = ..., bm25: _Optional[_Union[RetrieverHit, _Mapping]] = ..., dense: _Optional[_Union[RetrieverHit, _Mapping]] = ..., fused: _Optional[_Union[RetrieverHit, _Mapping]] = ..., stages: _Optional[_Iterable[_Union[StageRank, _Mapping]]] = ..., backfilled: bool = ...) -> None: ...
 
 class StageRank(_message.Message):
     __slots__ = ("stage", "model", "rank", "score")

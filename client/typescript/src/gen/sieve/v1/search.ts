@@ -138,6 +138,13 @@ export interface Plan {
    * its best window's score (default: cut at the window).
    */
   rerankWindows: boolean;
+  /**
+   * Keep few, backfill: each rerank stage's list goes on, after the hits the stage keeps, with
+   * the other candidates that entered the cascade in first-stage (fused) order, so `top_k` may
+   * exceed the last stage's `keep` and a cascade keeping few loses nothing below it (default
+   * off). The next stage still scores only what the stage keeps.
+   */
+  backfill?: boolean | undefined;
 }
 
 /** One cascade stage: a loaded cross-encoder and how many of its best it keeps. */
@@ -196,6 +203,11 @@ export interface Hit {
     | undefined;
   /** Its place and score at each rerank stage it went through, in order. */
   stages: StageRank[];
+  /**
+   * This stage did not keep it: it follows the kept hits in first-stage order (plan.backfill),
+   * and `score` is its fused score, not a logit.
+   */
+  backfilled: boolean;
 }
 
 export interface Hit_MetadataEntry {
@@ -281,6 +293,7 @@ function createBasePlan(): Plan {
     noRerank: false,
     candidates: 0,
     rerankWindows: false,
+    backfill: undefined,
   };
 }
 
@@ -318,6 +331,9 @@ export const Plan: MessageFns<Plan> = {
     }
     if (message.rerankWindows !== false) {
       writer.uint32(88).bool(message.rerankWindows);
+    }
+    if (message.backfill !== undefined) {
+      writer.uint32(96).bool(message.backfill);
     }
     return writer;
   },
@@ -423,6 +439,14 @@ export const Plan: MessageFns<Plan> = {
             message.rerankWindows = reader.bool();
             continue;
           }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.backfill = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -478,6 +502,7 @@ export const Plan: MessageFns<Plan> = {
         : isSet(object.rerank_windows)
         ? globalThis.Boolean(object.rerank_windows)
         : false,
+      backfill: isSet(object.backfill) ? globalThis.Boolean(object.backfill) : undefined,
     };
   },
 
@@ -516,6 +541,9 @@ export const Plan: MessageFns<Plan> = {
     if (message.rerankWindows !== false) {
       obj.rerankWindows = message.rerankWindows;
     }
+    if (message.backfill !== undefined) {
+      obj.backfill = message.backfill;
+    }
     return obj;
   },
 
@@ -535,6 +563,7 @@ export const Plan: MessageFns<Plan> = {
     message.noRerank = object.noRerank ?? false;
     message.candidates = object.candidates ?? 0;
     message.rerankWindows = object.rerankWindows ?? false;
+    message.backfill = object.backfill ?? undefined;
     return message;
   },
 };
@@ -959,6 +988,7 @@ function createBaseHit(): Hit {
     dense: undefined,
     fused: undefined,
     stages: [],
+    backfilled: false,
   };
 }
 
@@ -990,6 +1020,9 @@ export const Hit: MessageFns<Hit> = {
     }
     for (const v of message.stages) {
       StageRank.encode(v!, writer.uint32(74).fork()).join();
+    }
+    if (message.backfilled !== false) {
+      writer.uint32(80).bool(message.backfilled);
     }
     return writer;
   },
@@ -1082,6 +1115,14 @@ export const Hit: MessageFns<Hit> = {
             message.stages.push(StageRank.decode(reader, reader.uint32()));
             continue;
           }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.backfilled = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1118,6 +1159,7 @@ export const Hit: MessageFns<Hit> = {
       dense: isSet(object.dense) ? RetrieverHit.fromJSON(object.dense) : undefined,
       fused: isSet(object.fused) ? RetrieverHit.fromJSON(object.fused) : undefined,
       stages: globalThis.Array.isArray(object?.stages) ? object.stages.map((e: any) => StageRank.fromJSON(e)) : [],
+      backfilled: isSet(object.backfilled) ? globalThis.Boolean(object.backfilled) : false,
     };
   },
 
@@ -1156,6 +1198,9 @@ export const Hit: MessageFns<Hit> = {
     if (message.stages?.length) {
       obj.stages = message.stages.map((e) => StageRank.toJSON(e));
     }
+    if (message.backfilled !== false) {
+      obj.backfilled = message.backfilled;
+    }
     return obj;
   },
 
@@ -1187,6 +1232,7 @@ export const Hit: MessageFns<Hit> = {
       ? RetrieverHit.fromPartial(object.fused)
       : undefined;
     message.stages = object.stages?.map((e) => StageRank.fromPartial(e)) || [];
+    message.backfilled = object.backfilled ?? false;
     return message;
   },
 };
