@@ -443,6 +443,16 @@ async fn malformed_requests_get_precise_statuses() {
             search(c, q("words", "fine").with_rerank([("nope/model", 5)])),
         ),
         case(
+            "rerank stage with a NaN threshold",
+            Code::InvalidArgument,
+            "plan.rerank[0].min_score: must be a finite number (a raw logit), got NaN",
+            search(c, {
+                let mut request = q("words", "fine").with_rerank([("nope/model", 5)]);
+                request.plan.as_mut().unwrap().rerank[0].min_score = Some(f32::NAN);
+                request
+            }),
+        ),
+        case(
             "candidates over max_rerank_candidates",
             Code::InvalidArgument,
             "plan.candidates: 5000 exceeds the limit of 1000 (max_rerank_candidates)",

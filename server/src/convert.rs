@@ -404,7 +404,17 @@ pub fn search_request(
                         "plan.rerank[{i}].model: must not be empty"
                     )));
                 }
-                Ok(StageSpec { model: stage.model.clone(), keep: stage.keep as usize })
+                if let Some(min) = stage.min_score.filter(|m| !m.is_finite()) {
+                    return Err(Status::invalid_argument(format!(
+                        "plan.rerank[{i}].min_score: must be a finite number (a raw logit), got \
+                         {min}"
+                    )));
+                }
+                Ok(StageSpec {
+                    model: stage.model.clone(),
+                    keep: stage.keep as usize,
+                    min_score: stage.min_score,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Some(stages)

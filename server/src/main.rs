@@ -176,7 +176,7 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         .cascade
         .0
         .iter()
-        .map(|stage| StageSpec { model: stage.model.clone(), keep: stage.keep })
+        .map(|stage| StageSpec { model: stage.model.clone(), keep: stage.keep, min_score: None })
         .collect();
     let planner = Arc::new(Planner::new(Arc::clone(&registry), default_cascade));
     check_model_roles(&config, &planner)?;

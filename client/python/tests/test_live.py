@@ -96,6 +96,21 @@ def test_a_cascade_keeping_few_backfills_in_fused_order(admin, demo):
     assert all(h.stages == [] for h in last[2:])
 
 
+def test_a_stage_threshold_drops_low_scores_even_from_the_backfill(admin, demo):
+    plain = admin.search(demo, QUESTION, top_k=8, candidates=8, rerank=[(CROSS_ENCODER, 8)])
+    scores = [h.score for h in plain.hits]
+    cut = scores[2]  # the third best logit: exactly three reach it
+    result = admin.search(demo, QUESTION, top_k=8, candidates=8, rerank=[(CROSS_ENCODER, 8, cut)], backfill=True)
+    assert [h.id for h in result.hits] == [h.id for h in plain.hits[:3]]
+    assert not any(h.backfilled for h in result.hits)
+    same = admin.search(demo, QUESTION, top_k=8, candidates=8, rerank=[f"{CROSS_ENCODER}:8@{cut!r}"])
+    assert [h.id for h in same.hits] == [h.id for h in plain.hits[:3]]
+    with pytest.raises(sieve.SieveError) as refused:
+        admin.search(demo, QUESTION, candidates=8, rerank=[(CROSS_ENCODER, 2, float("nan"))])
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "plan.rerank[0].min_score: must be a finite number (a raw logit), got NaN" in str(refused.value)
+
+
 def test_rerank_scores_texts_best_first(admin):
     texts = ["Glaciers carve valleys.", "Vitamin D deficiency weakens bone.", "Bees dance."]
     results = admin.rerank("vitamin D and bones", texts, model=CROSS_ENCODER)

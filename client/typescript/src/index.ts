@@ -155,7 +155,8 @@ export interface SearchOptions {
   mode?: "bm25" | "dense" | "hybrid";
   filter?: Filter;
   /** Rerank stages as `[model, keep]` or `"model:keep"`; default: the server's cascade. */
-  rerank?: Array<[string, number] | string>;
+  /** Stages as [model, keep], [model, keep, minScore] or "model:keep" / "model:keep@minScore" (minScore: a raw logit the model must reach). */
+  rerank?: Array<[string, number] | [string, number, number] | string>;
   noRerank?: boolean;
   /** Fused candidates entering the cascade (server default 50). */
   candidates?: number;
@@ -295,11 +296,14 @@ export function searchRequest(collection: string, query: string, options: Search
   if (options.mode !== undefined && !(options.mode in MODES)) throw new RangeError(`mode is bm25, dense or hybrid, not ${options.mode}`);
   if (options.fusion !== undefined && !(options.fusion in FUSIONS)) throw new RangeError(`fusion is rrf or linear, not ${options.fusion}`);
   const rerank = (options.rerank ?? []).map((stage) => {
-    if (typeof stage !== "string") return { model: stage[0], keep: stage[1] };
+    if (typeof stage !== "string") return { model: stage[0], keep: stage[1], minScore: stage[2] };
     const at = stage.lastIndexOf(":");
-    const keep = Number(stage.slice(at + 1));
-    if (at < 0 || !Number.isInteger(keep) || keep < 0) throw new RangeError(`rerank stage "${stage}" is not model:keep`);
-    return { model: stage.slice(0, at), keep };
+    const [keepText, minText] = stage.slice(at + 1).split("@");
+    const keep = Number(keepText);
+    if (at < 0 || !Number.isInteger(keep) || keep < 0) throw new RangeError(`rerank stage "${stage}" is not model:keep or model:keep@minScore`);
+    const minScore = minText === undefined ? undefined : Number(minText);
+    if (minScore !== undefined && !Number.isFinite(minScore)) throw new RangeError(`rerank stage "${stage}": minScore is not a number`);
+    return { model: stage.slice(0, at), keep, minScore };
   });
   return SearchRequest.fromPartial({
     collection,

@@ -196,6 +196,18 @@ describe("sieve client against the live server", () => {
     assert.deepEqual(last.slice(2).map((h) => [h.id, h.score]), rest);
   });
 
+  test("a stage threshold drops low scores even from the backfill", async () => {
+    const plain = await admin.search("ts-demo", QUESTION, { topK: 8, candidates: 8, rerank: [[CROSS_ENCODER, 8]] });
+    const cut = plain.hits[2].score;
+    const result = await admin.search("ts-demo", QUESTION, { topK: 8, candidates: 8, rerank: [[CROSS_ENCODER, 8, cut]], backfill: true });
+    assert.deepEqual(result.hits.map((h) => h.id), plain.hits.slice(0, 3).map((h) => h.id));
+    assert.ok(result.hits.every((h) => !h.backfilled));
+    await assert.rejects(
+      admin.search("ts-demo", QUESTION, { candidates: 8, rerank: [[CROSS_ENCODER, 2, Number.NaN]] }),
+      (e: SieveError) => e.codeName === "INVALID_ARGUMENT" && e.message.includes("plan.rerank[0].min_score: must be a finite number (a raw logit), got NaN"),
+    );
+  });
+
   test("partition assignment is for a cluster router", async () => {
     await assert.rejects(
       admin.assignPartition(0, { add: "shard-4", remove: "shard-1" }),

@@ -122,7 +122,7 @@ impl v1::SearchRequest {
         let plan = self.plan.get_or_insert_with(Default::default);
         plan.rerank = stages
             .into_iter()
-            .map(|(model, keep)| v1::RerankStage { model: model.into(), keep })
+            .map(|(model, keep)| v1::RerankStage { model: model.into(), keep, min_score: None })
             .collect();
         self
     }

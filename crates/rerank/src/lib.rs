@@ -88,12 +88,14 @@ pub fn passage(title: &str, text: &str) -> String {
 }
 
 /// A rerank stage as a request names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct StageSpec {
     /// A loaded cross-encoder.
     pub model: String,
     /// How many of its best it keeps.
     pub keep: usize,
+    /// Only candidates it scores at least this high are kept (a raw logit of its model).
+    pub min_score: Option<f32>,
 }
 
 /// One stage: a cross-encoder and how many of its best it passes on.
@@ -103,6 +105,9 @@ pub struct Stage {
     pub model: Arc<dyn CrossEncoder>,
     /// Candidates this stage keeps.
     pub keep: usize,
+    /// Only candidates it scores at least this high are kept; one scored below is dropped
+    /// from the answer (not backfilled).
+    pub min_score: Option<f32>,
 }
 
 /// One candidate entering the cascade, in first-stage order.
@@ -186,6 +191,11 @@ impl Cascade {
             if stage.keep == 0 {
                 return Err(invalid("must be at least 1".into()));
             }
+            if let Some(min) = stage.min_score.filter(|m| !m.is_finite()) {
+                return Err(RerankError::InvalidCascade(format!(
+                    "rerank[{i}].min_score: must be a finite number (a raw logit), got {min}"
+                )));
+            }
             if stage.keep > receives {
                 return Err(invalid(if i == 0 {
                     format!(
@@ -216,7 +226,7 @@ impl Cascade {
                 let model = find(&spec.model).map_err(|why| {
                     RerankError::InvalidCascade(format!("plan.rerank[{i}].model: {why}"))
                 })?;
-                Ok(Stage { model, keep: spec.keep })
+                Ok(Stage { model, keep: spec.keep, min_score: spec.min_score })
             })
             .collect::<Result<Vec<_>, RerankError>>()?;
         Cascade::new(stages, candidates).map_err(|e| match e {
@@ -240,6 +250,8 @@ impl Cascade {
     ) -> Result<Vec<StageOutcome>, RerankError> {
         let mut survivors: Vec<usize> = (0..candidates.len()).collect();
         let mut placements: Vec<Vec<StagePlacement>> = vec![Vec::new(); candidates.len()];
+        // Scored below a stage's threshold: out of the answer, backfill included.
+        let mut rejected = vec![false; candidates.len()];
         let mut outcomes = Vec::with_capacity(self.stages.len());
         let last = self.stages.len();
         for (i, stage) in self.stages.iter().enumerate() {
@@ -262,7 +274,13 @@ impl Cascade {
                     survivors.len()
                 ))));
             }
-            let kept = best(&survivors, &scored.scores, stage.keep);
+            let mut kept = best(&survivors, &scored.scores, stage.keep);
+            if let Some(min) = stage.min_score {
+                for (&index, &score) in survivors.iter().zip(&scored.scores) {
+                    rejected[index] |= score < min;
+                }
+                kept.retain(|&(_, score)| score >= min);
+            }
             let outcome = StageOutcome {
                 stage: i + 1,
                 model: stage.model.name().to_string(),
@@ -292,7 +310,7 @@ impl Cascade {
                 for &(index, _) in &outcome.kept {
                     kept[index] = true;
                 }
-                let rest = (0..candidates.len()).filter(|&index| !kept[index]);
+                let rest = (0..candidates.len()).filter(|&index| !kept[index] && !rejected[index]);
                 list.extend(rest.take(shown - list.len()).map(|index| Ranked {
                     index,
                     score: None,

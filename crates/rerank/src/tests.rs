@@ -59,7 +59,7 @@ fn candidates(passages: &[&str]) -> Vec<Candidate> {
 }
 
 fn stage(model: &Arc<Table>, keep: usize) -> Stage {
-    Stage { model: Arc::clone(model) as Arc<dyn CrossEncoder>, keep }
+    Stage { model: Arc::clone(model) as Arc<dyn CrossEncoder>, keep, min_score: None }
 }
 
 fn placed(stage: usize, model: &str, rank: u32, score: f32) -> StagePlacement {
@@ -170,7 +170,8 @@ impl CrossEncoder for Short {
 
 #[tokio::test]
 async fn a_model_returning_the_wrong_number_of_scores_is_an_error_not_a_misranking() {
-    let cascade = Cascade::new(vec![Stage { model: Arc::new(Short), keep: 1 }], 2).unwrap();
+    let cascade =
+        Cascade::new(vec![Stage { model: Arc::new(Short), keep: 1, min_score: None }], 2).unwrap();
     let run = Run { query: "q", top_k: 1, windows: false, backfill: false };
     let err = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap_err();
     assert_eq!(err.to_string(), "model 'short' returned 1 scores for 2 passages");
@@ -203,7 +204,7 @@ fn stage_specs_become_stages_of_the_models_found() {
             other => Err(format!("no cross-encoder named '{other}' is loaded")),
         }
     };
-    let spec = |model: &str, keep| StageSpec { model: model.to_string(), keep };
+    let spec = |model: &str, keep| StageSpec { model: model.to_string(), keep, min_score: None };
     let cascade = Cascade::from_specs(&[spec("small", 8), spec("small", 3)], 20, find).unwrap();
     let shape: Vec<(&str, usize)> =
         cascade.stages().iter().map(|s| (s.model.name(), s.keep)).collect();
@@ -262,4 +263,36 @@ async fn backfilled_lists_go_on_with_the_other_candidates_in_first_stage_order()
     // A backfilled hit keeps the placements of the stages that did keep it.
     assert_eq!(lists[1][2].placements, [placed(1, "small", 2, 3.0)]);
     assert!(lists[1][1].placements.is_empty());
+}
+
+#[tokio::test]
+async fn a_threshold_drops_what_a_stage_scores_below_it_even_from_the_backfill() {
+    let small = Table::new(
+        "small",
+        &[("a", 0.1), ("b", 3.0), ("c", 2.0), ("d", 3.5), ("e", -1.0), ("f", 2.5)],
+    );
+    let large = Table::new("large", &[("b", -4.0), ("c", -0.5), ("d", 4.0), ("f", 0.5)]);
+    let stages = vec![
+        Stage { min_score: Some(0.0), ..stage(&small, 4) },
+        Stage { min_score: Some(0.0), ..stage(&large, 3) },
+    ];
+    let cascade = Cascade::new(stages, 6).unwrap();
+    let run = Run { query: "q", top_k: 10, windows: false, backfill: true };
+    let mut lists = Vec::new();
+    let outcomes =
+        cascade.run(&run, &candidates(&PASSAGES), |_, list| lists.push(list)).await.unwrap();
+    // Stage 1 keeps d, b, f, c (e scored -1.0 is out for good; a, at 0.1, is only not kept);
+    // stage 2 keeps d and f (b and c scored below 0 are out). The backfill brings a alone.
+    assert_eq!(outcomes[0].kept, [(3, 3.5), (1, 3.0), (5, 2.5), (2, 2.0)]);
+    assert_eq!(outcomes[1].kept, [(3, 4.0), (5, 0.5)]);
+    let ids: Vec<(usize, bool)> = lists[1].iter().map(|r| (r.index, r.score.is_some())).collect();
+    assert_eq!(ids, [(3, true), (5, true), (0, false)]);
+    // A threshold that is not a number is refused.
+    let nan = Stage { min_score: Some(f32::NAN), ..stage(&small, 2) };
+    match Cascade::new(vec![stage(&small, 3), nan], 6) {
+        Err(RerankError::InvalidCascade(why)) => {
+            assert_eq!(why, "rerank[1].min_score: must be a finite number (a raw logit), got NaN")
+        }
+        _ => panic!("expected an invalid cascade"),
+    }
 }

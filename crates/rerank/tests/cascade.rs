@@ -43,8 +43,8 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
     let query = "vitamin D deficiency and bone health";
     let cascade = Cascade::new(
         vec![
-            Stage { model: Arc::new(scifact.clone()), keep: 4 },
-            Stage { model: Arc::new(xlmr.clone()), keep: 2 },
+            Stage { model: Arc::new(scifact.clone()), keep: 4, min_score: None },
+            Stage { model: Arc::new(xlmr.clone()), keep: 2, min_score: None },
         ],
         6,
     )

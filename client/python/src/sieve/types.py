@@ -232,15 +232,28 @@ class DeleteResult:
 
 
 def stages_arg(rerank: Optional[Sequence[Union[str, tuple]]]) -> List[search_pb2.RerankStage]:
-    """Rerank stages as `("model", keep)` pairs or `"model:keep"` strings."""
+    """Rerank stages as `("model", keep)` pairs, `("model", keep, min_score)` triples, or
+    `"model:keep"` / `"model:keep@min_score"` strings (`min_score`: keep only candidates the
+    model scores at least this high, a raw logit)."""
     stages = []
     for stage in rerank or []:
+        min_score: Optional[float] = None
         if isinstance(stage, str):
             model, sep, keep = stage.rpartition(":")
+            keep, at, minimum = keep.partition("@")
             if not sep or not keep.isdigit():
-                raise ValueError(f"rerank stage {stage!r} is not `model:keep`")
-            stages.append(search_pb2.RerankStage(model=model, keep=int(keep)))
+                raise ValueError(f"rerank stage {stage!r} is not `model:keep` or `model:keep@min_score`")
+            if at:
+                try:
+                    min_score = float(minimum)
+                except ValueError:
+                    raise ValueError(f"rerank stage {stage!r}: min_score is not a number") from None
+        elif len(stage) == 3:
+            model, keep, min_score = stage
         else:
             model, keep = stage
-            stages.append(search_pb2.RerankStage(model=model, keep=int(keep)))
+        proto_stage = search_pb2.RerankStage(model=model, keep=int(keep))
+        if min_score is not None:
+            proto_stage.min_score = float(min_score)
+        stages.append(proto_stage)
     return stages

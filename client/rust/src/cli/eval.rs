@@ -498,14 +498,18 @@ mod tests {
             Pipeline { name: "bm25".into(), mode: proto::Mode::Bm25, cascade: None }
         );
         assert_eq!(parse_pipeline("hybrid+rerank").unwrap().cascade, Some(Vec::new()));
-        let p = parse_pipeline("dense+org/ce:20,tiny:5").unwrap();
+        let p = parse_pipeline("dense+org/ce:20,tiny:5@-1.5").unwrap();
         assert_eq!(p.mode, proto::Mode::Dense);
         assert_eq!(
             p.cascade.unwrap(),
             [
-                proto::RerankStage { model: "org/ce".into(), keep: 20 },
-                proto::RerankStage { model: "tiny".into(), keep: 5 }
+                proto::RerankStage { model: "org/ce".into(), keep: 20, min_score: None },
+                proto::RerankStage { model: "tiny".into(), keep: 5, min_score: Some(-1.5) }
             ]
+        );
+        assert_eq!(
+            parse_pipeline("bm25+ce:5@high").unwrap_err().root_cause().to_string(),
+            "--rerank ce:5@high: MIN must be a number (a raw logit)"
         );
         assert_eq!(
             parse_pipeline("splade").unwrap_err().to_string(),

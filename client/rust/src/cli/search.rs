@@ -78,8 +78,10 @@ enum FusionArg {
 /// The rerank options of `sieve search` and `sieve bench search`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct CascadeArgs {
-    /// Rerank stage `model:keep`, repeatable, in order (default: the server's cascade).
-    #[arg(long, value_name = "MODEL:KEEP")]
+    /// Rerank stage `model:keep`, or `model:keep@min` to keep only candidates the model
+    /// scores at least `min` (a raw logit), repeatable, in order (default: the server's
+    /// cascade).
+    #[arg(long, value_name = "MODEL:KEEP[@MIN]")]
     pub rerank: Vec<String>,
     /// No reranking, even if the server has a default cascade.
     #[arg(long, conflicts_with = "rerank")]
@@ -99,7 +101,7 @@ impl CascadeArgs {
     }
 }
 
-/// Parses `--rerank model:keep` stages.
+/// Parses `--rerank model:keep[@min]` stages.
 pub fn parse_stages(stages: &[String]) -> anyhow::Result<Vec<proto::RerankStage>> {
     stages
         .iter()
@@ -107,10 +109,19 @@ pub fn parse_stages(stages: &[String]) -> anyhow::Result<Vec<proto::RerankStage>
             let (model, keep) = stage
                 .rsplit_once(':')
                 .ok_or_else(|| anyhow::anyhow!("--rerank {stage}: expected MODEL:KEEP"))?;
+            let (keep, min_score) = match keep.split_once('@') {
+                Some((keep, min)) => {
+                    let min = min.parse().map_err(|_| {
+                        anyhow::anyhow!("--rerank {stage}: MIN must be a number (a raw logit)")
+                    })?;
+                    (keep, Some(min))
+                }
+                None => (keep, None),
+            };
             let keep = keep
                 .parse()
                 .map_err(|_| anyhow::anyhow!("--rerank {stage}: KEEP must be a number"))?;
-            Ok(proto::RerankStage { model: model.to_string(), keep })
+            Ok(proto::RerankStage { model: model.to_string(), keep, min_score })
         })
         .collect()
 }

@@ -254,7 +254,11 @@ async fn the_cluster_answers_exactly_as_one_standalone_collection() {
             top_k: Some(10),
             plan: Plan {
                 mode: Some(Mode::Hybrid),
-                rerank: Some(vec![StageSpec { model: "tiny-bert-ce".into(), keep: 10 }]),
+                rerank: Some(vec![StageSpec {
+                    model: "tiny-bert-ce".into(),
+                    keep: 10,
+                    min_score: None,
+                }]),
                 candidates: Some(30),
                 ..Plan::default()
             },

@@ -57,12 +57,14 @@ class Plan(_message.Message):
     def __init__(self, mode: _Optional[_Union[Mode, str]] = ..., bm25_k: _Optional[int] = ..., dense_k: _Optional[int] = ..., rrf_k: _Optional[int] = ..., bm25_weight: _Optional[float] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank: _Optional[_Iterable[_Union[RerankStage, _Mapping]]] = ..., no_rerank: bool = ..., candidates: _Optional[int] = ..., rerank_windows: bool = ..., backfill: bool = ...) -> None: ...
 
 class RerankStage(_message.Message):
-    __slots__ = ("model", "keep")
+    __slots__ = ("model", "keep", "min_score")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     KEEP_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     model: str
     keep: int
-    def __init__(self, model: _Optional[str] = ..., keep: _Optional[int] = ...) -> None: ...
+    min_score: float
+    def __init__(self, model: _Optional[str] = ..., keep: _Optional[int] = ..., min_score: _Optional[float] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("collection", "query", "query_vector", "top_k", "filter", "plan", "include_text", "consistency", "consistency_token")

@@ -151,6 +151,12 @@ export interface Plan {
 export interface RerankStage {
   model: string;
   keep: number;
+  /**
+   * Keep only candidates this stage scores at least this high: a raw logit of the stage's
+   * model (each model's scale is its own; see its README). A candidate scored below it is
+   * dropped from the answer, backfill included. Unset: no threshold.
+   */
+  minScore?: number | undefined;
 }
 
 export interface SearchRequest {
@@ -569,7 +575,7 @@ export const Plan: MessageFns<Plan> = {
 };
 
 function createBaseRerankStage(): RerankStage {
-  return { model: "", keep: 0 };
+  return { model: "", keep: 0, minScore: undefined };
 }
 
 export const RerankStage: MessageFns<RerankStage> = {
@@ -579,6 +585,9 @@ export const RerankStage: MessageFns<RerankStage> = {
     }
     if (message.keep !== 0) {
       writer.uint32(16).uint32(message.keep);
+    }
+    if (message.minScore !== undefined) {
+      writer.uint32(29).float(message.minScore);
     }
     return writer;
   },
@@ -612,6 +621,14 @@ export const RerankStage: MessageFns<RerankStage> = {
             message.keep = reader.uint32();
             continue;
           }
+          case 3: {
+            if (tag !== 29) {
+              break;
+            }
+
+            message.minScore = reader.float();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -628,6 +645,11 @@ export const RerankStage: MessageFns<RerankStage> = {
     return {
       model: isSet(object.model) ? globalThis.String(object.model) : "",
       keep: isSet(object.keep) ? globalThis.Number(object.keep) : 0,
+      minScore: isSet(object.minScore)
+        ? globalThis.Number(object.minScore)
+        : isSet(object.min_score)
+        ? globalThis.Number(object.min_score)
+        : undefined,
     };
   },
 
@@ -639,6 +661,9 @@ export const RerankStage: MessageFns<RerankStage> = {
     if (message.keep !== 0) {
       obj.keep = Math.round(message.keep);
     }
+    if (message.minScore !== undefined) {
+      obj.minScore = floatToJson(message.minScore);
+    }
     return obj;
   },
 
@@ -649,6 +674,7 @@ export const RerankStage: MessageFns<RerankStage> = {
     const message = createBaseRerankStage();
     message.model = object.model ?? "";
     message.keep = object.keep ?? 0;
+    message.minScore = object.minScore ?? undefined;
     return message;
   },
 };
