@@ -215,6 +215,11 @@ async fn embedded_collection_and_a_two_stage_cascade() {
         .with_top_k(10)
         .with_backfill();
     let response = client.search(request).await.unwrap();
+    // The 30 (query, passage) pairs were scored by the cascade above: all from the score cache,
+    // with the same scores.
+    let step = &response.done.as_ref().unwrap().models[1];
+    assert_eq!((step.step.as_str(), step.inputs, step.cached), ("rerank:1", 30, 30));
+    assert_eq!(response.stages[1].hits[0].score, stages[1].hits[0].score);
     let (fused, last) = (&response.stages[0].hits, &response.stages[1].hits);
     assert_eq!(last.len(), 10);
     let kept: Vec<&str> = last[..3].iter().map(|h| h.id.as_str()).collect();
@@ -230,12 +235,19 @@ async fn embedded_collection_and_a_two_stage_cascade() {
     let backfilled: Vec<(&str, f32)> = last[3..].iter().map(|h| (h.id.as_str(), h.score)).collect();
     assert_eq!(backfilled, rest, "the rest in fused order, with fused scores");
     assert!(last[3..].iter().all(|h| h.backfilled && h.stages.is_empty()));
-    // Without backfill the same cascade answers only what it keeps.
-    let request = proto::SearchRequest::new("scifact", &query)
+    // Without backfill the same cascade answers only what it keeps; without the score cache
+    // the model scores all 30 again, to the same scores.
+    let mut request = proto::SearchRequest::new("scifact", &query)
         .with_candidates(30)
         .with_rerank([(SCIFACT_CE, 3)])
         .with_top_k(10);
-    assert_eq!(client.search(request).await.unwrap().hits().len(), 3);
+    request.plan.as_mut().unwrap().no_score_cache = true;
+    let uncached = client.search(request).await.unwrap();
+    assert_eq!(uncached.hits().len(), 3);
+    assert_eq!(uncached.done.as_ref().unwrap().models[1].cached, 0);
+    let scores =
+        |hits: &[proto::Hit]| hits.iter().map(|h| (h.id.clone(), h.score)).collect::<Vec<_>>();
+    assert_eq!(scores(uncached.hits()), scores(&last[..3]));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -601,6 +613,8 @@ async fn metrics_are_scraped_with_every_named_series() {
     let stage = [("stage", "rerank:1"), ("model", XLMR)];
     assert_eq!(value("sieve_rerank_stage_seconds_count", &stage), 1.0);
     let model = [("model", XLMR)];
+    assert_eq!(value("sieve_rerank_score_cache_hits_total", &model), 0.0);
+    assert_eq!(value("sieve_rerank_score_cache_misses_total", &model), 3.0);
     assert_eq!(value("sieve_model_batch_inputs_sum", &model), 3.0);
     assert!(value("sieve_model_batch_tokens_sum", &model) >= 3.0);
     assert!(value("sieve_model_batch_seconds_count", &model) >= 1.0);

@@ -242,6 +242,9 @@ settings! {
     max_ids_per_request: usize = 10_000, "SIEVE_MAX_IDS_PER_REQUEST";
     /// Most fused candidates a search may send into its rerank cascade.
     max_rerank_candidates: usize = 1000, "SIEVE_MAX_RERANK_CANDIDATES";
+    /// Cross-encoder scores kept so the same (model, query, passage) is not scored twice, in
+    /// MiB (0 = off; about 16,000 pairs a MiB).
+    score_cache_mb: u64 = 64, "SIEVE_SCORE_CACHE_MB";
     /// Searches (and SearchStream calls) running at once; more are refused with RESOURCE_EXHAUSTED.
     max_concurrent_searches: usize = 64, "SIEVE_MAX_CONCURRENT_SEARCHES";
     /// Ingest streams open at once; more are refused with RESOURCE_EXHAUSTED.

@@ -438,6 +438,7 @@ pub fn search_request(
             candidates: rerank_candidates,
             rerank_windows: plan.rerank_windows,
             backfill: plan.backfill,
+            no_score_cache: plan.no_score_cache,
         },
         omit_text: request.include_text == Some(false),
     };
@@ -520,6 +521,7 @@ pub fn summary(summary: Summary) -> v1::Done {
                 model: m.model,
                 inputs: m.inputs as u32,
                 kept: m.kept as u32,
+                cached: m.cached as u32,
                 queue_micros: micros(m.queue_time),
                 compute_micros: micros(m.compute_time),
             })

@@ -178,7 +178,11 @@ async fn serve(config: Config, demo: Option<Option<String>>) -> anyhow::Result<(
         .iter()
         .map(|stage| StageSpec { model: stage.model.clone(), keep: stage.keep, min_score: None })
         .collect();
-    let planner = Arc::new(Planner::new(Arc::clone(&registry), default_cascade));
+    let score_cache =
+        Arc::new(sieve_rerank::ScoreCache::new((config.score_cache_mb as usize) << 20));
+    let planner = Arc::new(
+        Planner::new(Arc::clone(&registry), default_cascade).with_score_cache(score_cache),
+    );
     check_model_roles(&config, &planner)?;
 
     let incoming = TcpIncoming::bind(config.listen)

@@ -131,6 +131,14 @@ fn describe() {
     );
     describe_gauge!("sieve_model_queue_inputs", "Inputs waiting in a model's queue");
     describe_counter!("sieve_model_inputs_total", "Inputs run by a model");
+    describe_counter!(
+        "sieve_rerank_score_cache_hits_total",
+        "Rerank inputs whose score came from the score cache, by model"
+    );
+    describe_counter!(
+        "sieve_rerank_score_cache_misses_total",
+        "Rerank inputs the model scored (the score cache did not hold them), by model"
+    );
     describe_counter!("sieve_model_batches_total", "Forward passes run by a model");
     describe_counter!(
         "sieve_model_cancelled_inputs_total",
@@ -298,6 +306,10 @@ pub fn searched(done: &sieve_proto::v1::Done) {
     for step in done.models.iter().filter(|m| m.step.starts_with("rerank:")) {
         histogram!("sieve_rerank_stage_seconds", "stage" => step.step.clone(), "model" => step.model.clone())
             .record(Duration::from_micros(step.queue_micros + step.compute_micros));
+        counter!("sieve_rerank_score_cache_hits_total", "model" => step.model.clone())
+            .increment(u64::from(step.cached));
+        counter!("sieve_rerank_score_cache_misses_total", "model" => step.model.clone())
+            .increment(u64::from(step.inputs - step.cached));
     }
 }
 

@@ -65,6 +65,8 @@ pub struct Plan {
     /// Each rerank stage's list goes on, after what it keeps, with the other candidates in
     /// first-stage order (`None`: the planner's default, off).
     pub backfill: Option<bool>,
+    /// Neither read nor fill the planner's score cache.
+    pub no_score_cache: bool,
 }
 
 /// One search.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sieve_models::Registry;
-use sieve_rerank::{Candidate, Cascade, CrossEncoder, Run, StagePlacement};
+use sieve_rerank::{Candidate, Cascade, CrossEncoder, Run, ScoreCache, StagePlacement};
 use sieve_storage::Metadata;
 
 use crate::corpus::{Corpus, Hybrid, Ranked};
@@ -91,6 +91,8 @@ pub struct ModelStep {
     pub inputs: usize,
     /// Hits kept (rerank stages).
     pub kept: usize,
+    /// Inputs whose score came from the score cache (rerank stages).
+    pub cached: usize,
     /// Waiting in the model's queue.
     pub queue_time: Duration,
     /// Computing.
@@ -120,6 +122,7 @@ pub struct Summary {
 pub struct Planner {
     models: Arc<Registry>,
     default_cascade: Vec<StageSpec>,
+    score_cache: Option<Arc<ScoreCache>>,
 }
 
 /// The first stage's output: candidates with payloads, and counts.
@@ -146,7 +149,18 @@ fn check_weight(name: &str, weight: Option<f32>) -> Result<f64, SearchError> {
 impl Planner {
     /// A planner over these models; `default_cascade` runs when a search names no stages.
     pub fn new(models: Arc<Registry>, default_cascade: Vec<StageSpec>) -> Planner {
-        Planner { models, default_cascade }
+        Planner { models, default_cascade, score_cache: None }
+    }
+
+    /// Rerank stages look scores up in `cache` first and keep the models' scores there.
+    pub fn with_score_cache(mut self, cache: Arc<ScoreCache>) -> Planner {
+        self.score_cache = Some(cache);
+        self
+    }
+
+    /// The score cache, when there is one.
+    pub fn score_cache(&self) -> Option<&Arc<ScoreCache>> {
+        self.score_cache.as_ref()
     }
 
     /// The loaded models.
@@ -193,6 +207,7 @@ impl Planner {
         let text = query.text.clone();
         let windows = query.plan.rerank_windows;
         let backfill = query.plan.backfill.unwrap_or(false);
+        let no_score_cache = query.plan.no_score_cache;
 
         let mut models = Vec::new();
         let mut embed_time = Duration::ZERO;
@@ -214,6 +229,7 @@ impl Planner {
                 model: name,
                 inputs: 1,
                 kept: 0,
+                cached: 0,
                 queue_time: embedded.queue_time,
                 compute_time: embedded.compute_time,
             });
@@ -250,7 +266,8 @@ impl Planner {
             let rerank_started = Instant::now();
             let rerank_span = tracing::info_span!("rerank", stages = cascade.stages().len());
             let returned = &mut summary.returned;
-            let run = Run { query: &text, top_k, windows, backfill };
+            let cache = if no_score_cache { None } else { self.score_cache.as_deref() };
+            let run = Run { query: &text, top_k, windows, backfill, cache };
             let outcomes = cascade.run(&run, &candidates, |outcome, list| {
                 let hits: Vec<Hit> = list
                     .into_iter()
@@ -278,6 +295,7 @@ impl Planner {
                 model: o.model,
                 inputs: o.scored,
                 kept: o.kept.len(),
+                cached: o.cached,
                 queue_time: o.queue_time,
                 compute_time: o.compute_time,
             }));

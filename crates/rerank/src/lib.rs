@@ -24,15 +24,19 @@
 //!     }
 //! }
 //! let model: Arc<dyn CrossEncoder> = Arc::new(Overlap);
-//! let cascade = Cascade::new(vec![Stage { model, keep: 2 }], 3)?;
+//! let cascade = Cascade::new(vec![Stage { model, keep: 2, min_score: None }], 3)?;
 //! let candidates: Vec<Candidate> = ["Berlin has 3.5 million people.", "Paris is in France.", "Bees dance."]
 //!     .iter().map(|text| Candidate { passage: passage("", text) }).collect();
-//! let run = Run { query: "how many people live in Berlin", top_k: 10, windows: false, backfill: false };
+//! let run = Run { query: "how many people live in Berlin", top_k: 10, windows: false, backfill: false, cache: None };
 //! let stages = cascade.run(&run, &candidates, |_, _| {}).await?;
 //! assert_eq!(stages[0].kept[0].0, 0);
 //! # Ok(())
 //! # }
 //! ```
+
+mod cache;
+
+pub use cache::{ENTRY_BYTES, ScoreCache};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -151,6 +155,8 @@ pub struct StageOutcome {
     pub model: String,
     /// Candidates scored.
     pub scored: usize,
+    /// Of those, the scores that came from the score cache, not the model.
+    pub cached: usize,
     /// Survivors as (index into the cascade's candidates, score), best first; equal scores
     /// keep the order they entered the stage in.
     pub kept: Vec<(usize, f32)>,
@@ -172,6 +178,8 @@ pub struct Run<'a> {
     /// Each stage's list goes on, after what the stage keeps, with the other candidates in
     /// their first-stage order (the next stage still scores only what this one keeps).
     pub backfill: bool,
+    /// Scores are looked up here first, and the model's kept here (`None`: no cache).
+    pub cache: Option<&'a ScoreCache>,
 }
 
 /// Stages run in order, each on the survivors of the previous one.
@@ -255,36 +263,63 @@ impl Cascade {
         let mut outcomes = Vec::with_capacity(self.stages.len());
         let last = self.stages.len();
         for (i, stage) in self.stages.iter().enumerate() {
+            let name = stage.model.name();
+            let keys: Vec<u128> = match run.cache {
+                Some(_) => survivors
+                    .iter()
+                    .map(|&s| ScoreCache::key(name, run.windows, run.query, &candidates[s].passage))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut scores: Vec<Option<f32>> = match run.cache {
+                Some(cache) => cache.get(&keys),
+                None => vec![None; survivors.len()],
+            };
+            let missing: Vec<usize> =
+                (0..survivors.len()).filter(|&j| scores[j].is_none()).collect();
             let batch: Vec<String> =
-                survivors.iter().map(|&s| candidates[s].passage.clone()).collect();
+                missing.iter().map(|&j| candidates[survivors[j]].passage.clone()).collect();
             let span = tracing::info_span!(
                 "rerank_stage",
                 stage = i + 1,
-                model = stage.model.name(),
-                candidates = batch.len(),
+                model = name,
+                candidates = survivors.len(),
+                cached = survivors.len() - missing.len(),
                 keep = stage.keep,
             );
-            let scoring = stage.model.score(run.query, batch, run.windows);
-            let scored = tracing::Instrument::instrument(scoring, span).await?;
-            if scored.scores.len() != survivors.len() {
+            let scored = if batch.is_empty() {
+                Scored::default()
+            } else {
+                let scoring = stage.model.score(run.query, batch, run.windows);
+                tracing::Instrument::instrument(scoring, span).await?
+            };
+            if scored.scores.len() != missing.len() {
                 return Err(RerankError::Model(ModelError::Inference(format!(
-                    "model '{}' returned {} scores for {} passages",
-                    stage.model.name(),
+                    "model '{name}' returned {} scores for {} passages",
                     scored.scores.len(),
-                    survivors.len()
+                    missing.len()
                 ))));
             }
-            let mut kept = best(&survivors, &scored.scores, stage.keep);
+            for (&j, &score) in missing.iter().zip(&scored.scores) {
+                scores[j] = Some(score);
+            }
+            if let Some(cache) = run.cache {
+                cache.put(missing.iter().zip(&scored.scores).map(|(&j, &score)| (keys[j], score)));
+            }
+            let scores: Vec<f32> =
+                scores.into_iter().map(|s| s.expect("every score is known")).collect();
+            let mut kept = best(&survivors, &scores, stage.keep);
             if let Some(min) = stage.min_score {
-                for (&index, &score) in survivors.iter().zip(&scored.scores) {
+                for (&index, &score) in survivors.iter().zip(&scores) {
                     rejected[index] |= score < min;
                 }
                 kept.retain(|&(_, score)| score >= min);
             }
             let outcome = StageOutcome {
                 stage: i + 1,
-                model: stage.model.name().to_string(),
-                scored: scored.scores.len(),
+                model: name.to_string(),
+                scored: scores.len(),
+                cached: scores.len() - missing.len(),
                 kept,
                 queue_time: scored.queue_time,
                 compute_time: scored.compute_time,

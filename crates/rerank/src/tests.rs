@@ -76,7 +76,7 @@ async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to
     );
     let large = Table::new("large", &[("b", 1.0), ("c", 5.0), ("d", 4.0), ("f", -2.0)]);
     let cascade = Cascade::new(vec![stage(&small, 4), stage(&large, 3)], 6).unwrap();
-    let run = Run { query: "q", top_k: 2, windows: true, backfill: false };
+    let run = Run { query: "q", top_k: 2, windows: true, backfill: false, cache: None };
     let mut lists = Vec::new();
     let outcomes = cascade
         .run(&run, &candidates(&PASSAGES), |outcome, list| lists.push((outcome.stage, list)))
@@ -127,7 +127,7 @@ async fn each_stage_scores_the_survivors_of_the_last_and_the_last_list_is_cut_to
 async fn fewer_candidates_than_a_stage_keeps_are_all_kept() {
     let small = Table::new("small", &[("a", 1.0), ("b", 2.0)]);
     let cascade = Cascade::new(vec![stage(&small, 5)], 10).unwrap();
-    let run = Run { query: "q", top_k: 10, windows: false, backfill: false };
+    let run = Run { query: "q", top_k: 10, windows: false, backfill: false, cache: None };
     let outcomes = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap();
     assert_eq!(outcomes[0].kept, [(1, 2.0), (0, 1.0)]);
     // No candidates: each stage scores nothing and keeps nothing.
@@ -142,7 +142,7 @@ async fn a_failing_model_stops_the_cascade_with_its_error() {
     let after = Table::new("after", &[("b", 1.0)]);
     let cascade =
         Cascade::new(vec![stage(&small, 3), stage(&broken, 2), stage(&after, 1)], 3).unwrap();
-    let run = Run { query: "q", top_k: 1, windows: false, backfill: false };
+    let run = Run { query: "q", top_k: 1, windows: false, backfill: false, cache: None };
     let mut seen = Vec::new();
     let err = cascade
         .run(&run, &candidates(&["a", "b", "c"]), |o, _| seen.push(o.stage))
@@ -172,7 +172,7 @@ impl CrossEncoder for Short {
 async fn a_model_returning_the_wrong_number_of_scores_is_an_error_not_a_misranking() {
     let cascade =
         Cascade::new(vec![Stage { model: Arc::new(Short), keep: 1, min_score: None }], 2).unwrap();
-    let run = Run { query: "q", top_k: 1, windows: false, backfill: false };
+    let run = Run { query: "q", top_k: 1, windows: false, backfill: false, cache: None };
     let err = cascade.run(&run, &candidates(&["a", "b"]), |_, _| {}).await.unwrap_err();
     assert_eq!(err.to_string(), "model 'short' returned 1 scores for 2 passages");
 }
@@ -246,7 +246,7 @@ async fn backfilled_lists_go_on_with_the_other_candidates_in_first_stage_order()
     );
     let large = Table::new("large", &[("b", 1.0), ("d", 4.0), ("f", -2.0)]);
     let cascade = Cascade::new(vec![stage(&small, 3), stage(&large, 1)], 6).unwrap();
-    let run = Run { query: "q", top_k: 4, windows: false, backfill: true };
+    let run = Run { query: "q", top_k: 4, windows: false, backfill: true, cache: None };
     let mut lists = Vec::new();
     cascade.run(&run, &candidates(&PASSAGES), |_, list| lists.push(list)).await.unwrap();
     let shape = |list: &[Ranked]| -> Vec<(usize, Option<f32>)> {
@@ -277,7 +277,7 @@ async fn a_threshold_drops_what_a_stage_scores_below_it_even_from_the_backfill()
         Stage { min_score: Some(0.0), ..stage(&large, 3) },
     ];
     let cascade = Cascade::new(stages, 6).unwrap();
-    let run = Run { query: "q", top_k: 10, windows: false, backfill: true };
+    let run = Run { query: "q", top_k: 10, windows: false, backfill: true, cache: None };
     let mut lists = Vec::new();
     let outcomes =
         cascade.run(&run, &candidates(&PASSAGES), |_, list| lists.push(list)).await.unwrap();
@@ -295,4 +295,64 @@ async fn a_threshold_drops_what_a_stage_scores_below_it_even_from_the_backfill()
         }
         _ => panic!("expected an invalid cascade"),
     }
+}
+
+#[tokio::test]
+async fn the_score_cache_spares_the_model_pairs_it_has_scored_and_misses_changed_passages() {
+    let small = Table::new(
+        "small",
+        &[("a", 0.1), ("b", 3.0), ("c", 2.0), ("d", 3.5), ("e", -1.0), ("f", 2.5), ("e v2", 9.0)],
+    );
+    let large = Table::new("large", &[("b", 1.0), ("d", 4.0), ("f", -2.0), ("e v2", 0.0)]);
+    let cache = ScoreCache::new(1 << 20);
+    let cascade = Cascade::new(vec![stage(&small, 3), stage(&large, 2)], 6).unwrap();
+    let run = Run { query: "q", top_k: 2, windows: false, backfill: false, cache: Some(&cache) };
+    let first = cascade.run(&run, &candidates(&PASSAGES), |_, _| {}).await.unwrap();
+    assert_eq!((first[0].cached, first[1].cached), (0, 0));
+    assert_eq!(cache.len(), 9, "6 pairs of the first model, 3 of the second");
+    // The same search again: no model call, the same outcome, every score from the cache.
+    let again = cascade.run(&run, &candidates(&PASSAGES), |_, _| {}).await.unwrap();
+    assert_eq!((small.calls().len(), large.calls().len()), (1, 1));
+    assert_eq!((again[0].cached, again[1].cached), (6, 3));
+    assert_eq!(again[1].kept, first[1].kept);
+    assert_eq!(
+        (again[0].queue_time, again[0].compute_time),
+        (Duration::ZERO, Duration::ZERO),
+        "a stage the model did not run took no model time"
+    );
+    // An upserted passage ("e" now reads "e v2") is a new pair: only it goes to the models.
+    let changed = candidates(&["a", "b", "c", "d", "e v2", "f"]);
+    let third = cascade.run(&run, &changed, |_, _| {}).await.unwrap();
+    assert_eq!(small.calls()[1].1, ["e v2"]);
+    assert_eq!(large.calls()[1].1, ["e v2"]);
+    // Stage 1 now keeps "e v2" (9.0), d, b; stage 2 scores "e v2" 0.0 and keeps d and b.
+    assert_eq!(third[1].kept, [(3, 4.0), (1, 1.0)]);
+    // Another query, or the windowed form, is another pair.
+    let other = Run { query: "other", ..run };
+    let _ = cascade.run(&other, &candidates(&PASSAGES[..2]), |_, _| {}).await;
+    assert_eq!(small.calls()[2].1, ["a", "b"]);
+    // Hits: 9 on the repeat, 5 + 2 after the upsert. Misses: 9 at first, 1 + 1 after the
+    // upsert, 2 + 2 for the other query (its second stage fails: "a" is not in the table).
+    assert_eq!(cache.counts(), (9 + 5 + 2, 9 + 2 + 4), "hits and misses, lookup by lookup");
+    // A cache of 0 bytes keeps nothing.
+    let off = ScoreCache::new(0);
+    let run = Run { cache: Some(&off), ..run };
+    cascade.run(&run, &candidates(&PASSAGES), |_, _| {}).await.unwrap();
+    cascade.run(&run, &candidates(&PASSAGES), |_, _| {}).await.unwrap();
+    assert_eq!((off.len(), small.calls().len()), (0, 5));
+}
+
+#[test]
+fn the_score_cache_forgets_the_least_recently_used_pairs_past_its_size() {
+    let cache = ScoreCache::new(3 * ENTRY_BYTES);
+    let key = |p: &str| ScoreCache::key("m", false, "q", p);
+    cache.put([(key("a"), 1.0), (key("b"), 2.0), (key("c"), 3.0)]);
+    assert_eq!(cache.get(&[key("a")]), [Some(1.0)]);
+    cache.put([(key("d"), 4.0)]);
+    assert_eq!(
+        cache.get(&[key("a"), key("b"), key("c"), key("d")]),
+        [Some(1.0), None, Some(3.0), Some(4.0)]
+    );
+    assert_ne!(ScoreCache::key("m", false, "q", "p"), ScoreCache::key("m", true, "q", "p"));
+    assert_ne!(ScoreCache::key("m", false, "qp", ""), ScoreCache::key("m", false, "q", "p"));
 }

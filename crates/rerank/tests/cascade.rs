@@ -52,7 +52,7 @@ async fn each_stage_ranks_the_survivors_of_the_last() {
     let mut seen = Vec::new();
     let candidates: Vec<Candidate> =
         texts.iter().map(|t| Candidate { passage: t.clone() }).collect();
-    let run = Run { query, top_k: 2, windows: false, backfill: false };
+    let run = Run { query, top_k: 2, windows: false, backfill: false, cache: None };
     let outcomes = cascade.run(&run, &candidates, |o, _| seen.push(o.stage)).await.unwrap();
     assert_eq!(seen, vec![1, 2], "stages reported in order");
 

@@ -29,7 +29,7 @@ FUSION_RRF: Fusion
 FUSION_LINEAR: Fusion
 
 class Plan(_message.Message):
-    __slots__ = ("mode", "bm25_k", "dense_k", "rrf_k", "bm25_weight", "dense_weight", "fusion", "rerank", "no_rerank", "candidates", "rerank_windows", "backfill")
+    __slots__ = ("mode", "bm25_k", "dense_k", "rrf_k", "bm25_weight", "dense_weight", "fusion", "rerank", "no_rerank", "candidates", "rerank_windows", "backfill", "no_score_cache")
     MODE_FIELD_NUMBER: _ClassVar[int]
     BM25_K_FIELD_NUMBER: _ClassVar[int]
     DENSE_K_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class Plan(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     RERANK_WINDOWS_FIELD_NUMBER: _ClassVar[int]
     BACKFILL_FIELD_NUMBER: _ClassVar[int]
+    NO_SCORE_CACHE_FIELD_NUMBER: _ClassVar[int]
     mode: Mode
     bm25_k: int
     dense_k: int
@@ -54,7 +55,8 @@ class Plan(_message.Message):
     candidates: int
     rerank_windows: bool
     backfill: bool
-    def __init__(self, mode: _Optional[_Union[Mode, str]] = ..., bm25_k: _Optional[int] = ..., dense_k: _Optional[int] = ..., rrf_k: _Optional[int] = ..., bm25_weight: _Optional[float] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank: _Optional[_Iterable[_Union[RerankStage, _Mapping]]] = ..., no_rerank: bool = ..., candidates: _Optional[int] = ..., rerank_windows: bool = ..., backfill: bool = ...) -> None: ...
+    no_score_cache: bool
+    def __init__(self, mode: _Optional[_Union[Mode, str]] = ..., bm25_k: _Optional[int] = ..., dense_k: _Optional[int] = ..., rrf_k: _Optional[int] = ..., bm25_weight: _Optional[float] = ..., dense_weight: _Optional[float] = ..., fusion: _Optional[_Union[Fusion, str]] = ..., rerank: _Optional[_Iterable[_Union[RerankStage, _Mapping]]] = ..., no_rerank: bool = ..., candidates: _Optional[int] = ..., rerank_windows: bool = ..., backfill: bool = ..., no_score_cache: bool = ...) -> None: ...
 
 class RerankStage(_message.Message):
     __slots__ = ("model", "keep", "min_score")
@@ -158,20 +160,22 @@ class Timing(_message.Message):
     def __init__(self, phase: _Optional[str] = ..., micros: _Optional[int] = ...) -> None: ...
 
 class ModelTiming(_message.Message):
-    __slots__ = ("step", "model", "inputs", "kept", "queue_micros", "compute_micros")
+    __slots__ = ("step", "model", "inputs", "kept", "queue_micros", "compute_micros", "cached")
     STEP_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     KEPT_FIELD_NUMBER: _ClassVar[int]
     QUEUE_MICROS_FIELD_NUMBER: _ClassVar[int]
     COMPUTE_MICROS_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FIELD_NUMBER: _ClassVar[int]
     step: str
     model: str
     inputs: int
     kept: int
     queue_micros: int
     compute_micros: int
-    def __init__(self, step: _Optional[str] = ..., model: _Optional[str] = ..., inputs: _Optional[int] = ..., kept: _Optional[int] = ..., queue_micros: _Optional[int] = ..., compute_micros: _Optional[int] = ...) -> None: ...
+    cached: int
+    def __init__(self, step: _Optional[str] = ..., model: _Optional[str] = ..., inputs: _Optional[int] = ..., kept: _Optional[int] = ..., queue_micros: _Optional[int] = ..., compute_micros: _Optional[int] = ..., cached: _Optional[int] = ...) -> None: ...
 
 class Done(_message.Message):
     __slots__ = ("timings", "mode", "bm25_candidates", "dense_candidates", "fused_candidates", "returned", "models")

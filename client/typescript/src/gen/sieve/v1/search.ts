@@ -144,7 +144,14 @@ export interface Plan {
    * exceed the last stage's `keep` and a cascade keeping few loses nothing below it (default
    * off). The next stage still scores only what the stage keeps.
    */
-  backfill?: boolean | undefined;
+  backfill?:
+    | boolean
+    | undefined;
+  /**
+   * Score every candidate with the models, neither reading nor filling the server's score
+   * cache (`score_cache_mb`).
+   */
+  noScoreCache: boolean;
 }
 
 /** One cascade stage: a loaded cross-encoder and how many of its best it keeps. */
@@ -256,6 +263,11 @@ export interface ModelTiming {
   kept: number;
   queueMicros: number;
   computeMicros: number;
+  /**
+   * Of `inputs`, the scores that came from the server's score cache (the same model, query
+   * and passage text scored before) rather than from the model.
+   */
+  cached: number;
 }
 
 export interface Done {
@@ -300,6 +312,7 @@ function createBasePlan(): Plan {
     candidates: 0,
     rerankWindows: false,
     backfill: undefined,
+    noScoreCache: false,
   };
 }
 
@@ -340,6 +353,9 @@ export const Plan: MessageFns<Plan> = {
     }
     if (message.backfill !== undefined) {
       writer.uint32(96).bool(message.backfill);
+    }
+    if (message.noScoreCache !== false) {
+      writer.uint32(104).bool(message.noScoreCache);
     }
     return writer;
   },
@@ -453,6 +469,14 @@ export const Plan: MessageFns<Plan> = {
             message.backfill = reader.bool();
             continue;
           }
+          case 13: {
+            if (tag !== 104) {
+              break;
+            }
+
+            message.noScoreCache = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -509,6 +533,11 @@ export const Plan: MessageFns<Plan> = {
         ? globalThis.Boolean(object.rerank_windows)
         : false,
       backfill: isSet(object.backfill) ? globalThis.Boolean(object.backfill) : undefined,
+      noScoreCache: isSet(object.noScoreCache)
+        ? globalThis.Boolean(object.noScoreCache)
+        : isSet(object.no_score_cache)
+        ? globalThis.Boolean(object.no_score_cache)
+        : false,
     };
   },
 
@@ -550,6 +579,9 @@ export const Plan: MessageFns<Plan> = {
     if (message.backfill !== undefined) {
       obj.backfill = message.backfill;
     }
+    if (message.noScoreCache !== false) {
+      obj.noScoreCache = message.noScoreCache;
+    }
     return obj;
   },
 
@@ -570,6 +602,7 @@ export const Plan: MessageFns<Plan> = {
     message.candidates = object.candidates ?? 0;
     message.rerankWindows = object.rerankWindows ?? false;
     message.backfill = object.backfill ?? undefined;
+    message.noScoreCache = object.noScoreCache ?? false;
     return message;
   },
 };
@@ -1652,7 +1685,7 @@ export const Timing: MessageFns<Timing> = {
 };
 
 function createBaseModelTiming(): ModelTiming {
-  return { step: "", model: "", inputs: 0, kept: 0, queueMicros: 0, computeMicros: 0 };
+  return { step: "", model: "", inputs: 0, kept: 0, queueMicros: 0, computeMicros: 0, cached: 0 };
 }
 
 export const ModelTiming: MessageFns<ModelTiming> = {
@@ -1674,6 +1707,9 @@ export const ModelTiming: MessageFns<ModelTiming> = {
     }
     if (message.computeMicros !== 0) {
       writer.uint32(48).uint64(message.computeMicros);
+    }
+    if (message.cached !== 0) {
+      writer.uint32(56).uint32(message.cached);
     }
     return writer;
   },
@@ -1739,6 +1775,14 @@ export const ModelTiming: MessageFns<ModelTiming> = {
             message.computeMicros = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.cached = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1767,6 +1811,7 @@ export const ModelTiming: MessageFns<ModelTiming> = {
         : isSet(object.compute_micros)
         ? globalThis.Number(object.compute_micros)
         : 0,
+      cached: isSet(object.cached) ? globalThis.Number(object.cached) : 0,
     };
   },
 
@@ -1790,6 +1835,9 @@ export const ModelTiming: MessageFns<ModelTiming> = {
     if (message.computeMicros !== 0) {
       obj.computeMicros = Math.round(message.computeMicros);
     }
+    if (message.cached !== 0) {
+      obj.cached = Math.round(message.cached);
+    }
     return obj;
   },
 
@@ -1804,6 +1852,7 @@ export const ModelTiming: MessageFns<ModelTiming> = {
     message.kept = object.kept ?? 0;
     message.queueMicros = object.queueMicros ?? 0;
     message.computeMicros = object.computeMicros ?? 0;
+    message.cached = object.cached ?? 0;
     return message;
   },
 };
