@@ -283,11 +283,8 @@ async fn follow_assignment(shard: Arc<Shard>, assignments: Assignments, mut epoc
             tracing::info!(epoch = assignment.epoch, partitions = ?wanted, "the cluster's assignment changed");
             epoch = assignment.epoch;
         }
-        for &partition in &wanted {
-            let held = shard.partitions().contains(&partition);
-            if held {
-                continue;
-            }
+        let held = shard.partitions();
+        for &partition in wanted.iter().filter(|p| !held.contains(p)) {
             released.remove(&partition);
             let (taking, runtime) = (Arc::clone(&shard), tokio::runtime::Handle::current());
             let took = tokio::task::spawn_blocking(move || {
@@ -305,7 +302,7 @@ async fn follow_assignment(shard: Arc<Shard>, assignments: Assignments, mut epoc
                 }
             }
         }
-        for partition in shard.partitions() {
+        for partition in held {
             if !wanted.contains(&partition) && shard.release(partition) {
                 tracing::info!(
                     partition,

@@ -21,6 +21,18 @@ use crate::status::{self, blocking};
 
 pub struct AdminService(pub Arc<State>);
 
+impl AdminService {
+    /// The cluster behind a router, for its cluster-only calls: a model tier has no
+    /// collections, and a standalone server answers FAILED_PRECONDITION with `standalone`.
+    fn router(&self, standalone: &'static str) -> Result<&Arc<sieve_cluster::Cluster>, Status> {
+        match &self.0.backend {
+            Backend::Cluster(cluster) => Ok(cluster),
+            Backend::Models => Err(super::no_collections()),
+            Backend::Local(_) => Err(Status::failed_precondition(standalone)),
+        }
+    }
+}
+
 fn required(value: &str, field: &str) -> Result<(), Status> {
     if value.is_empty() {
         Err(Status::invalid_argument(format!("{field}: must not be empty")))
@@ -91,15 +103,10 @@ impl Admin for AdminService {
         request: Request<SnapshotPartitionsRequest>,
     ) -> Result<Response<SnapshotPartitionsResponse>, Status> {
         let request = request.into_inner();
-        if let Backend::Models = &self.0.backend {
-            return Err(super::no_collections());
-        }
-        let Backend::Cluster(cluster) = &self.0.backend else {
-            return Err(Status::failed_precondition(
-                "SnapshotPartitions is for a cluster router (--role router): a standalone \
-                 server has no log partitions; snapshot its collections with CreateSnapshot",
-            ));
-        };
+        let cluster = self.router(
+            "SnapshotPartitions is for a cluster router (--role router): a standalone server \
+             has no log partitions; snapshot its collections with CreateSnapshot",
+        )?;
         let taken =
             cluster.snapshot(&request.partitions, request.purge).await.map_err(status::cluster)?;
         let snapshots = taken
@@ -122,15 +129,10 @@ impl Admin for AdminService {
         request: Request<AssignPartitionRequest>,
     ) -> Result<Response<AssignPartitionResponse>, Status> {
         let request = request.into_inner();
-        if let Backend::Models = &self.0.backend {
-            return Err(super::no_collections());
-        }
-        let Backend::Cluster(cluster) = &self.0.backend else {
-            return Err(Status::failed_precondition(
-                "AssignPartition is for a cluster router (--role router): a standalone server \
-                 has no log partitions or shards",
-            ));
-        };
+        let cluster = self.router(
+            "AssignPartition is for a cluster router (--role router): a standalone server has \
+             no log partitions or shards",
+        )?;
         let wait = match request.wait_ms {
             0 => ASSIGN_WAIT_DEFAULT,
             ms if ms > ASSIGN_WAIT_MAX.as_millis() as u32 => {
